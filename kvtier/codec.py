@@ -1,0 +1,81 @@
+"""Per-tier payload codecs (none, lz4) and the CRC32C checksum of stored bytes.
+
+A block travels between tiers as an ``Encoded`` value: the stored bytes, the codec that
+produced them, the raw length and (when computed) their CRC32C. Two tiers with the same
+codec pass the stored bytes through untouched; compression happens once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import crc32c as _crc32c
+import lz4.block
+import numpy as np
+
+from kvtier.errors import UnknownNameError
+
+CODEC_NONE = 0
+CODEC_LZ4 = 1
+CODEC_IDS = {"none": CODEC_NONE, "lz4": CODEC_LZ4}
+CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
+
+
+def codec_id(name: str) -> int:
+    try:
+        return CODEC_IDS[name]
+    except KeyError:
+        raise UnknownNameError(f"codec: got {name!r}, expected one of {sorted(CODEC_IDS)}") from None
+
+
+def checksum(data) -> int:
+    """CRC32C (Castagnoli, hardware-accelerated where the CPU has it) of a bytes-like object."""
+    return _crc32c.crc32c(data)
+
+
+class Encoded(NamedTuple):
+    """A block's payload as some tier stores it."""
+
+    codec: int
+    raw_len: int
+    data: object  # bytes-like: bytes, memoryview or a uint8 numpy array
+    crc: int | None = None
+
+
+class CodecTimer:
+    """Real time and bytes spent in a codec (what the store reports as ratio and cost)."""
+
+    __slots__ = ("compress_ns", "decompress_ns", "raw_bytes", "stored_bytes")
+
+    def __init__(self) -> None:
+        self.compress_ns = 0
+        self.decompress_ns = 0
+        self.raw_bytes = 0
+        self.stored_bytes = 0
+
+
+def encode(raw: np.ndarray, codec: int, timer: CodecTimer) -> Encoded:
+    """Encode a flat uint8 view of a block. Keeps it raw when lz4 would not shrink it."""
+    if codec == CODEC_LZ4:
+        t0 = time.perf_counter_ns()
+        packed = lz4.block.compress(raw, store_size=False)
+        timer.compress_ns += time.perf_counter_ns() - t0
+        timer.raw_bytes += raw.nbytes
+        if len(packed) < raw.nbytes:
+            timer.stored_bytes += len(packed)
+            return Encoded(CODEC_LZ4, raw.nbytes, packed)
+        timer.stored_bytes += raw.nbytes
+    return Encoded(CODEC_NONE, raw.nbytes, raw)
+
+
+def decode_into(enc: Encoded, out: np.ndarray, timer: CodecTimer | None = None) -> None:
+    """Write the raw bytes of ``enc`` into ``out`` (a flat uint8 array of ``raw_len``)."""
+    if enc.codec == CODEC_NONE:
+        out[:] = np.frombuffer(enc.data, dtype=np.uint8, count=enc.raw_len)
+        return
+    t0 = time.perf_counter_ns()
+    raw = lz4.block.decompress(enc.data, uncompressed_size=enc.raw_len)
+    if timer is not None:
+        timer.decompress_ns += time.perf_counter_ns() - t0
+    out[:] = np.frombuffer(raw, dtype=np.uint8)

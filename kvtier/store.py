@@ -1,0 +1,398 @@
+"""``TieredStore``: the block-paged, tiered KV store an inference experiment embeds.
+
+Blocks are keyed by their chained prefix hash (``kvtier.hashing``) and hold one block of
+KV (``block_shape``, ``dtype``). Tiers are ordered fastest first. When a tier is full its
+policy picks a victim, which is *demoted* to the next tier (making room there the same
+way) or *dropped* from the last. A fetch that hits a lower tier *promotes* the block to
+the first tier when ``promote_on_hit`` is set.
+
+Placement: ``"exclusive"`` (default) keeps each block in exactly one tier. ``"inclusive"``
+keeps the lower copy when a block is promoted, so evicting it again later costs no write;
+inclusion is not strict (a lower copy may be evicted first; nothing is back-invalidated).
+
+The rules of the data: a block is returned bit for bit, or reported missing (``None``)
+so the caller recomputes it. A checksum mismatch is a miss, never wrong bytes. No tier
+ever holds more blocks than its slots, including during a cascade. Every public method
+holds one re-entrant lock, so a store may be shared by threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+from kvtier.codec import decode_into
+from kvtier.errors import BlockNotFoundError, BlockPinnedError, ConfigError, PayloadError
+from kvtier.model import ModelSpec
+from kvtier.stats import StoreStats
+from kvtier.tiers import Tier, TierSpec, make_tier
+
+PLACEMENTS = ("exclusive", "inclusive")
+
+
+class PutResult(NamedTuple):
+    """Where ``put`` left the block: ``tier`` is its name, or ``None`` when it was dropped."""
+
+    tier: str | None
+    already_present: bool = False
+
+    @property
+    def stored(self) -> bool:
+        return self.tier is not None
+
+
+class LookupResult(NamedTuple):
+    """Per block, the index of the fastest tier holding it (-1: missing).
+
+    ``prefix_blocks`` counts the leading blocks that are stored somewhere: the part of a
+    request's prefix that can be fetched rather than recomputed.
+    """
+
+    tier_index: np.ndarray  # int8, one per looked-up hash
+    tier_names: tuple[str, ...]
+    prefix_blocks: int
+
+    def tier_of(self, i: int) -> str | None:
+        t = int(self.tier_index[i])
+        return None if t < 0 else self.tier_names[t]
+
+    def counts(self) -> dict[str, int]:
+        """Blocks found per tier name, plus ``"missing"``."""
+        out = {name: int(np.count_nonzero(self.tier_index == i)) for i, name in enumerate(self.tier_names)}
+        out["missing"] = int(np.count_nonzero(self.tier_index < 0))
+        return out
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _as_hash(block_hash) -> int:
+    if isinstance(block_hash, bool) or not isinstance(block_hash, (int, np.integer)) or not 0 <= int(block_hash) < 2**64:
+        raise ConfigError(f"block_hash: got {block_hash!r}, expected an integer in [0, 2**64)")
+    return int(block_hash)
+
+
+class TieredStore:
+    """A chain of tiers holding KV blocks with real bytes.
+
+    ``tiers``: ``TierSpec`` values, fastest first (names must be unique).
+    ``block_shape``/``dtype``: the array every block must match (``for_model`` derives
+    them from a ``ModelSpec``). ``placement``: ``"exclusive"`` or ``"inclusive"``.
+    ``promote_on_hit``: move a block hit in a lower tier up to the first tier.
+    """
+
+    def __init__(
+        self,
+        tiers,
+        *,
+        block_shape,
+        dtype,
+        placement: str = "exclusive",
+        promote_on_hit: bool = True,
+    ) -> None:
+        specs = list(tiers)
+        if not specs:
+            raise ConfigError("tiers: got an empty list, expected at least one TierSpec")
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, TierSpec):
+                raise ConfigError(f"tiers[{i}]: got {type(spec).__name__}, expected a TierSpec")
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"tiers: got names {names}, expected unique names")
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"placement: got {placement!r}, expected one of {list(PLACEMENTS)}")
+        try:
+            self.block_shape = tuple(int(d) for d in block_shape)
+        except TypeError:
+            raise ConfigError(f"block_shape: got {block_shape!r}, expected a tuple of positive integers") from None
+        if not self.block_shape or any(d <= 0 for d in self.block_shape):
+            raise ConfigError(f"block_shape: got {block_shape!r}, expected a tuple of positive integers")
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise ConfigError(f"dtype: got {dtype!r}, expected a numpy dtype") from None
+        self.block_bytes = int(np.prod(self.block_shape)) * self.dtype.itemsize
+        self.placement = placement
+        self.promote_on_hit = bool(promote_on_hit)
+        self._lock = threading.RLock()
+        self._stats = StoreStats()
+        built: list[Tier] = []
+        try:
+            for spec in specs:
+                built.append(make_tier(spec, self.block_bytes))
+        except BaseException:
+            for tier in built:
+                tier.close()
+            raise
+        self.tiers: tuple[Tier, ...] = tuple(built)
+        self.tier_names = tuple(names)
+
+    @classmethod
+    def for_model(cls, model: ModelSpec, block_tokens: int, tiers, **kwargs) -> "TieredStore":
+        """A store whose blocks are ``block_tokens`` tokens of ``model``'s KV."""
+        return cls(tiers, block_shape=model.block_shape(block_tokens), dtype=model.kv_dtype, **kwargs)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _raw_view(self, kv) -> np.ndarray:
+        """A flat uint8 view of a block, after checking dtype, shape and layout."""
+        if not isinstance(kv, np.ndarray):
+            raise PayloadError(f"kv: got {type(kv).__name__}, expected a numpy array of shape {self.block_shape}")
+        if kv.dtype != self.dtype:
+            raise PayloadError(f"kv.dtype: got {kv.dtype}, expected {self.dtype}")
+        if kv.shape != self.block_shape:
+            raise PayloadError(f"kv.shape: got {kv.shape}, expected {self.block_shape}")
+        if not kv.flags.c_contiguous:
+            kv = np.ascontiguousarray(kv)
+        return kv.reshape(-1).view(np.uint8)
+
+    def _tier_holding(self, block_hash: int) -> int:
+        for i, tier in enumerate(self.tiers):
+            if block_hash in tier:
+                return i
+        return -1
+
+    def _held_below(self, i: int, block_hash: int) -> bool:
+        return any(block_hash in tier for tier in self.tiers[i + 1 :])
+
+    def _make_room(self, i: int) -> bool:
+        """Free a slot in tier ``i`` by evicting (and demoting) victims. False if all pinned."""
+        tier = self.tiers[i]
+        while tier.free_slots == 0:
+            victim = tier.victim()
+            if victim is None:
+                return False
+            self._evict(i, victim)
+        return True
+
+    def _evict(self, i: int, block_hash: int) -> None:
+        """Move a victim out of tier ``i``: to tier ``i + 1`` if there is one with room."""
+        tier = self.tiers[i]
+        tier.stats.evictions += 1
+        if i + 1 == len(self.tiers):
+            tier.stats.drops += 1
+            tier.remove(block_hash)
+            return
+        if self.placement == "inclusive" and self._held_below(i, block_hash):
+            tier.stats.demotions += 1  # a copy already sits below: nothing to write
+            tier.remove(block_hash)
+            return
+        enc = tier.read(block_hash)
+        if enc is None:
+            return  # failed its checks: read() removed and counted it; the slot is free
+        below = self.tiers[i + 1]
+        if below.codec != enc.codec:
+            raw = np.empty(enc.raw_len, dtype=np.uint8)
+            decode_into(enc, raw, tier.timer)
+            enc = below.encode(raw)
+        if self._make_room(i + 1) and below.admit(block_hash, enc):
+            tier.stats.demotions += 1
+        else:
+            tier.stats.drops += 1
+        tier.remove(block_hash)
+
+    def _insert_top(self, block_hash: int, raw: np.ndarray, pins: int = 0) -> int:
+        """Store a block in the fastest tier that can make room; its index, or -1."""
+        for i, tier in enumerate(self.tiers):
+            if self._make_room(i):
+                if tier.admit(block_hash, tier.encode(raw), pins):
+                    return i
+                return -1  # the backend failed the write: reported as dropped
+        return -1
+
+    def _promote(self, k: int, block_hash: int, raw: np.ndarray) -> None:
+        """Move (exclusive) or copy (inclusive) a block hit in tier ``k`` to tier 0."""
+        source = self.tiers[k]
+        if not self.tiers[0].can_make_room():
+            source.touch(block_hash)
+            return
+        source.stats.promotions += 1
+        if self.placement == "exclusive":
+            pins = source.remove(block_hash)
+        else:
+            pins = 0
+            source.touch(block_hash)
+        if self._make_room(0) and self.tiers[0].admit(block_hash, self.tiers[0].encode(raw), pins):
+            return
+        if self.placement == "exclusive" and self._insert_top(block_hash, raw, pins) < 0:
+            source.stats.drops += 1
+
+    # -- public API -------------------------------------------------------------------
+
+    @_locked
+    def put(self, block_hash, kv: np.ndarray) -> PutResult:
+        """Store ``kv`` under ``block_hash`` in the fastest tier that can make room.
+
+        A block already stored is not rewritten: the put counts as an access (and, with
+        ``promote_on_hit``, moves it up). Returns where the block went; ``tier=None`` when
+        every slot of every tier is pinned (nothing was changed) or the write failed.
+        Raises ``PayloadError`` for a wrong dtype/shape, ``ConfigError`` for a bad hash;
+        nothing stored is touched by a rejected call.
+        """
+        h = _as_hash(block_hash)
+        raw = self._raw_view(kv)
+        self._stats.puts += 1
+        k = self._tier_holding(h)
+        if k >= 0:
+            self._stats.put_hits += 1
+            if k > 0 and self.promote_on_hit:
+                self._promote(k, h, raw)
+            else:
+                self.tiers[k].touch(h)
+            k = self._tier_holding(h)
+            return PutResult(self.tier_names[k] if k >= 0 else None, already_present=True)
+        i = self._insert_top(h, raw)
+        if i < 0:
+            self._stats.puts_dropped += 1
+            return PutResult(None)
+        return PutResult(self.tier_names[i])
+
+    @_locked
+    def fetch(self, block_hash, out: np.ndarray | None = None, *, promote: bool | None = None) -> np.ndarray | None:
+        """The block's KV, bit for bit, or ``None`` when it is missing or failed its checks.
+
+        ``out``: an array of the block's shape and dtype to fill (else a new one).
+        ``promote``: override ``promote_on_hit`` for this call. A hit updates the policy.
+        """
+        h = _as_hash(block_hash)
+        if out is None:
+            out = np.empty(self.block_shape, dtype=self.dtype)
+        raw = self._raw_view(out)
+        if not np.shares_memory(raw, out):
+            raise PayloadError("out: expected a C-contiguous array (it is filled in place)")
+        self._stats.fetches += 1
+        promote = self.promote_on_hit if promote is None else promote
+        for k, tier in enumerate(self.tiers):
+            if h not in tier:
+                tier.stats.misses += 1
+                continue
+            enc = tier.read(h)
+            if enc is None:
+                continue  # corrupt or unreadable here: removed; a lower copy may exist
+            decode_into(enc, raw, tier.timer)
+            tier.stats.hits += 1
+            self._stats.fetch_hits += 1
+            if k > 0 and promote:
+                self._promote(k, h, raw)
+            else:
+                tier.touch(h)
+            return out
+        self._stats.fetch_misses += 1
+        return None
+
+    @_locked
+    def lookup(self, block_hashes) -> LookupResult:
+        """Where each block is (fastest tier first). Pure: no statistics, no policy update."""
+        hashes = [_as_hash(h) for h in block_hashes]
+        tier_index = np.fromiter((self._tier_holding(h) for h in hashes), dtype=np.int8, count=len(hashes))
+        missing = np.flatnonzero(tier_index < 0)
+        prefix = int(missing[0]) if missing.size else len(hashes)
+        return LookupResult(tier_index, self.tier_names, prefix)
+
+    @_locked
+    def contains(self, block_hash) -> bool:
+        return self._tier_holding(_as_hash(block_hash)) >= 0
+
+    def __contains__(self, block_hash) -> bool:
+        return self.contains(block_hash)
+
+    @_locked
+    def pin(self, block_hash) -> str:
+        """Pin the block's fastest copy: it is never evicted until unpinned. Pins nest.
+        Returns the tier name; ``BlockNotFoundError`` if the block is not stored."""
+        h = _as_hash(block_hash)
+        k = self._tier_holding(h)
+        if k < 0:
+            raise BlockNotFoundError(f"pin: block {h:#x} is not stored")
+        self.tiers[k].pin(h)
+        return self.tier_names[k]
+
+    @_locked
+    def unpin(self, block_hash) -> None:
+        """Release one pin; ``BlockNotFoundError`` if the block is not stored and pinned."""
+        h = _as_hash(block_hash)
+        for tier in self.tiers:
+            if h in tier and tier.pins(h) > 0:
+                tier.unpin(h)
+                return
+        raise BlockNotFoundError(f"unpin: block {h:#x} is not pinned")
+
+    @_locked
+    def pins(self, block_hash) -> int:
+        h = _as_hash(block_hash)
+        return sum(tier.pins(h) for tier in self.tiers if h in tier)
+
+    @_locked
+    def free(self, block_hash) -> bool:
+        """Remove a block from every tier. False if it was not stored;
+        ``BlockPinnedError`` (nothing removed) if it is pinned."""
+        h = _as_hash(block_hash)
+        holders = [tier for tier in self.tiers if h in tier]
+        if any(tier.pins(h) for tier in holders):
+            raise BlockPinnedError(f"free: block {h:#x} has {self.pins(h)} pin(s); unpin it first")
+        for tier in holders:
+            tier.stats.frees += 1
+            tier.remove(h)
+        return bool(holders)
+
+    @_locked
+    def stats(self) -> StoreStats:
+        """A snapshot of the store's and every tier's counters."""
+        snap = StoreStats(**{k: getattr(self._stats, k) for k in StoreStats.__dataclass_fields__ if k != "tiers"})
+        snap.tiers = {tier.name: tier.snapshot_stats() for tier in self.tiers}
+        return snap
+
+    def tier(self, name: str) -> Tier:
+        """The tier object called ``name`` (``ConfigError`` if there is none)."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise ConfigError(f"tier: got {name!r}, expected one of {list(self.tier_names)}")
+
+    @_locked
+    def check_invariants(self) -> None:
+        """Assert capacity, index, policy, pin and statistics consistency in every tier."""
+        for tier in self.tiers:
+            tier.check_invariants()
+        if self.placement == "exclusive":
+            seen: set[int] = set()
+            for tier in self.tiers:
+                both = seen & set(tier.hash_to_slot)
+                assert not both, f"exclusive placement, yet {len(both)} block(s) sit in two tiers"
+                seen |= set(tier.hash_to_slot)
+        s = self._stats
+        assert s.fetch_hits + s.fetch_misses == s.fetches
+
+    @_locked
+    def flush(self) -> None:
+        """Make every acknowledged flash write durable (per each tier's fsync policy)."""
+        for tier in self.tiers:
+            tier.flush()
+
+    @_locked
+    def close(self) -> None:
+        """Flush and release every tier. Memory tiers' contents are gone afterwards."""
+        for tier in self.tiers:
+            tier.close()
+
+    def __enter__(self) -> "TieredStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(set().union(*(tier.hash_to_slot for tier in self.tiers)))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{t.name}:{len(t)}/{t.num_slots}" for t in self.tiers)
+        return f"TieredStore({parts}, block_bytes={self.block_bytes}, placement={self.placement})"

@@ -1,0 +1,245 @@
+"""``Tier``: one level of the hierarchy: a slot pool, an index, a policy, a backend.
+
+A tier holds whole blocks in fixed-size slots. Its metadata is struct-of-arrays
+(``slot_hash``, ``slot_pins``) plus a dict from block hash to slot; its eviction policy
+orders the unpinned resident slots; a backend (a numpy slab or a file) holds the bytes.
+Subclasses implement the backend: ``_write_slot``, ``_read_slot``, ``_release_slot``.
+
+A tier never decides where a victim goes: the store's cascade does. A tier never
+serves bytes it cannot verify: a read that fails its checks removes the block, counts
+it in ``stats.corrupt`` (or ``read_errors``) and returns ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from kvtier.codec import CodecTimer, Encoded, checksum, codec_id, encode
+from kvtier.errors import ConfigError
+from kvtier.policies import make_policy
+from kvtier.stats import TierStats
+from kvtier.tiers.spec import TierSpec
+
+
+class CorruptSlot(Exception):
+    """Raised by a backend read whose bytes do not verify (internal: becomes a miss)."""
+
+
+class Tier:
+    """Base class of every tier. Construct through a subclass or ``make_tier``."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, spec: TierSpec, block_bytes: int) -> None:
+        if spec.kind != self.kind:
+            raise ConfigError(f"TierSpec.kind: got {spec.kind!r} for a {type(self).__name__}, expected {self.kind!r}")
+        if isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes <= 0:
+            raise ConfigError(f"block_bytes: got {block_bytes!r}, expected a positive integer")
+        self.spec = spec
+        self.name = spec.name
+        self.block_bytes = block_bytes
+        self.slot_stride = self._slot_stride(block_bytes)
+        num_slots = spec.capacity_bytes // self.slot_stride
+        if num_slots < 1:
+            raise ConfigError(
+                f"TierSpec.capacity_bytes of tier {spec.name!r}: got {spec.capacity_bytes}, expected at least one "
+                f"slot of {self.slot_stride} bytes (block of {block_bytes} bytes)"
+            )
+        self.num_slots = int(num_slots)
+        self.codec = codec_id(spec.codec)
+        self.checksum = bool(spec.checksum)
+        self.policy = make_policy(spec.policy, self.num_slots)
+        self.stats = TierStats()
+        self.timer = CodecTimer()
+        self.slot_hash = np.zeros(self.num_slots, dtype=np.uint64)
+        self.slot_pins = np.zeros(self.num_slots, dtype=np.int32)
+        self.hash_to_slot: dict[int, int] = {}
+        # A stack of free slots; popping from the end hands out slot 0 first.
+        self._free = list(range(self.num_slots - 1, -1, -1))
+
+    # -- backend (subclasses) ---------------------------------------------------------
+
+    def _slot_stride(self, block_bytes: int) -> int:
+        """Bytes of capacity one slot uses (payload plus any per-slot header/alignment)."""
+        return block_bytes
+
+    def _write_slot(self, slot: int, block_hash: int, enc: Encoded) -> None:
+        raise NotImplementedError
+
+    def _read_slot(self, slot: int, block_hash: int) -> Encoded:
+        raise NotImplementedError
+
+    def _release_slot(self, slot: int) -> None:
+        """The slot's block is gone; forget it in the backend (default: nothing to do)."""
+
+    def flush(self) -> None:
+        """Make acknowledged writes durable (flash); a no-op for memory tiers."""
+
+    def close(self) -> None:
+        """Release backend resources. The tier must not be used afterwards."""
+
+    # -- queries ----------------------------------------------------------------------
+
+    def __contains__(self, block_hash: int) -> bool:
+        return block_hash in self.hash_to_slot
+
+    def __len__(self) -> int:
+        return len(self.hash_to_slot)
+
+    @property
+    def capacity_blocks(self) -> int:
+        return self.num_slots
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    def pins(self, block_hash: int) -> int:
+        return int(self.slot_pins[self.hash_to_slot[block_hash]])
+
+    def can_make_room(self) -> bool:
+        """True when a slot is free or an unpinned block could be evicted."""
+        return bool(self._free) or self.policy.victim() >= 0
+
+    def victim(self) -> int | None:
+        """The block hash the policy would evict next, or ``None`` (all pinned / empty)."""
+        slot = self.policy.victim()
+        return None if slot < 0 else int(self.slot_hash[slot])
+
+    def hashes(self) -> list[int]:
+        return list(self.hash_to_slot)
+
+    # -- payload ----------------------------------------------------------------------
+
+    def encode(self, raw: np.ndarray) -> Encoded:
+        """Encode a flat uint8 block with this tier's codec (and checksum, if on)."""
+        enc = encode(raw, self.codec, self.timer)
+        if self.checksum:
+            enc = enc._replace(crc=checksum(enc.data))
+        return enc
+
+    def admit(self, block_hash: int, enc: Encoded, pins: int = 0) -> bool:
+        """Store a block in a free slot (the caller made room). Returns False, with the
+        tier unchanged and ``stats.write_errors`` counted, when the backend write fails."""
+        assert block_hash not in self.hash_to_slot, f"block {block_hash:#x} already in tier {self.name}"
+        if enc.codec != self.codec and enc.codec != 0:
+            raise AssertionError("encoded with a foreign codec")  # the store re-encodes first
+        if self.checksum and enc.crc is None:
+            enc = enc._replace(crc=checksum(enc.data))
+        slot = self._free.pop()
+        try:
+            self._write_slot(slot, block_hash, enc)
+        except OSError:
+            self.stats.write_errors += 1
+            self._release_quietly(slot)
+            self._free.append(slot)
+            return False
+        self.slot_hash[slot] = block_hash
+        self.slot_pins[slot] = pins
+        self.hash_to_slot[block_hash] = slot
+        if pins == 0:
+            self.policy.insert(slot)
+        s = self.stats
+        s.blocks_in += 1
+        s.bytes_in += enc.raw_len
+        s.bytes_written += enc.raw_len
+        s.stored_bytes_written += len(memoryview(enc.data).cast("B"))
+        return True
+
+    def _release_quietly(self, slot: int) -> None:
+        try:
+            self._release_slot(slot)
+        except OSError:
+            pass  # the slot's header cannot verify against the index, so it is never served
+
+    def read(self, block_hash: int) -> Encoded | None:
+        """The stored form of a resident block, verified; ``None`` (block removed, counted)
+        when it fails its checks or the backend cannot read it. The returned bytes may be a
+        view into the backend: use them before the next write to this tier."""
+        slot = self.hash_to_slot[block_hash]
+        try:
+            enc = self._read_slot(slot, block_hash)
+            if self.checksum and checksum(enc.data) != enc.crc:
+                raise CorruptSlot
+        except CorruptSlot:
+            self.stats.corrupt += 1
+            self.remove(block_hash)
+            return None
+        except OSError:
+            self.stats.read_errors += 1
+            self.remove(block_hash)
+            return None
+        self.stats.bytes_read += enc.raw_len
+        return enc
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def touch(self, block_hash: int) -> None:
+        """Tell the policy the block was used (no-op while it is pinned)."""
+        slot = self.hash_to_slot[block_hash]
+        if self.slot_pins[slot] == 0:
+            self.policy.access(slot)
+
+    def pin(self, block_hash: int) -> None:
+        slot = self.hash_to_slot[block_hash]
+        if self.slot_pins[slot] == 0:
+            self.policy.remove(slot)
+        self.slot_pins[slot] += 1
+
+    def unpin(self, block_hash: int) -> None:
+        slot = self.hash_to_slot[block_hash]
+        assert self.slot_pins[slot] > 0
+        self.slot_pins[slot] -= 1
+        if self.slot_pins[slot] == 0:
+            self.policy.insert(slot)
+
+    def remove(self, block_hash: int) -> int:
+        """Forget a resident block (any pins go with it); returns the pins it had."""
+        slot = self.hash_to_slot.pop(block_hash)
+        pins = int(self.slot_pins[slot])
+        if pins == 0:
+            self.policy.remove(slot)
+        self.slot_pins[slot] = 0
+        self.slot_hash[slot] = 0
+        self._release_quietly(slot)
+        self._free.append(slot)
+        self.stats.blocks_out += 1
+        self.stats.bytes_out += self.block_bytes
+        return pins
+
+    def check_invariants(self) -> None:
+        """Assert the tier's metadata, policy and statistics agree with each other."""
+        n = len(self.hash_to_slot)
+        assert n + len(self._free) == self.num_slots, f"{self.name}: {n} used + {len(self._free)} free != {self.num_slots}"
+        assert n <= self.num_slots, f"{self.name}: {n} blocks exceed {self.num_slots} slots"
+        assert len(set(self._free)) == len(self._free), f"{self.name}: a free slot is listed twice"
+        used = set(self.hash_to_slot.values())
+        assert not used & set(self._free), f"{self.name}: a slot is both used and free"
+        pinned = 0
+        for h, slot in self.hash_to_slot.items():
+            assert int(self.slot_hash[slot]) == h, f"{self.name}: slot {slot} records another hash"
+            pins = int(self.slot_pins[slot])
+            assert pins >= 0
+            assert (slot in self.policy) == (pins == 0), f"{self.name}: slot {slot} pins={pins} but policy tracking disagrees"
+            pinned += pins > 0
+        assert len(self.policy) == n - pinned, f"{self.name}: policy tracks {len(self.policy)}, expected {n - pinned}"
+        self.policy.check_invariants()
+        s = self.stats
+        assert s.blocks_in - s.blocks_out == n, f"{self.name}: blocks in {s.blocks_in} - out {s.blocks_out} != resident {n}"
+        assert s.bytes_in - s.bytes_out == n * self.block_bytes, f"{self.name}: bytes in - out != resident bytes"
+        s.codec_raw_bytes = self.timer.raw_bytes  # keep the public counters current
+        s.codec_stored_bytes = self.timer.stored_bytes
+
+    def snapshot_stats(self) -> TierStats:
+        """A copy of this tier's statistics, codec counters included."""
+        s = self.stats
+        s.compress_ns = self.timer.compress_ns
+        s.decompress_ns = self.timer.decompress_ns
+        s.codec_raw_bytes = self.timer.raw_bytes
+        s.codec_stored_bytes = self.timer.stored_bytes
+        return TierStats(**{k: getattr(s, k) for k in s.__dataclass_fields__})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {len(self)}/{self.num_slots} blocks, codec={self.spec.codec})"

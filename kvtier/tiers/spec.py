@@ -1,0 +1,127 @@
+"""``TierSpec``: what a tier is (kind, capacity, bandwidth, latency, codec, policy)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from kvtier._data import hardware_data
+from kvtier.codec import CODEC_IDS
+from kvtier.errors import ConfigError, UnknownNameError
+
+TIER_KINDS = ("sram", "hbm", "dram", "flash")
+FSYNC_POLICIES = ("always", "flush", "never")
+
+
+def _default_figures() -> dict[str, dict]:
+    """Default bandwidth/latency per kind, read from the sourced hardware data.
+
+    sram: one Groq LPU v1 chip's SRAM; hbm: H100 SXM HBM3; dram: host DRAM as an H100
+    sees it over PCIe Gen5 x16; flash: one NVMe Gen5 SSD (Micron 9550). Latencies of
+    SRAM/HBM/DRAM are estimates in the data (``latency_estimate``).
+    """
+    hw = hardware_data()
+    h100 = {t["name"]: t for t in hw["targets"]["nvidia_h100_sxm"]["tiers"]}
+    groq = {t["name"]: t for t in hw["targets"]["groq_lpu_v1"]["tiers"]}
+    picks = {
+        "sram": groq["sram"],
+        "hbm": h100["hbm3"],
+        "dram": h100["host_dram_via_pcie5_x16"],
+        "flash": hw["generic_tiers"]["nvme_gen5_ssd"],
+    }
+    return {
+        kind: {k: t[k] for k in ("read_bw_bytes_per_s", "write_bw_bytes_per_s", "latency_s")}
+        for kind, t in picks.items()
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class TierSpec:
+    """One tier of the chain, fastest first in a store.
+
+    Fields left ``None`` take the kind's sourced defaults (``TierSpec.defaults(kind)``).
+    ``checksum``: CRC32C of stored bytes, verified on every read; always on for flash,
+    off by default for memory tiers (it costs a pass over the bytes). ``path``: the
+    directory of a flash tier's file (required for flash). ``fsync``: when a flash write is
+    durable: ``"always"`` (before ``put`` returns), ``"flush"`` (at ``flush()``/``close()``),
+    ``"never"`` (left to the OS). ``verify_on_open``: check every payload's CRC when a flash
+    file is reopened (otherwise only headers, and payloads at their first read).
+    """
+
+    kind: str
+    capacity_bytes: int
+    name: str | None = None
+    read_bw_bytes_per_s: float | None = None
+    write_bw_bytes_per_s: float | None = None
+    latency_s: float | None = None
+    codec: str = "none"
+    policy: str = "lru"
+    checksum: bool | None = None
+    path: str | None = None
+    fsync: str = "flush"
+    verify_on_open: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in TIER_KINDS:
+            raise UnknownNameError(f"TierSpec.kind: got {self.kind!r}, expected one of {list(TIER_KINDS)}")
+        if isinstance(self.capacity_bytes, bool) or not isinstance(self.capacity_bytes, int) or self.capacity_bytes <= 0:
+            raise ConfigError(f"TierSpec.capacity_bytes: got {self.capacity_bytes!r}, expected a positive integer")
+        defaults = _default_figures()[self.kind]
+        for field, default in defaults.items():
+            value = getattr(self, field)
+            if value is None:
+                object.__setattr__(self, field, float(default))
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"TierSpec.{field}: got {value!r}, expected a number")
+        for field in ("read_bw_bytes_per_s", "write_bw_bytes_per_s"):
+            if not getattr(self, field) > 0:
+                raise ConfigError(f"TierSpec.{field}: got {getattr(self, field)!r}, expected > 0")
+        if not self.latency_s >= 0:
+            raise ConfigError(f"TierSpec.latency_s: got {self.latency_s!r}, expected >= 0")
+        if self.name is None:
+            object.__setattr__(self, "name", self.kind)
+        if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"TierSpec.name: got {self.name!r}, expected letters, digits, '-' or '_'")
+        if self.codec not in CODEC_IDS:
+            raise UnknownNameError(f"TierSpec.codec: got {self.codec!r}, expected one of {sorted(CODEC_IDS)}")
+        if self.fsync not in FSYNC_POLICIES:
+            raise UnknownNameError(f"TierSpec.fsync: got {self.fsync!r}, expected one of {list(FSYNC_POLICIES)}")
+        if self.kind == "flash":
+            if not self.path:
+                raise ConfigError("TierSpec.path: got None, expected a directory for the flash tier's file")
+            if self.checksum is False:
+                raise ConfigError("TierSpec.checksum: got False, expected True or None for flash (CRC is part of its format)")
+            object.__setattr__(self, "checksum", True)
+        elif self.checksum is None:
+            object.__setattr__(self, "checksum", False)
+        # Policy names are checked when the tier is built, so policies may register late.
+
+    @staticmethod
+    def defaults(kind: str) -> dict:
+        """The sourced bandwidth/latency defaults of a tier kind."""
+        if kind not in TIER_KINDS:
+            raise UnknownNameError(f"kind: got {kind!r}, expected one of {list(TIER_KINDS)}")
+        return dict(_default_figures()[kind])
+
+    def replace(self, **changes) -> "TierSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def sram(capacity_bytes: int, **kw) -> TierSpec:
+    """An on-chip SRAM tier spec (payload in a preallocated numpy slab)."""
+    return TierSpec(kind="sram", capacity_bytes=capacity_bytes, **kw)
+
+
+def hbm(capacity_bytes: int, **kw) -> TierSpec:
+    """An HBM tier spec (payload in a preallocated numpy slab)."""
+    return TierSpec(kind="hbm", capacity_bytes=capacity_bytes, **kw)
+
+
+def dram(capacity_bytes: int, **kw) -> TierSpec:
+    """A host-DRAM tier spec (payload in a preallocated numpy slab)."""
+    return TierSpec(kind="dram", capacity_bytes=capacity_bytes, **kw)
+
+
+def flash(capacity_bytes: int, path, **kw) -> TierSpec:
+    """A flash tier spec whose payload lives in a real file under directory ``path``."""
+    return TierSpec(kind="flash", capacity_bytes=capacity_bytes, path=str(path), **kw)
