@@ -9,6 +9,7 @@ Formulas (``hardware.md`` §3):
 * Prefill FLOPs for ``S`` new tokens on ``C`` cached tokens:
   ``S * 2 * N_active + a * (S * C + S**2 / 2)`` with ``a = 4 * layers * q_heads * head_dim``
   (QK^T and AV); presets take ``a`` from the sourced data (MLA uses qk 192 + v 128).
+  Sliding-window layers add attention over at most ``window`` tokens per new token.
 """
 
 from __future__ import annotations
@@ -147,13 +148,23 @@ class ModelSpec:
     def prefill_flops(self, new_tokens, cached_tokens=0):
         """FLOPs to prefill ``new_tokens`` on top of ``cached_tokens`` (scalars or arrays).
 
-        ``S * 2N_active + a * (S*C + S**2/2)``. Negative inputs raise ``ConfigError``.
+        ``S * 2N_active + a * (S*C + S**2/2)``, plus, for sliding-window layers, attention
+        over at most ``window`` tokens each. Negative inputs raise ``ConfigError``.
         """
         s = np.asarray(new_tokens, dtype=np.float64)
         c = np.asarray(cached_tokens, dtype=np.float64)
         if np.any(s < 0) or np.any(c < 0):
             raise ConfigError(f"prefill_flops: got new_tokens={new_tokens!r}, cached_tokens={cached_tokens!r}, expected >= 0")
         out = s * self.linear_flops_per_token + self.attention_flops_coef * (s * c + s * s / 2.0)
+        if self.sliding_window_layers:
+            # Each new token at position p attends to min(p, window) tokens in sliding layers.
+            w = float(self.sliding_window_tokens)
+
+            def attended(n):
+                return np.where(n <= w, n * (n + 1) / 2.0, w * (w + 1) / 2.0 + (n - w) * w)
+
+            coef = 4.0 * self.sliding_window_layers * self.num_q_heads * self.head_dim
+            out = out + coef * (attended(c + s) - attended(c))
         return out if out.ndim else float(out)
 
     def with_dtype_bytes(self, dtype_bytes: int) -> "ModelSpec":

@@ -242,14 +242,19 @@ class TieredStore:
         raw = self._raw_view(kv)
         self._stats.puts += 1
         k = self._tier_holding(h)
+        if k > 0 and self.promote_on_hit:
+            # Promote the stored copy, not the caller's bytes: a put never rewrites a block.
+            stored = np.empty(self.block_bytes, dtype=np.uint8)
+            enc = self.tiers[k].read(h)
+            if enc is not None:
+                decode_into(enc, stored, self.tiers[k].timer)
+                self._promote(k, h, stored)
+            k = self._tier_holding(h)  # -1 if the stored copy failed its checks
+        elif k >= 0:
+            self.tiers[k].touch(h)
         if k >= 0:
             self._stats.put_hits += 1
-            if k > 0 and self.promote_on_hit:
-                self._promote(k, h, raw)
-            else:
-                self.tiers[k].touch(h)
-            k = self._tier_holding(h)
-            return PutResult(self.tier_names[k] if k >= 0 else None, already_present=True)
+            return PutResult(self.tier_names[k], already_present=True)
         i = self._insert_top(h, raw)
         if i < 0:
             self._stats.puts_dropped += 1

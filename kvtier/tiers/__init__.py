@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kvtier.errors import UnknownNameError
 from kvtier.tiers.base import Tier
-from kvtier.tiers.flash import FlashTier, RecoveryReport
-from kvtier.tiers.memory import DRAMTier, HBMTier, MemoryTier, SRAMTier
+from kvtier.tiers.flash_tier import FlashTier, RecoveryReport
+from kvtier.tiers.memory_tier import DRAMTier, HBMTier, MemoryTier, SRAMTier
 from kvtier.tiers.spec import TIER_KINDS, TierSpec, dram, flash, hbm, sram
 
 TIER_CLASSES: dict[str, type[Tier]] = {"sram": SRAMTier, "hbm": HBMTier, "dram": DRAMTier, "flash": FlashTier}
