@@ -1,6 +1,6 @@
 # The two commands a new user needs (README): `make bench` and `make test`.
 # Each builds its own virtual environment from this project's files; nothing else is assumed.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 HYPOTHESIS_PROFILE ?= ci

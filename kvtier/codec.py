@@ -72,7 +72,8 @@ def encode(raw: np.ndarray, codec: int, timer: CodecTimer) -> Encoded:
 def decode_into(enc: Encoded, out: np.ndarray, timer: CodecTimer | None = None) -> None:
     """Write the raw bytes of ``enc`` into ``out`` (a flat uint8 array of ``raw_len``)."""
     if enc.codec == CODEC_NONE:
-        out[:] = np.frombuffer(enc.data, dtype=np.uint8, count=enc.raw_len)
+        data = enc.data
+        out[:] = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8, count=enc.raw_len)
         return
     t0 = time.perf_counter_ns()
     raw = lz4.block.decompress(enc.data, uncompressed_size=enc.raw_len)

@@ -76,6 +76,8 @@ def _locked(method):
 
 
 def _as_hash(block_hash) -> int:
+    if type(block_hash) is int and 0 <= block_hash < 2**64:  # the common case, checked cheaply
+        return block_hash
     if isinstance(block_hash, bool) or not isinstance(block_hash, (int, np.integer)) or not 0 <= int(block_hash) < 2**64:
         raise ConfigError(f"block_hash: got {block_hash!r}, expected an integer in [0, 2**64)")
     return int(block_hash)
@@ -157,7 +159,7 @@ class TieredStore:
 
     def _tier_holding(self, block_hash: int) -> int:
         for i, tier in enumerate(self.tiers):
-            if block_hash in tier:
+            if block_hash in tier.hash_to_slot:
                 return i
         return -1
 
@@ -271,13 +273,13 @@ class TieredStore:
         h = _as_hash(block_hash)
         if out is None:
             out = np.empty(self.block_shape, dtype=self.dtype)
+        elif not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
+            raise PayloadError("out: expected a writeable C-contiguous numpy array (it is filled in place)")
         raw = self._raw_view(out)
-        if not np.shares_memory(raw, out):
-            raise PayloadError("out: expected a C-contiguous array (it is filled in place)")
         self._stats.fetches += 1
         promote = self.promote_on_hit if promote is None else promote
         for k, tier in enumerate(self.tiers):
-            if h not in tier:
+            if h not in tier.hash_to_slot:
                 tier.stats.misses += 1
                 continue
             enc = tier.read(h)

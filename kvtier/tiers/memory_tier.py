@@ -1,6 +1,7 @@
 """Memory tiers (SRAM, HBM, DRAM): payload in one preallocated numpy slab.
 
-The slab is ``num_slots x block_bytes`` of uint8, allocated once; a slot's bytes are
+The slab is ``num_slots x block_bytes`` of uint8, allocated and touched once when the
+tier is built (so resident memory is the tier's capacity from the start); a slot's bytes are
 written with one copy and read back as a view. Per-slot arrays record the stored length,
 codec and CRC (the CRC only when the spec asks for checksums).
 """
@@ -20,6 +21,9 @@ class MemoryTier(Tier):
     def __init__(self, spec: TierSpec, block_bytes: int) -> None:
         super().__init__(spec, block_bytes)
         self.slab = np.empty((self.num_slots, block_bytes), dtype=np.uint8)
+        # Touch every page now, as an inference engine allocates its KV pool up front:
+        # first-use page faults would otherwise land on the data path.
+        self.slab.fill(0)
         self.slot_len = np.zeros(self.num_slots, dtype=np.int64)
         self.slot_codec = np.zeros(self.num_slots, dtype=np.uint8)
         self.slot_crc = np.zeros(self.num_slots, dtype=np.uint32)
