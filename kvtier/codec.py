@@ -25,7 +25,7 @@ CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
 def codec_id(name: str) -> int:
     try:
         return CODEC_IDS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise UnknownNameError(f"codec: got {name!r}, expected one of {sorted(CODEC_IDS)}") from None
 
 

@@ -62,12 +62,18 @@ class ModelSpec:
             _check_positive_int("num_kv_heads", self.num_kv_heads)
         else:
             _check_positive_int("mla_latent_dim", self.mla_latent_dim)
-        if self.dtype_bytes not in _DTYPE_BY_BYTES:
+        if type(self.dtype_bytes) is not int or self.dtype_bytes not in _DTYPE_BY_BYTES:
             raise ConfigError(f"dtype_bytes: got {self.dtype_bytes!r}, expected one of {sorted(_DTYPE_BY_BYTES)}")
-        if not self.active_params > 0:
-            raise ConfigError(f"active_params: got {self.active_params!r}, expected > 0")
-        if self.attn_flops_coef is not None and not self.attn_flops_coef > 0:
+        if not _is_number(self.active_params) or not self.active_params > 0:
+            raise ConfigError(f"active_params: got {self.active_params!r}, expected a number > 0")
+        if self.total_params is not None and (not _is_number(self.total_params) or not self.total_params > 0):
+            raise ConfigError(f"total_params: got {self.total_params!r}, expected None or a number > 0")
+        if self.attn_flops_coef is not None and (not _is_number(self.attn_flops_coef) or not self.attn_flops_coef > 0):
             raise ConfigError(f"attn_flops_coef: got {self.attn_flops_coef!r}, expected > 0")
+        for field in ("sliding_window_layers", "sliding_window_tokens"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{field}: got {value!r}, expected an integer")
         if not 0 <= self.sliding_window_layers < self.num_layers:
             raise ConfigError(
                 f"sliding_window_layers: got {self.sliding_window_layers!r}, expected 0 <= n < num_layers ({self.num_layers})"
@@ -175,11 +181,15 @@ class ModelSpec:
 
     @classmethod
     def preset(cls, name: str) -> "ModelSpec":
-        """A named preset (``kvtier.model.MODEL_PRESETS``); ``UnknownNameError`` otherwise."""
+        """A named preset (see ``model_names()``); ``UnknownNameError`` otherwise."""
         try:
             return _presets()[name]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnknownNameError(f"model: got {name!r}, expected one of {sorted(_presets())}") from None
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
 def _check_positive_int(field: str, value) -> None:

@@ -90,6 +90,8 @@ class TieredStore:
     ``block_shape``/``dtype``: the array every block must match (``for_model`` derives
     them from a ``ModelSpec``). ``placement``: ``"exclusive"`` or ``"inclusive"``.
     ``promote_on_hit``: move a block hit in a lower tier up to the first tier.
+    ``flash_io``: a ``kvtier.tiers.FileIO`` the flash tiers make their system calls
+    through (default: the OS directly; ``kvtier.testing.FaultyFileIO`` injects faults).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class TieredStore:
         dtype,
         placement: str = "exclusive",
         promote_on_hit: bool = True,
+        flash_io=None,
     ) -> None:
         specs = list(tiers)
         if not specs:
@@ -130,7 +133,7 @@ class TieredStore:
         built: list[Tier] = []
         try:
             for spec in specs:
-                built.append(make_tier(spec, self.block_bytes))
+                built.append(make_tier(spec, self.block_bytes, flash_io=flash_io))
         except BaseException:
             for tier in built:
                 tier.close()

@@ -16,7 +16,8 @@ import numpy as np
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from kvtier import BlockNotFoundError, BlockPinnedError, dram, flash, hbm
+from kvtier import BlockNotFoundError, BlockPinnedError, dram, flash, hbm, sram
+from kvtier.testing import FaultRates, FaultyFileIO
 from tests.helpers import BLOCK_BYTES, make_store, payload, same_bytes
 
 HASHES = st.integers(0, 15)
@@ -28,17 +29,28 @@ class StoreMachine(RuleBasedStateMachine):
     placement = "exclusive"
     codec = "none"
     promote_on_hit = True
+    with_sram = False
+    fault_rates: FaultRates | None = None  # with faults, even a pinned block may be lost (and counted)
 
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="kvtier-sm-")
-        self.store = make_store(
-            [hbm(3 * BLOCK_BYTES), dram(3 * BLOCK_BYTES), flash(4 * FLASH_SLOT, self.dir, codec=self.codec)],
-            placement=self.placement,
-            promote_on_hit=self.promote_on_hit,
-        )
+        tiers = [hbm(3 * BLOCK_BYTES), dram(3 * BLOCK_BYTES), flash(4 * FLASH_SLOT, self.dir, codec=self.codec)]
+        if self.with_sram:
+            tiers.insert(0, sram(2 * BLOCK_BYTES))
+        io = FaultyFileIO(self.fault_rates, seed=0) if self.fault_rates else None
+        self.store = make_store(tiers, placement=self.placement, promote_on_hit=self.promote_on_hit, flash_io=io)
         self.model: dict[int, np.ndarray] = {}
         self.pins: dict[int, int] = {}
+
+    def _lost_pinned(self, h: int) -> bool:
+        """A pinned block went missing: only allowed when a device fault was counted."""
+        if self.fault_rates is None:
+            return False
+        f = self.store.stats().tiers["flash"]
+        assert f.corrupt + f.read_errors > 0, f"pinned block {h} lost without a fault"
+        self.pins[h] = 0
+        return True
 
     def teardown(self) -> None:
         self.store.close()
@@ -46,7 +58,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _forget_if_gone(self, h: int) -> None:
         if h in self.model and not self.store.contains(h):
-            assert self.pins.get(h, 0) == 0, f"pinned block {h} disappeared"
+            assert self.pins.get(h, 0) == 0 or self._lost_pinned(h), f"pinned block {h} disappeared"
             del self.model[h]
 
     @rule(h=HASHES, seed=SEEDS, compressible=st.booleans())
@@ -64,7 +76,7 @@ class StoreMachine(RuleBasedStateMachine):
     def fetch(self, h, promote):
         got = self.store.fetch(h, promote=promote)
         if got is None:
-            assert self.pins.get(h, 0) == 0, f"pinned block {h} reported missing"
+            assert self.pins.get(h, 0) == 0 or self._lost_pinned(h), f"pinned block {h} reported missing"
             self.model.pop(h, None)
         else:
             assert h in self.model, f"block {h} was never stored"
@@ -104,6 +116,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def unpin(self, data):
         h = data.draw(st.sampled_from(sorted(k for k, v in self.pins.items() if v)))
+        if self.fault_rates is not None and not self.store.contains(h):
+            self._lost_pinned(h)
+            return
         self.store.unpin(h)
         self.pins[h] -= 1
 
@@ -139,8 +154,11 @@ class StoreMachine(RuleBasedStateMachine):
             for h in tier.hashes():
                 assert h in self.model, f"tier {tier.name} holds block {h} that the model does not"
         for h, n in self.pins.items():
-            if n:
+            if n and not (self.fault_rates and not self.store.contains(h)):
                 assert self.store.contains(h) and self.store.pins(h) == n
+        s = self.store.stats()
+        for name, t in s.tiers.items():  # bytes in = bytes out + bytes resident, per tier
+            assert t.bytes_in == t.bytes_out + len(self.store.tier(name)) * BLOCK_BYTES
 
 
 class InclusiveLz4Machine(StoreMachine):
@@ -152,8 +170,23 @@ class NoPromotionMachine(StoreMachine):
     promote_on_hit = False
 
 
+class FourTierMachine(StoreMachine):
+    """SRAM + HBM + DRAM + flash."""
+
+    with_sram = True
+
+
+class FaultyFlashMachine(StoreMachine):
+    """Every fault kind injected into the flash tier, lz4 on."""
+
+    codec = "lz4"
+    fault_rates = FaultRates(write_enospc=0.05, write_eio=0.05, torn_write=0.1, read_eio=0.05, bitflip=0.1)
+
+
 TestStoreExclusive = StoreMachine.TestCase
 TestStoreInclusiveLz4 = InclusiveLz4Machine.TestCase
 TestStoreNoPromotion = NoPromotionMachine.TestCase
-for case in (TestStoreExclusive, TestStoreInclusiveLz4, TestStoreNoPromotion):
+TestStoreFourTiers = FourTierMachine.TestCase
+TestStoreFaultyFlash = FaultyFlashMachine.TestCase
+for case in (TestStoreExclusive, TestStoreInclusiveLz4, TestStoreNoPromotion, TestStoreFourTiers, TestStoreFaultyFlash):
     case.settings = settings(case.settings, stateful_step_count=50)

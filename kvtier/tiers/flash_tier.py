@@ -42,6 +42,29 @@ _ALIGN = 4096
 _ZERO_HEADER = bytes(SLOT_HEADER_BYTES)
 
 
+class FileIO:
+    """The system calls the flash tier makes on its file, in one replaceable object.
+
+    The default calls ``os`` directly. ``kvtier.testing.FaultyFileIO`` wraps it to inject
+    failed, torn and corrupted I/O; a user may wrap it to trace or throttle I/O.
+    """
+
+    def pwritev(self, fd: int, buffers, offset: int) -> int:
+        return os.pwritev(fd, buffers, offset)
+
+    def preadv(self, fd: int, buffers, offset: int) -> int:
+        return os.preadv(fd, buffers, offset)
+
+    def pwrite(self, fd: int, data, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+
+
 @dataclass
 class RecoveryReport:
     """What reopening a flash file found."""
@@ -73,8 +96,9 @@ class FlashTier(Tier):
 
     kind = "flash"
 
-    def __init__(self, spec: TierSpec, block_bytes: int) -> None:
+    def __init__(self, spec: TierSpec, block_bytes: int, *, io: FileIO | None = None) -> None:
         super().__init__(spec, block_bytes)
+        self.io = io if io is not None else FileIO()
         self.path = os.path.join(spec.path, f"{spec.name}.kvt")
         self._seq = 0
         self._dirty = False
@@ -135,7 +159,11 @@ class FlashTier(Tier):
         report = RecoveryReport()
         found: dict[int, tuple[int, int]] = {}  # hash -> (seq, slot)
         for slot in range(self.num_slots):
-            head = os.pread(self._fd, SLOT_HEADER_BYTES, self._offset(slot))
+            try:
+                head = self.io.pread(self._fd, SLOT_HEADER_BYTES, self._offset(slot))
+            except OSError:
+                report.corrupt_slots.append(slot)  # unreadable: not served, zeroed below if possible
+                continue
             if len(head) < SLOT_HEADER_BYTES or head == _ZERO_HEADER:
                 continue
             parsed = _parse_slot_header(head)
@@ -154,7 +182,10 @@ class FlashTier(Tier):
                 report.duplicate_slots.append(old_slot)
             found[block_hash] = (seq, slot)
         for slot in report.corrupt_slots + report.duplicate_slots:
-            os.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))
+            try:
+                self.io.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))
+            except OSError:
+                pass  # left as is: it fails verification again at the next open, never served
         self.stats.corrupt += len(report.corrupt_slots)
         free = set(range(self.num_slots))
         for block_hash, (_seq, slot) in sorted(found.items(), key=lambda kv: kv[1][0]):
@@ -173,7 +204,10 @@ class FlashTier(Tier):
         stored_len, crc = parsed[4], parsed[5]
         if stored_len > self.slot_stride - SLOT_HEADER_BYTES:
             return None
-        data = os.pread(self._fd, stored_len, self._offset(slot) + SLOT_HEADER_BYTES)
+        try:
+            data = self.io.pread(self._fd, stored_len, self._offset(slot) + SLOT_HEADER_BYTES)
+        except OSError:
+            return None
         return parsed if len(data) == stored_len and checksum(data) == crc else None
 
     # -- backend ----------------------------------------------------------------------
@@ -183,16 +217,16 @@ class FlashTier(Tier):
         header = _pack_slot_header(enc.codec, block_hash, self._seq, enc.raw_len, len(data), enc.crc)
         self._seq += 1
         want = SLOT_HEADER_BYTES + len(data)
-        written = os.pwritev(self._fd, [header, data], self._offset(slot))
+        written = self.io.pwritev(self._fd, [header, data], self._offset(slot))
         if written != want:
             raise OSError(28, f"short write to {self.path}: {written} of {want} bytes")  # ENOSPC
         if self.spec.fsync == "always":
-            os.fdatasync(self._fd)
+            self.io.fdatasync(self._fd)
         else:
             self._dirty = True
 
     def _read_slot(self, slot: int, block_hash: int) -> Encoded:
-        n = os.preadv(self._fd, [self._view], self._offset(slot))
+        n = self.io.preadv(self._fd, [self._view], self._offset(slot))
         parsed = _parse_slot_header(self._view) if n >= SLOT_HEADER_BYTES else None
         if parsed is None:
             raise CorruptSlot
@@ -203,11 +237,11 @@ class FlashTier(Tier):
         return Encoded(codec, raw_len, self._view[SLOT_HEADER_BYTES : SLOT_HEADER_BYTES + stored_len], crc)
 
     def _release_slot(self, slot: int) -> None:
-        os.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))
+        self.io.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))
 
     def flush(self) -> None:
         if self._fd >= 0 and self._dirty and self.spec.fsync != "never":
-            os.fdatasync(self._fd)
+            self.io.fdatasync(self._fd)
         self._dirty = False
 
     def close(self) -> None:

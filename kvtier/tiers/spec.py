@@ -62,7 +62,7 @@ class TierSpec:
     verify_on_open: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in TIER_KINDS:
+        if not isinstance(self.kind, str) or self.kind not in TIER_KINDS:
             raise UnknownNameError(f"TierSpec.kind: got {self.kind!r}, expected one of {list(TIER_KINDS)}")
         if isinstance(self.capacity_bytes, bool) or not isinstance(self.capacity_bytes, int) or self.capacity_bytes <= 0:
             raise ConfigError(f"TierSpec.capacity_bytes: got {self.capacity_bytes!r}, expected a positive integer")
@@ -74,17 +74,17 @@ class TierSpec:
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"TierSpec.{field}: got {value!r}, expected a number")
         for field in ("read_bw_bytes_per_s", "write_bw_bytes_per_s"):
-            if not getattr(self, field) > 0:
+            if not 0 < getattr(self, field) < float("inf"):
                 raise ConfigError(f"TierSpec.{field}: got {getattr(self, field)!r}, expected > 0")
-        if not self.latency_s >= 0:
+        if not self.latency_s >= 0 or self.latency_s == float("inf"):
             raise ConfigError(f"TierSpec.latency_s: got {self.latency_s!r}, expected >= 0")
         if self.name is None:
             object.__setattr__(self, "name", self.kind)
         if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"TierSpec.name: got {self.name!r}, expected letters, digits, '-' or '_'")
-        if self.codec not in CODEC_IDS:
+        if not isinstance(self.codec, str) or self.codec not in CODEC_IDS:
             raise UnknownNameError(f"TierSpec.codec: got {self.codec!r}, expected one of {sorted(CODEC_IDS)}")
-        if self.fsync not in FSYNC_POLICIES:
+        if not isinstance(self.fsync, str) or self.fsync not in FSYNC_POLICIES:
             raise UnknownNameError(f"TierSpec.fsync: got {self.fsync!r}, expected one of {list(FSYNC_POLICIES)}")
         if self.kind == "flash":
             if not self.path:
@@ -94,6 +94,12 @@ class TierSpec:
             object.__setattr__(self, "checksum", True)
         elif self.checksum is None:
             object.__setattr__(self, "checksum", False)
+        if not isinstance(self.policy, str):
+            raise ConfigError(f"TierSpec.policy: got {self.policy!r}, expected a policy name")
+        for field in ("checksum", "verify_on_open"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, bool):
+                raise ConfigError(f"TierSpec.{field}: got {value!r}, expected True or False")
         # Policy names are checked when the tier is built, so policies may register late.
 
     @staticmethod

@@ -1,0 +1,112 @@
+"""Fault injection for the flash tier: a ``FileIO`` that fails, tears and rots I/O.
+
+``FaultyFileIO`` wraps the flash tier's system calls and, on a seeded schedule, makes a
+slot write fail with ``ENOSPC`` or ``EIO``, *tears* a write (it reports success but only
+the first half of the bytes land, as a lying or crashing device leaves them), fails a
+read with ``EIO``, or flips one bit of a stored slot just before it is read (rot at rest).
+Pass it to a store: ``TieredStore(..., flash_io=FaultyFileIO(FaultRates(...), seed=1))``.
+
+The store's promise under every fault: it returns the right bytes or reports the block
+missing, keeps its invariants, keeps serving, and counts the fault (``write_errors``,
+``read_errors``, ``corrupt``). ``injected`` counts what was done, for comparison.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from kvtier.errors import ConfigError
+from kvtier.tiers.flash_tier import _SLOT_HEADER, SLOT_HEADER_BYTES, FileIO, _parse_slot_header
+
+FAULT_KINDS = ("write_enospc", "write_eio", "torn_write", "read_eio", "bitflip")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaultRates:
+    """Probability of each fault per slot write (first three) or per slot read (last two)."""
+
+    write_enospc: float = 0.0
+    write_eio: float = 0.0
+    torn_write: float = 0.0
+    read_eio: float = 0.0
+    bitflip: float = 0.0
+
+    def __post_init__(self) -> None:
+        for kind in FAULT_KINDS:
+            p = getattr(self, kind)
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                raise ConfigError(f"FaultRates.{kind}: got {p!r}, expected a probability in [0, 1]")
+        if self.write_enospc + self.write_eio + self.torn_write > 1.0:
+            raise ConfigError("FaultRates: write_enospc + write_eio + torn_write must not exceed 1")
+        if self.read_eio + self.bitflip > 1.0:
+            raise ConfigError("FaultRates: read_eio + bitflip must not exceed 1")
+
+
+class FaultyFileIO(FileIO):
+    """A ``FileIO`` that injects faults on a seeded schedule (deterministic per seed).
+
+    Only slot writes (``pwritev``) and slot reads (``preadv``) are faulted; header
+    zeroing and recovery scans pass through. ``armed=False`` turns injection off (e.g.
+    while reopening) without changing the schedule of what follows.
+    """
+
+    def __init__(self, rates: FaultRates, *, seed: int, inner: FileIO | None = None) -> None:
+        self.rates = rates
+        self.inner = inner if inner is not None else FileIO()
+        self._rng = np.random.default_rng(seed)
+        self.injected: Counter[str] = Counter()
+        self.armed = True
+
+    def pwritev(self, fd, buffers, offset):
+        if not self.armed:
+            return self.inner.pwritev(fd, buffers, offset)
+        r, u = self.rates, self._rng.random()
+        if u < r.write_enospc:
+            self.injected["write_enospc"] += 1
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        u -= r.write_enospc
+        if u < r.write_eio:
+            self.injected["write_eio"] += 1
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        u -= r.write_eio
+        if u < r.torn_write:
+            self.injected["torn_write"] += 1
+            data = b"".join(bytes(memoryview(b).cast("B")) for b in buffers)
+            self.inner.pwrite(fd, data[: len(data) // 2], offset)
+            return len(data)  # the caller is told everything landed
+        return self.inner.pwritev(fd, buffers, offset)
+
+    def preadv(self, fd, buffers, offset):
+        if self.armed:
+            r, u = self.rates, self._rng.random()
+            if u < r.read_eio:
+                self.injected["read_eio"] += 1
+                raise OSError(errno.EIO, "Input/output error (injected)")
+            u -= r.read_eio
+            if u < r.bitflip:
+                self.injected["bitflip"] += 1
+                self._flip_a_stored_bit(fd, offset)
+        return self.inner.preadv(fd, buffers, offset)
+
+    def _flip_a_stored_bit(self, fd: int, offset: int) -> None:
+        """Flip one bit inside the slot's header or stored payload (never in padding)."""
+        head = self.inner.pread(fd, SLOT_HEADER_BYTES, offset)
+        parsed = _parse_slot_header(head) if len(head) == SLOT_HEADER_BYTES else None
+        covered = _SLOT_HEADER.size + 4  # header fields and their CRC; the rest is zero padding
+        k = int(self._rng.integers(covered + (parsed[4] if parsed else 0)))
+        pos = offset + (k if k < covered else SLOT_HEADER_BYTES + k - covered)
+        byte = self.inner.pread(fd, 1, pos)
+        self.inner.pwrite(fd, bytes([byte[0] ^ (1 << int(self._rng.integers(8)))]), pos)
+
+    def pwrite(self, fd, data, offset):
+        return self.inner.pwrite(fd, data, offset)
+
+    def pread(self, fd, size, offset):
+        return self.inner.pread(fd, size, offset)
+
+    def fdatasync(self, fd):
+        return self.inner.fdatasync(fd)
