@@ -38,8 +38,8 @@ import numpy as np
 from kvtier._data import hardware_data
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
+from kvtier.tiers.spec import TIER_KINDS
 
-TIER_KINDS = ("sram", "hbm", "dram", "flash")
 
 #: MFU assumed by hardware.md §4 for every derived number.
 DEFAULT_EFFICIENCY = 0.5
