@@ -73,6 +73,8 @@ def decode_into(enc: Encoded, out: np.ndarray, timer: CodecTimer | None = None) 
     """Write the raw bytes of ``enc`` into ``out`` (a flat uint8 array of ``raw_len``)."""
     if enc.codec == CODEC_NONE:
         data = enc.data
+        if data is out:
+            return  # the backend read the payload in place
         out[:] = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8, count=enc.raw_len)
         return
     t0 = time.perf_counter_ns()

@@ -270,7 +270,9 @@ class TieredStore:
     def fetch(self, block_hash, out: np.ndarray | None = None, *, promote: bool | None = None) -> np.ndarray | None:
         """The block's KV, bit for bit, or ``None`` when it is missing or failed its checks.
 
-        ``out``: an array of the block's shape and dtype to fill (else a new one).
+        ``out``: an array of the block's shape and dtype to fill (else a new one); its
+        contents are unspecified when ``None`` is returned (a payload that failed its CRC
+        may have been read into it).
         ``promote``: override ``promote_on_hit`` for this call. A hit updates the policy.
         """
         h = _as_hash(block_hash)
@@ -285,7 +287,7 @@ class TieredStore:
             if h not in tier.hash_to_slot:
                 tier.stats.misses += 1
                 continue
-            enc = tier.read(h)
+            enc = tier.read(h, out=raw)
             if enc is None:
                 continue  # corrupt or unreadable here: removed; a lower copy may exist
             decode_into(enc, raw, tier.timer)

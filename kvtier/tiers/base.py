@@ -68,7 +68,9 @@ class Tier:
     def _write_slot(self, slot: int, block_hash: int, enc: Encoded) -> None:
         raise NotImplementedError
 
-    def _read_slot(self, slot: int, block_hash: int) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
+        """The slot's stored form. A backend may read a raw payload straight into ``out``
+        (a flat uint8 array of ``block_bytes``) and return it as the data."""
         raise NotImplementedError
 
     def _release_slot(self, slot: int) -> None:
@@ -145,7 +147,8 @@ class Tier:
         s.blocks_in += 1
         s.bytes_in += enc.raw_len
         s.bytes_written += enc.raw_len
-        s.stored_bytes_written += len(memoryview(enc.data).cast("B"))
+        data = enc.data
+        s.stored_bytes_written += data.nbytes if isinstance(data, (np.ndarray, memoryview)) else len(data)
         return True
 
     def _release_quietly(self, slot: int) -> None:
@@ -154,13 +157,14 @@ class Tier:
         except OSError:
             pass  # the slot's header cannot verify against the index, so it is never served
 
-    def read(self, block_hash: int) -> Encoded | None:
+    def read(self, block_hash: int, out: np.ndarray | None = None) -> Encoded | None:
         """The stored form of a resident block, verified; ``None`` (block removed, counted)
         when it fails its checks or the backend cannot read it. The returned bytes may be a
-        view into the backend: use them before the next write to this tier."""
+        view into the backend (use them before the next write to this tier) or, when
+        ``out`` is given, ``out`` itself, already filled (``decode_into`` then copies nothing)."""
         slot = self.hash_to_slot[block_hash]
         try:
-            enc = self._read_slot(slot, block_hash)
+            enc = self._read_slot(slot, block_hash, out)
             if self.checksum and checksum(enc.data) != enc.crc:
                 raise CorruptSlot
         except CorruptSlot:

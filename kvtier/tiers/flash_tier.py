@@ -25,7 +25,9 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from kvtier.codec import CODEC_NAMES, Encoded, checksum
+import numpy as np
+
+from kvtier.codec import CODEC_NAMES, CODEC_NONE, Encoded, checksum
 from kvtier.errors import ConfigError, FlashFormatError
 from kvtier.tiers.base import CorruptSlot, Tier
 from kvtier.tiers.spec import TierSpec
@@ -105,6 +107,10 @@ class FlashTier(Tier):
         self._fd = self._open_file()
         self._buf = bytearray(self.slot_stride)
         self._view = memoryview(self._buf)
+        self._head = self._view[:SLOT_HEADER_BYTES]
+        # Codec of each slot, known since its write (or the recovery scan): a raw payload
+        # is read straight into the caller's buffer.
+        self.slot_codec = np.zeros(self.num_slots, dtype=np.uint8)
         self.recovery = self._recover()
 
     def _slot_stride(self, block_bytes: int) -> int:
@@ -158,6 +164,7 @@ class FlashTier(Tier):
         """Rebuild the index from the slot headers of an existing file."""
         report = RecoveryReport()
         found: dict[int, tuple[int, int]] = {}  # hash -> (seq, slot)
+        codecs: dict[int, int] = {}
         for slot in range(self.num_slots):
             try:
                 head = self.io.pread(self._fd, SLOT_HEADER_BYTES, self._offset(slot))
@@ -172,7 +179,8 @@ class FlashTier(Tier):
             if parsed is None or parsed[3] != self.block_bytes or parsed[4] > self.block_bytes:
                 report.corrupt_slots.append(slot)
                 continue
-            _codec, block_hash, seq, _raw, _stored, _crc = parsed
+            codec, block_hash, seq, _raw, _stored, _crc = parsed
+            codecs[slot] = codec
             self._seq = max(self._seq, seq + 1)
             if block_hash in found:
                 old_seq, old_slot = found[block_hash]
@@ -190,6 +198,7 @@ class FlashTier(Tier):
         free = set(range(self.num_slots))
         for block_hash, (_seq, slot) in sorted(found.items(), key=lambda kv: kv[1][0]):
             self.slot_hash[slot] = block_hash
+            self.slot_codec[slot] = codecs[slot]
             self.hash_to_slot[block_hash] = slot
             self.policy.insert(slot)  # oldest write first: LRU order follows write order
             free.discard(slot)
@@ -220,21 +229,32 @@ class FlashTier(Tier):
         written = self.io.pwritev(self._fd, [header, data], self._offset(slot))
         if written != want:
             raise OSError(28, f"short write to {self.path}: {written} of {want} bytes")  # ENOSPC
+        self.slot_codec[slot] = enc.codec
         if self.spec.fsync == "always":
             self.io.fdatasync(self._fd)
         else:
             self._dirty = True
 
-    def _read_slot(self, slot: int, block_hash: int) -> Encoded:
-        n = self.io.preadv(self._fd, [self._view], self._offset(slot))
-        parsed = _parse_slot_header(self._view) if n >= SLOT_HEADER_BYTES else None
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
+        in_place = out is not None and self.slot_codec[slot] == CODEC_NONE
+        if in_place:  # one preadv: header into our buffer, payload into the caller's
+            n = self.io.preadv(self._fd, [self._head, out], self._offset(slot))
+        else:
+            n = self.io.preadv(self._fd, [self._view], self._offset(slot))
+        parsed = _parse_slot_header(self._head) if n >= SLOT_HEADER_BYTES else None
         if parsed is None:
             raise CorruptSlot
         codec, got_hash, _seq, raw_len, stored_len, crc = parsed
         if got_hash != block_hash or raw_len != self.block_bytes or SLOT_HEADER_BYTES + stored_len > n:
             raise CorruptSlot
+        if in_place:
+            if codec != CODEC_NONE or stored_len != raw_len:
+                raise CorruptSlot  # the header disagrees with what this slot was written as
+            data = out
+        else:
+            data = self._view[SLOT_HEADER_BYTES : SLOT_HEADER_BYTES + stored_len]
         # The payload CRC is checked by Tier.read (checksum is always on for flash).
-        return Encoded(codec, raw_len, self._view[SLOT_HEADER_BYTES : SLOT_HEADER_BYTES + stored_len], crc)
+        return Encoded(codec, raw_len, data, crc)
 
     def _release_slot(self, slot: int) -> None:
         self.io.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))

@@ -37,7 +37,7 @@ class MemoryTier(Tier):
         if enc.crc is not None:
             self.slot_crc[slot] = enc.crc
 
-    def _read_slot(self, slot: int, block_hash: int) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
         n = int(self.slot_len[slot])
         crc = int(self.slot_crc[slot]) if self.checksum else None
         return Encoded(int(self.slot_codec[slot]), self.block_bytes, self.slab[slot, :n], crc)
