@@ -30,11 +30,13 @@ from kvtier.policies.planners import PLANNERS, Plan, Planner, make_planner, plan
 from kvtier.stats import StoreStats, TierStats
 from kvtier.store import LookupResult, PutResult, TieredStore
 from kvtier.targets import Estimate, HardwareTarget, LinkSpec, TargetTier, load_target, target_names
+from kvtier.traces import Trace, generate_trace, read_trace, trace_stats, write_trace
 from kvtier.tiers import DRAMTier, FlashTier, HBMTier, SRAMTier, Tier, TierSpec, dram, flash, hbm, sram
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Trace", "generate_trace", "read_trace", "trace_stats", "write_trace",
     "Estimate", "HardwareTarget", "LinkQueue", "LinkSpec", "PLANNERS", "Plan", "Planner", "TargetTier", "Transfer",
     "break_even_fetch_bw_bytes_per_s", "decode_step_time_s", "layerwise_overlap_time_s", "load_target",
     "make_planner", "planner_names", "recompute_time_s", "register_planner", "target_names", "transfer_time_s",

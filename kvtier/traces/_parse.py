@@ -1,0 +1,149 @@
+"""Shared parsing helpers: streaming line reads and field checks that name file, line, field."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from kvtier.errors import TraceFormatError
+
+
+def open_text(path) -> io.TextIOBase:
+    """Open a trace for streaming text reads (``.gz`` is decompressed on the fly)."""
+    p = os.fspath(path)
+    try:
+        if p.endswith(".gz"):
+            return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
+        return open(p, encoding="utf-8")
+    except OSError as e:
+        raise TraceFormatError(f"{p}: cannot open: {e.strerror or e}") from None
+
+
+def iter_lines(path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) for each non-blank line, read lazily."""
+    p = os.fspath(path)
+    with open_text(p) as f:
+        lineno = 0
+        try:
+            for lineno, line in enumerate(f, 1):  # noqa: B007
+                s = line.strip()
+                if s:
+                    yield lineno, s
+        except UnicodeDecodeError as e:
+            raise TraceFormatError(f"{p} line {lineno + 1}: not UTF-8 text ({e.reason})") from None
+        except (OSError, EOFError) as e:  # truncated gzip
+            raise TraceFormatError(f"{p} line {lineno + 1}: cannot read: {e}") from None
+
+
+def iter_json_rows(path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; every line must be an object."""
+    for lineno, line in iter_lines(path):
+        yield lineno, parse_object(path, lineno, line)
+
+
+def parse_object(path, lineno: int, text: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        reason = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        raise TraceFormatError(f"{os.fspath(path)} line {lineno}: not valid JSON ({reason})") from None
+    if not isinstance(obj, dict):
+        raise TraceFormatError(f"{os.fspath(path)} line {lineno}: got {type(obj).__name__}, expected a JSON object")
+    return obj
+
+
+class Row:
+    """One parsed record plus where it came from, so every error names file, line, field."""
+
+    __slots__ = ("obj", "where")
+
+    def __init__(self, path, lineno: int | None, obj: dict, context: str = "") -> None:
+        self.obj = obj
+        loc = f"{os.fspath(path)}"
+        if lineno is not None:
+            loc += f" line {lineno}"
+        if context:
+            loc += f" {context}"
+        self.where = loc
+
+    def error(self, field: str, value, expected: str) -> TraceFormatError:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return TraceFormatError(f"{self.where}: {field}: got {shown}, expected {expected}")
+
+    def has(self, key: str) -> bool:
+        return key in self.obj and self.obj[key] is not None
+
+    def integer(self, key: str, *, default=None, minimum: int = 0) -> int:
+        v = self.obj.get(key, None)
+        if v is None:
+            if default is None:
+                raise TraceFormatError(f"{self.where}: {key}: missing, expected an integer >= {minimum}")
+            return default
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise self.error(key, v, f"an integer >= {minimum}")
+        if v >= 2**63:
+            raise self.error(key, v, "an integer < 2**63")
+        return v
+
+    def number(self, key: str, *, default=None, minimum: float | None = 0.0) -> float:
+        v = self.obj.get(key, None)
+        if v is None:
+            if default is None:
+                raise TraceFormatError(f"{self.where}: {key}: missing, expected a number")
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.error(key, v, "a number")
+        f = float(v)
+        if not math.isfinite(f) or (minimum is not None and f < minimum):
+            raise self.error(key, v, "a finite number" + (f" >= {minimum:g}" if minimum is not None else ""))
+        return f
+
+    def ids(self, key: str) -> np.ndarray:
+        """A list of non-negative integers < 2**64 as uint64 (required field)."""
+        v = self.obj.get(key, None)
+        if v is None:
+            raise TraceFormatError(f"{self.where}: {key}: missing, expected a list of integers")
+        return id_array(v, self, key)
+
+    def string_or_int(self, key: str, *, default=None):
+        v = self.obj.get(key, None)
+        if v is None:
+            if default is None:
+                raise TraceFormatError(f"{self.where}: {key}: missing, expected a string or integer id")
+            return default
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise self.error(key, v, "a string or integer id")
+        return v
+
+    def list_of(self, key: str, *, default=()) -> list:
+        v = self.obj.get(key, None)
+        if v is None:
+            return list(default)
+        if not isinstance(v, list):
+            raise self.error(key, v, "a list")
+        return v
+
+
+def id_array(v, row: Row, key: str) -> np.ndarray:
+    if not isinstance(v, list):
+        raise row.error(key, v, "a list of integers")
+    if v:
+        kinds = set(map(type, v))
+        if kinds != {int}:
+            bad = next(x for x in v if type(x) is not int)
+            raise row.error(key, v, f"a list of integers (found {bad!r})")
+    try:
+        return np.array(v, dtype=np.uint64) if v else np.zeros(0, np.uint64)
+    except OverflowError:
+        bad = next(x for x in v if not 0 <= x < 2**64)
+        raise row.error(key, v, f"integers in [0, 2**64) (found {bad})") from None

@@ -1,0 +1,129 @@
+"""``read_trace`` / ``write_trace``: one entry point over every trace format, with detection."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from kvtier.errors import ConfigError, TraceFormatError, UnknownNameError
+from kvtier.traces import bailian, binary, dynamo, ids, jsonl, kvcache_tester
+from kvtier.traces._parse import iter_lines
+from kvtier.traces.model import Trace
+
+_READERS = {
+    "kvtier": jsonl.read_kvtier,
+    "kvtier-bin": binary.read_binary,
+    "mooncake": jsonl.read_mooncake,
+    "bailian": bailian.read_bailian,
+    "dynamo": dynamo.read_dynamo,
+    "dynamo-v2": dynamo.read_dynamo,
+    "kv-cache-tester": kvcache_tester.read_kvcache_tester,
+    "ids": ids.read_ids,
+}
+_WRITERS = {
+    "kvtier": jsonl.write_kvtier,
+    "kvtier-bin": binary.write_binary,
+    "mooncake": jsonl.write_mooncake,
+    "dynamo": lambda t, p: dynamo.write_dynamo(t, p, version=1),
+    "dynamo-v2": lambda t, p: dynamo.write_dynamo(t, p, version=2),
+    "ids": ids.write_ids,
+}
+#: Names ``read_trace`` accepts (plus ``auto``); ``dynamo`` reads both versions.
+READ_FORMATS = tuple(_READERS)
+#: Names ``write_trace`` accepts.
+WRITE_FORMATS = tuple(_WRITERS)
+
+
+def read_trace(path, format: str = "auto", *, block_tokens: int | None = None) -> Trace:  # noqa: A002
+    """Read a trace file (or a folder of kv-cache-tester sessions) into a ``Trace``.
+
+    ``format``: one of ``READ_FORMATS`` or ``"auto"`` (see ``detect_format``).
+    ``block_tokens``: tokens per block for formats that do not record it (Mooncake 512,
+    Bailian 16, ids 16 by default); for formats that record it, a different value is an
+    error. The whole input is validated before anything is returned: malformed input
+    raises ``TraceFormatError`` naming the file, the line (where there are lines) and the
+    field; an unknown format name raises ``UnknownNameError``.
+    """
+    if block_tokens is not None:
+        if isinstance(block_tokens, bool) or not isinstance(block_tokens, (int, np.integer)) or block_tokens <= 0:
+            raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
+        block_tokens = int(block_tokens)
+    p = os.fspath(path)
+    fmt = detect_format(p) if format == "auto" else format
+    reader = _READERS.get(fmt)
+    if reader is None:
+        raise UnknownNameError(f"format: got {format!r}, expected one of {['auto', *READ_FORMATS]}")
+    if not os.path.exists(p):
+        raise TraceFormatError(f"{p}: no such file or folder")
+    if os.path.isdir(p) and fmt != "kv-cache-tester":
+        raise TraceFormatError(f"{p}: is a folder; only the kv-cache-tester format reads folders")
+    try:
+        return reader(p, block_tokens=block_tokens)
+    except ConfigError as e:  # a value that parsed but is inconsistent (time order, dependencies)
+        if isinstance(e, TraceFormatError):
+            raise
+        raise TraceFormatError(f"{p}: {e}") from None
+
+
+def write_trace(trace: Trace, path, format: str = "kvtier-bin") -> None:  # noqa: A002
+    """Write ``trace`` in ``format`` (one of ``WRITE_FORMATS``), atomically (temp file + rename).
+
+    ``kvtier`` and ``kvtier-bin`` round-trip exactly (``read_trace(...).equals(trace)``);
+    ``dynamo-v2`` too, except that its reader sets ``meta["format"]``; ``mooncake``, ``dynamo`` (v1) and ``ids``
+    keep what those formats hold.
+    """
+    writer = _WRITERS.get(format)
+    if writer is None:
+        raise UnknownNameError(f"format: got {format!r}, expected one of {list(WRITE_FORMATS)}")
+    if not isinstance(trace, Trace):
+        raise ConfigError(f"trace: got {type(trace).__name__}, expected a Trace")
+    writer(trace, os.fspath(path))
+
+
+def detect_format(path) -> str:
+    """Guess a trace's format from its first bytes / first line; ``TraceFormatError`` when it
+    cannot tell. Rules: a folder is ``kv-cache-tester``; the kvtier-bin magic is
+    ``kvtier-bin``; a first line that is a JSON object is ``kvtier`` (header), ``dynamo-v2``
+    (``schema`` header), ``kv-cache-tester`` (has ``requests``), ``bailian`` (``chat_id``),
+    ``dynamo`` (``request_id`` with ``session_id``/``wait_for``/``delay``) or ``mooncake``
+    (``hash_ids`` and ``timestamp``); a file whose first JSON document spans several lines is
+    ``kv-cache-tester``; a first line of integers is ``ids``."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return "kv-cache-tester"
+    if not os.path.exists(p):
+        raise TraceFormatError(f"{p}: no such file or folder")
+    if binary.is_binary(p):
+        return "kvtier-bin"
+    first = None
+    for lineno, line in iter_lines(p):
+        first = (lineno, line)
+        break
+    if first is None:
+        raise TraceFormatError(f"{p} line 1: empty file, cannot detect its format (pass --format)")
+    lineno, line = first
+    if line[0] == "{":
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            return "kv-cache-tester"  # a pretty-printed JSON document
+        if isinstance(obj, dict):
+            if jsonl.is_kvtier_header(obj):
+                return "kvtier"
+            if dynamo.is_v2_header(obj):
+                return "dynamo-v2"
+            if kvcache_tester.looks_like_session(obj):
+                return "kv-cache-tester"
+            if "chat_id" in obj:
+                return "bailian"
+            if dynamo.is_v1_row(obj):
+                return "dynamo"
+            if "hash_ids" in obj and "timestamp" in obj:
+                return "mooncake"
+        raise TraceFormatError(f"{p} line {lineno}: cannot tell the format from the keys "
+                               f"{sorted(obj) if isinstance(obj, dict) else type(obj).__name__} (pass --format)")
+    if line[0].isdigit() or line[0] == "#":
+        return "ids"
+    raise TraceFormatError(f"{p} line {lineno}: cannot detect the format from {line[:40]!r} (pass --format)")
