@@ -27,6 +27,7 @@ from kvtier.hashing import block_hashes
 from kvtier.model import ModelSpec, model_names
 from kvtier.policies import POLICIES, EvictionPolicy, make_policy, register_policy
 from kvtier.policies.planners import PLANNERS, Plan, Planner, make_planner, planner_names, register_planner
+from kvtier.replay import ReplayResult, ReplayTier, replay
 from kvtier.stats import StoreStats, TierStats
 from kvtier.store import LookupResult, PutResult, TieredStore
 from kvtier.targets import Estimate, HardwareTarget, LinkSpec, TargetTier, load_target, target_names
@@ -36,6 +37,7 @@ from kvtier.tiers import DRAMTier, FlashTier, HBMTier, SRAMTier, Tier, TierSpec,
 __version__ = "0.1.0"
 
 __all__ = [
+    "ReplayResult", "ReplayTier", "replay",
     "Trace", "generate_trace", "read_trace", "trace_stats", "write_trace",
     "Estimate", "HardwareTarget", "LinkQueue", "LinkSpec", "PLANNERS", "Plan", "Planner", "TargetTier", "Transfer",
     "break_even_fetch_bw_bytes_per_s", "decode_step_time_s", "layerwise_overlap_time_s", "load_target",

@@ -199,6 +199,7 @@ class TieredStore:
             raw = np.empty(enc.raw_len, dtype=np.uint8)
             decode_into(enc, raw, tier.timer)
             enc = below.encode(raw)
+        below.policy.prepare(block_hash)
         if self._make_room(i + 1) and below.admit(block_hash, enc):
             tier.stats.demotions += 1
         else:
@@ -208,6 +209,7 @@ class TieredStore:
     def _insert_top(self, block_hash: int, raw: np.ndarray, pins: int = 0) -> int:
         """Store a block in the fastest tier that can make room; its index, or -1."""
         for i, tier in enumerate(self.tiers):
+            tier.policy.prepare(block_hash)  # ghost lists (ARC, S3-FIFO) see the key first
             if self._make_room(i):
                 if tier.admit(block_hash, tier.encode(raw), pins):
                     return i
@@ -226,6 +228,7 @@ class TieredStore:
         else:
             pins = 0
             source.touch(block_hash)
+        self.tiers[0].policy.prepare(block_hash)
         if self._make_room(0) and self.tiers[0].admit(block_hash, self.tiers[0].encode(raw), pins):
             return
         if self.placement == "exclusive" and self._insert_top(block_hash, raw, pins) < 0:

@@ -7,6 +7,17 @@ leave the eviction order and come back through ``insert`` when the last pin goes
 ``victim`` to learn which slot it would evict. ``victim`` never mutates, so a caller can
 ask, decide not to evict, and ask again. The shared loop (find, evict until room, insert)
 lives in the tier, not in the policy, as in libCacheSim and cachetools.
+
+Optional hints ride on ``insert``/``access`` as keyword arguments; a caller that passes
+none gets a sensible policy anyway: ``key`` (the block's 64-bit identity: ARC and S3-FIFO
+remember evicted keys in ghost lists, and consult them in ``prepare(key)`` before making
+room for a new block), ``depth`` (the block's position in its request's chain:
+prefix-LRU), ``next_use`` (the index of the block's next access: Belady) and ``cost``
+(recompute cost per byte held: cost-aware).
+
+Every policy except the abstract base keeps its state in the arrays of
+``kvtier._kernels.policy`` (``KernelPolicy``), so the metadata-only replay runs the very
+same kernels without Python in the loop.
 """
 
 from __future__ import annotations
@@ -14,6 +25,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+import numpy as np
+
+from kvtier._kernels import policy as _k
 from kvtier.errors import ConfigError, UnknownNameError
 
 
@@ -29,16 +43,32 @@ class EvictionPolicy(ABC):
         self.num_slots = num_slots
 
     @abstractmethod
-    def insert(self, slot: int) -> None:
-        """``slot`` (not tracked) becomes evictable, as a new or just-unpinned block."""
+    def insert(self, slot: int, *, key: int | None = None, depth: int = 0, next_use: int | None = None,
+               cost: float = 1.0) -> None:
+        """``slot`` (not tracked) becomes evictable, as a new or just-unpinned block.
+        The keyword hints are optional (see the module docstring)."""
 
     @abstractmethod
-    def access(self, slot: int) -> None:
+    def access(self, slot: int, *, depth: int = 0, next_use: int | None = None, cost: float = 1.0) -> None:
         """``slot`` (tracked) was hit."""
+
+    def prepare(self, key: int | None) -> None:
+        """A block with ``key`` is about to be admitted (call before making room for it).
+        Policies with ghost lists (ARC, S3-FIFO) look the key up here; others ignore it."""
+
+    def evict(self) -> int:
+        """Evict the victim, with the policy's eviction side effects; its slot, or -1.
+        Same as ``remove(victim())``."""
+        slot = self.victim()
+        if slot >= 0:
+            self.remove(slot)
+        return slot
 
     @abstractmethod
     def remove(self, slot: int) -> None:
-        """``slot`` (tracked) stops being evictable: evicted, freed, moved or pinned."""
+        """``slot`` (tracked) stops being evictable: evicted, freed, moved or pinned.
+        Removing the slot that ``victim()`` just named, with no change in between, is an
+        eviction (a CLOCK hand moves, a ghost entry is made); any other removal is not."""
 
     @abstractmethod
     def victim(self) -> int:
@@ -74,3 +104,103 @@ def make_policy(name: str, num_slots: int) -> EvictionPolicy:
     except KeyError:
         raise UnknownNameError(f"policy: got {name!r}, expected one of {sorted(POLICIES)}") from None
     return cls(num_slots)
+
+
+def _as_key(key) -> int:
+    """A block identity as the kernels' int64 (``None`` means unknown)."""
+    if key is None:
+        return _k.NO_KEY
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not -(2**63) < int(key) < 2**64:
+        raise ConfigError(f"key: got {key!r}, expected None or an integer in (-2**63, 2**64)")
+    key = int(key)
+    return key - 2**64 if key >= 2**63 else key
+
+
+class KernelPolicy(EvictionPolicy):
+    """A policy whose state is ``kvtier._kernels.policy`` arrays (subclasses set ``kind``).
+
+    ``victim()`` is pure; the slot it names is remembered until the next change, so the
+    tier's ``victim()`` then ``remove(victim)`` runs the policy's real eviction.
+    """
+
+    kind: ClassVar[int]
+
+    def __init__(self, num_slots: int) -> None:
+        super().__init__(num_slots)
+        self._state = _k.policy_new(self.kind, num_slots, *self._kernel_params())
+        self._pending = -1
+
+    def _kernel_params(self) -> tuple[int, int, int]:
+        """(small-queue capacity, ghost capacity, move threshold): S3-FIFO's; unused elsewhere."""
+        return self._kernel_params_for(self.num_slots)
+
+    def _kernel_params_for(self, num_slots: int) -> tuple[int, int, int]:
+        return (0, 0, 0)
+
+    def _check_slot(self, slot) -> int:
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.num_slots:
+            raise ConfigError(f"slot: got {slot!r}, expected an integer in [0, {self.num_slots})")
+        return int(slot)
+
+    def prepare(self, key: int | None) -> None:
+        self._pending = -1
+        _k.policy_prepare(*self._state, 0, _as_key(key))
+
+    def insert(self, slot: int, *, key: int | None = None, depth: int = 0, next_use: int | None = None,
+               cost: float = 1.0) -> None:
+        slot = self._check_slot(slot)
+        assert not self._tracked(slot), f"slot {slot} already tracked"
+        self._pending = -1
+        nu = _k.NEVER if next_use is None else int(next_use)
+        _k.policy_insert(*self._state, 0, slot, _as_key(key), int(depth), nu, float(cost))
+
+    def access(self, slot: int, *, depth: int = 0, next_use: int | None = None, cost: float = 1.0) -> None:
+        slot = self._check_slot(slot)
+        assert self._tracked(slot), f"slot {slot} not tracked"
+        self._pending = -1
+        nu = _k.NEVER if next_use is None else int(next_use)
+        _k.policy_access(*self._state, 0, slot, int(depth), nu, float(cost))
+
+    def remove(self, slot: int) -> None:
+        slot = self._check_slot(slot)
+        assert self._tracked(slot), f"slot {slot} not tracked"
+        if slot == self._pending:
+            evicted = _k.policy_evict(*self._state, 0)
+            assert evicted == slot, f"evicted slot {evicted}, victim() named {slot}"
+        else:
+            _k.policy_remove(*self._state, 0, slot)
+        self._pending = -1
+
+    def victim(self) -> int:
+        if self._pending < 0:
+            self._pending = int(_k.policy_victim(*self._state, 0))
+        return self._pending
+
+    def evict(self) -> int:
+        self._pending = -1
+        return int(_k.policy_evict(*self._state, 0))
+
+    def _tracked(self, slot: int) -> bool:
+        return bool(_k.policy_tracked(*self._state, 0, slot))
+
+    def __len__(self) -> int:
+        return int(self._state[3][_k.M_COUNT])
+
+    def __contains__(self, slot: int) -> bool:
+        return 0 <= slot < self.num_slots and self._tracked(int(slot))
+
+    def order(self) -> list[int]:
+        """Tracked slots: list policies oldest first (S3-FIFO small then main, ARC T1 then
+        T2); heap policies in heap-array order. For checks and tests."""
+        return _k.policy_order(*self._state, 0).tolist()
+
+    @property
+    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernel arrays ``(I, K, F, M)`` (read them; mutate only through the methods)."""
+        return self._state
+
+    def check_invariants(self) -> None:
+        code = int(_k.policy_check(*self._state, 0))
+        assert code == 0, f"{self.name}: policy state failed consistency check #{code}"
+        if self._pending >= 0:
+            assert self._pending == _k.policy_victim(*self._state, 0), f"{self.name}: remembered victim is stale"

@@ -142,7 +142,7 @@ class Tier:
         self.slot_pins[slot] = pins
         self.hash_to_slot[block_hash] = slot
         if pins == 0:
-            self.policy.insert(slot)
+            self.policy.insert(slot, key=block_hash)
         s = self.stats
         s.blocks_in += 1
         s.bytes_in += enc.raw_len
@@ -197,7 +197,7 @@ class Tier:
         assert self.slot_pins[slot] > 0
         self.slot_pins[slot] -= 1
         if self.slot_pins[slot] == 0:
-            self.policy.insert(slot)
+            self.policy.insert(slot, key=block_hash)
 
     def remove(self, block_hash: int) -> int:
         """Forget a resident block (any pins go with it); returns the pins it had."""

@@ -1,0 +1,861 @@
+"""Eviction-policy kernels: every policy's state is four flat arrays, every operation a kernel.
+
+A policy instance is ``(I, K, F, M)``: ``I`` int32 (links, flags, counters, heap),
+``K`` int64 (keys, access stamps, ghost keys), ``F`` float64 (priorities, scalars) and
+``M`` int64 (a header of counts, offsets and parameters, indices ``M_*`` below), plus
+``m``, the header's offset in ``M``. The header records where the instance's data sit in
+``I``/``K``/``F`` (``M_IB``/``M_KB``/``M_FB``), so several instances can share one set of
+arrays: ``kvtier._kernels.replay`` concatenates one per tier, and the kernels index with
+offsets instead of taking array views (views cost a reference-count update each, which
+dominated the replay loop). One layout serves two callers: ``kvtier.policies`` wraps an
+instance (``m = 0``) in a class the store's tiers use, and the replay calls the same
+kernels from its fused loop. ``policy_new`` builds an instance; the ``policy_*`` functions
+dispatch on ``M[m + M_KIND]``.
+
+Operations (``slot`` in ``0 .. n - 1``):
+
+* ``policy_prepare(key)``: a block with ``key`` is about to be admitted (ARC and S3-FIFO
+  look it up in their ghost lists here, as libCacheSim does in ``find``); every other
+  policy ignores it.
+* ``policy_insert(slot, key, depth, next_use, cost)``: the slot becomes evictable.
+* ``policy_access(slot, depth, next_use, cost)``: the slot was hit.
+* ``policy_remove(slot)``: the slot leaves without being evicted (freed, moved, pinned):
+  no ghost entry, no hand movement.
+* ``policy_victim()``: the slot ``policy_evict`` would return, or -1; reads only.
+* ``policy_evict()``: evict: the victim leaves with every side effect of the policy's
+  eviction (a CLOCK/SIEVE hand moving and clearing bits, S3-FIFO moving small-queue
+  survivors to main, a ghost entry, GDSF's clock rising); returns its slot, or -1.
+
+``key`` is the block's 64-bit identity as int64 (``NO_KEY`` when unknown: no ghost entry),
+``depth`` its position in its request's chain (prefix-LRU), ``next_use`` the index of its
+next access (``NEVER`` if none; Belady), ``cost`` its recompute cost per byte (cost-aware).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvtier._kernels.hashtable import ht_delete, ht_find, ht_insert, ht_shift
+from kvtier._kernels.heap import heap_push, heap_rekey, heap_remove
+from kvtier._kernels.jit import njit
+
+# Policy kinds (``M[m + M_KIND]``).
+LRU = 0
+FIFO = 1
+CLOCK = 2
+SIEVE = 3
+S3FIFO = 4
+ARC = 5
+LFU = 6
+COST_AWARE = 7
+BELADY = 8
+PREFIX_LRU = 9
+NUM_KINDS = 10
+
+NEVER = 1 << 62  # next_use of a block never accessed again
+NO_KEY = -(1 << 63)  # key of a block whose identity the caller does not pass
+
+# Header layout (offsets from ``m``).
+M_KIND = 0
+M_N = 1
+M_COUNT = 2
+M_STAMP = 3
+M_HAND = 4  # SIEVE
+M_ANCHOR = 5  # prefix-LRU: last slot placed, and its depth
+M_LAST_DEPTH = 6
+M_Q0 = 7  # S3-FIFO small / ARC T1 member counts
+M_Q1 = 8  # S3-FIFO main / ARC T2
+M_CAP0 = 9  # S3-FIFO small-queue capacity
+M_CAP1 = 10  # S3-FIFO main-queue capacity
+M_HAS_EVICTED = 11
+M_GHOST_HIT = 12  # set by prepare: S3-FIFO 1 = in ghost; ARC 1 = in B1, 2 = in B2
+M_THRESH = 13  # S3-FIFO move-to-main threshold
+M_G_POOL = 16  # ghost entries available
+M_G_FREE = 17  # entries on the free stack
+M_G_COUNT0 = 18  # ghost list 0 (S3-FIFO ghost / ARC B1) members
+M_G_COUNT1 = 19  # ARC B2 members
+M_G_SHIFT = 20
+M_G_CAP = 21  # S3-FIFO ghost capacity (entries)
+M_G_I = 22  # where the ghost arrays start in I (absolute)
+M_G_K = 23  # where the ghost arrays start in K (absolute)
+M_G_HT = 24  # ghost hash-table size
+M_IB = 25  # where this instance's data start in I, K, F
+M_KB = 26
+M_FB = 27
+M_SIZE = 32
+
+# Layout in I of a list policy over n slots (W = n + 4: sentinels n .. n + 3 head lists):
+#   prev[0:W], next[W:2W], aux row 0 [2W : 2W+n], aux row 1 [2W+n : 2W+2n], ghost arrays.
+# Of a heap policy: heap[0:n], pos[n:2n], count of hits[2n:3n]; K: tie stamps; F: priority,
+# then one scalar (cost-aware's clock L). ARC keeps p in F[0]. S3-FIFO/ARC keep keys in K.
+
+
+@njit(inline="always")
+def _is_heap(kind):
+    return kind == LFU or kind == COST_AWARE or kind == BELADY
+
+
+@njit(_nrt=False, inline="always")
+def _push(I, pb, nb, head, x):
+    newest = I[pb + head]
+    I[nb + newest] = x
+    I[pb + x] = newest
+    I[nb + x] = head
+    I[pb + head] = x
+
+
+@njit(_nrt=False, inline="always")
+def _unlink(I, pb, nb, x):
+    p = I[pb + x]
+    q = I[nb + x]
+    I[nb + p] = q
+    I[pb + q] = p
+    I[pb + x] = -1
+    I[nb + x] = -1
+
+
+@njit(_nrt=False, inline="always")
+def _insert_older(I, pb, nb, anchor, x):
+    p = I[pb + anchor]
+    I[nb + p] = x
+    I[pb + x] = p
+    I[nb + x] = anchor
+    I[pb + anchor] = x
+
+
+@njit(_nrt=False, inline="always")
+def _oldest(I, nb, head):
+    o = I[nb + head]
+    return -1 if o == head else o
+
+
+@njit
+def _pow2_at_least(x):
+    size = 16
+    while size < x:
+        size *= 2
+    return size
+
+
+@njit
+def policy_new(kind, n, small_cap, ghost_cap, move_threshold):
+    """A fresh, empty instance ``(I, K, F, M)`` (header at ``m = 0``) of policy ``kind``
+    over ``n`` slots. ``small_cap``/``ghost_cap``/``move_threshold``: S3-FIFO's small-queue
+    size, ghost size (entries) and small-to-main threshold; ignored by other kinds."""
+    M = np.zeros(M_SIZE, dtype=np.int64)
+    M[M_KIND] = kind
+    M[M_N] = n
+    M[M_HAND] = -1
+    M[M_ANCHOR] = -1
+    M[M_LAST_DEPTH] = -2
+    if _is_heap(kind):
+        I = np.full(3 * n, -1, dtype=np.int32)
+        K = np.zeros(n, dtype=np.int64)
+        F = np.zeros(n + 1, dtype=np.float64)
+        return I, K, F, M
+    W = n + 4
+    pool = 0
+    if kind == S3FIFO:
+        pool = ghost_cap
+        M[M_CAP0] = small_cap
+        M[M_CAP1] = n - small_cap
+        M[M_G_CAP] = ghost_cap
+        M[M_THRESH] = move_threshold
+    elif kind == ARC:
+        pool = n + 2
+    ht = _pow2_at_least(2 * pool) if pool > 0 else 0
+    rows = 2 if kind == S3FIFO else (1 if kind == CLOCK or kind == SIEVE or kind == ARC else 0)
+    g_i = 2 * W + rows * n
+    g_len = 4 * pool + 4 + ht if pool > 0 else 0
+    I = np.full(g_i + g_len, -1, dtype=np.int32)
+    I[2 * W : g_i] = 0
+    for head in range(n, n + 4):
+        I[head] = head
+        I[W + head] = head
+    keyed = kind == S3FIFO or kind == ARC
+    K = np.zeros((n + pool) if keyed else 1, dtype=np.int64)
+    F = np.zeros(1, dtype=np.float64)
+    M[M_G_POOL] = pool
+    M[M_G_I] = g_i
+    M[M_G_K] = n
+    M[M_G_HT] = ht
+    if pool > 0:
+        M[M_G_SHIFT] = ht_shift(ht)
+        for head in (pool, pool + 1):
+            I[g_i + head] = head
+            I[g_i + pool + 2 + head] = head
+        gfree = g_i + 3 * pool + 4
+        for e in range(pool):
+            I[gfree + e] = pool - 1 - e
+        M[M_G_FREE] = pool
+    return I, K, F, M
+
+
+@njit(_nrt=False)
+def policy_rebase(M, m, di, dk, df):
+    """Shift an instance's data offsets after its arrays were placed at ``di``/``dk``/``df``."""
+    M[m + M_IB] += di
+    M[m + M_KB] += dk
+    M[m + M_FB] += df
+    M[m + M_G_I] += di
+    M[m + M_G_K] += dk
+
+
+# -- ghost lists (keys of recently evicted blocks, oldest dropped first) -----------------
+
+
+@njit(_nrt=False, inline="always")
+def _gidx_find(I, K, M, m, key):
+    P = M[m + M_G_POOL]
+    return ht_find(I, M[m + M_G_I] + 4 * P + 4, M[m + M_G_HT], M[m + M_G_SHIFT], K, M[m + M_G_K], key)
+
+
+@njit(_nrt=False, inline="always")
+def _gidx_delete(I, K, M, m, key):
+    P = M[m + M_G_POOL]
+    return ht_delete(I, M[m + M_G_I] + 4 * P + 4, M[m + M_G_HT], M[m + M_G_SHIFT], K, M[m + M_G_K], key)
+
+
+@njit(_nrt=False, inline="always")
+def _gidx_insert(I, K, M, m, key, e):
+    P = M[m + M_G_POOL]
+    ht_insert(I, M[m + M_G_I] + 4 * P + 4, M[m + M_G_HT], M[m + M_G_SHIFT], key, e)
+
+
+@njit(_nrt=False, inline="always")
+def _ghost_unlink_free(I, M, m, e, lst):
+    P = M[m + M_G_POOL]
+    o = M[m + M_G_I]
+    _unlink(I, o, o + P + 2, e)
+    I[o + 3 * P + 4 + M[m + M_G_FREE]] = e
+    M[m + M_G_FREE] += 1
+    M[m + M_G_COUNT0 + lst] -= 1
+
+
+@njit(_nrt=False, inline="always")
+def _ghost_drop_oldest(I, K, M, m, lst):
+    P = M[m + M_G_POOL]
+    o = M[m + M_G_I]
+    e = _oldest(I, o + P + 2, P + lst)
+    if e < 0:
+        return
+    _gidx_delete(I, K, M, m, K[M[m + M_G_K] + e])
+    _ghost_unlink_free(I, M, m, e, lst)
+
+
+@njit(_nrt=False, inline="always")
+def _ghost_take(I, K, M, m, key):
+    """Remove ``key`` from the ghost lists; returns the list it was in, or -1."""
+    P = M[m + M_G_POOL]
+    if key == NO_KEY or P == 0:
+        return -1
+    o = M[m + M_G_I]
+    e = _gidx_delete(I, K, M, m, key)
+    if e < 0:
+        return -1
+    lst = I[o + 2 * P + 4 + e]
+    _ghost_unlink_free(I, M, m, e, lst)
+    return lst
+
+
+@njit(_nrt=False, inline="always")
+def _ghost_find(I, K, M, m, key):
+    P = M[m + M_G_POOL]
+    if key == NO_KEY or P == 0:
+        return -1
+    e = _gidx_find(I, K, M, m, key)
+    return -1 if e < 0 else I[M[m + M_G_I] + 2 * P + 4 + e]
+
+
+@njit(_nrt=False, inline="always")
+def _ghost_add(I, K, M, m, lst, key):
+    P = M[m + M_G_POOL]
+    if key == NO_KEY or P == 0:
+        return
+    _ghost_take(I, K, M, m, key)  # a key is remembered once, at its latest eviction
+    if M[m + M_G_FREE] == 0:
+        # Pool exhausted (only after removals the policy did not see): forget the oldest.
+        _ghost_drop_oldest(I, K, M, m, 1 if M[m + M_G_COUNT1] > 0 else 0)
+    o = M[m + M_G_I]
+    gk = M[m + M_G_K]
+    M[m + M_G_FREE] -= 1
+    e = I[o + 3 * P + 4 + M[m + M_G_FREE]]
+    K[gk + e] = key
+    I[o + 2 * P + 4 + e] = lst
+    _push(I, o, o + P + 2, P + lst, e)
+    M[m + M_G_COUNT0 + lst] += 1
+    _gidx_insert(I, K, M, m, key, e)
+
+
+# -- dispatch ---------------------------------------------------------------------------
+
+
+@njit(_nrt=False)
+def _arc_prepare(I, K, F, M, m, key):
+    M[m + M_GHOST_HIT] = 0
+    lst = _ghost_find(I, K, M, m, key)
+    if lst < 0:
+        return
+    b1 = M[m + M_G_COUNT0]
+    b2 = M[m + M_G_COUNT1]
+    c = float(M[m + M_N])
+    fb = M[m + M_FB]
+    if lst == 0:
+        F[fb] = min(F[fb] + max(b2 / b1, 1.0), c)
+        M[m + M_GHOST_HIT] = 1
+    else:
+        F[fb] = max(F[fb] - max(b1 / b2, 1.0), 0.0)
+        M[m + M_GHOST_HIT] = 2
+    _ghost_take(I, K, M, m, key)
+
+
+@njit(_nrt=False)
+def _s3_prepare(I, K, M, m, key):
+    M[m + M_GHOST_HIT] = 1 if _ghost_take(I, K, M, m, key) >= 0 else 0
+
+
+@njit(inline="always")
+def has_ghosts(M, m):
+    """Whether ``policy_prepare`` does anything for this instance (ARC, S3-FIFO)."""
+    kind = M[m + M_KIND]
+    return kind == S3FIFO or kind == ARC
+
+
+@njit(_nrt=False, inline="always")
+def policy_prepare(I, K, F, M, m, key):
+    """A block with ``key`` is about to be admitted: consult and update the ghosts."""
+    kind = M[m + M_KIND]
+    if kind == S3FIFO:
+        _s3_prepare(I, K, M, m, key)
+    elif kind == ARC:
+        _arc_prepare(I, K, F, M, m, key)
+
+
+# -- list policies: LRU, FIFO, prefix-LRU, CLOCK, SIEVE ---------------------------------
+
+
+@njit(_nrt=False)
+def _prefix_place(I, M, m, slot, depth):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    nb = ib + n + 4
+    anchor = M[m + M_ANCHOR]
+    if anchor >= 0 and anchor != slot and depth == M[m + M_LAST_DEPTH] + 1:
+        _insert_older(I, ib, nb, anchor, slot)
+    else:
+        _push(I, ib, nb, n, slot)
+    M[m + M_ANCHOR] = slot
+    M[m + M_LAST_DEPTH] = depth
+
+
+@njit(_nrt=False)
+def _list_insert(I, M, m, kind, slot, depth):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    if kind == PREFIX_LRU:
+        _prefix_place(I, M, m, slot, depth)
+        return
+    _push(I, ib, ib + W, n, slot)
+    if kind == CLOCK or kind == SIEVE:
+        I[ib + 2 * W + slot] = 0
+
+
+@njit(_nrt=False)
+def _list_access(I, M, m, kind, slot, depth):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    if kind == LRU:
+        _unlink(I, ib, ib + W, slot)
+        _push(I, ib, ib + W, n, slot)
+    elif kind == PREFIX_LRU:
+        _unlink(I, ib, ib + W, slot)
+        _prefix_place(I, M, m, slot, depth)
+    elif kind == CLOCK or kind == SIEVE:
+        I[ib + 2 * W + slot] = 1
+    # FIFO: a hit changes nothing
+
+
+@njit(_nrt=False)
+def _list_evict(I, M, m, kind):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    pb = ib
+    nb = ib + W
+    if kind == CLOCK:
+        ref = ib + 2 * W
+        s = I[nb + n]
+        while I[ref + s] != 0:
+            I[ref + s] -= 1
+            _unlink(I, pb, nb, s)
+            _push(I, pb, nb, n, s)
+            s = I[nb + n]
+        _unlink(I, pb, nb, s)
+        return s
+    if kind == SIEVE:
+        seen = ib + 2 * W
+        s = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[nb + n]
+        while I[seen + s] != 0:
+            I[seen + s] = 0
+            s = I[nb + s]
+            if s == n:
+                s = I[nb + n]
+        h = I[nb + s]
+        M[m + M_HAND] = -1 if h == n else h
+        _unlink(I, pb, nb, s)
+        return s
+    s = I[nb + n]
+    if kind == PREFIX_LRU and s == M[m + M_ANCHOR]:
+        M[m + M_ANCHOR] = -1
+    _unlink(I, pb, nb, s)
+    return s
+
+
+@njit(_nrt=False)
+def _list_victim(I, M, m, kind):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    nb = ib + W
+    if kind == CLOCK:
+        ref = ib + 2 * W
+        s = I[nb + n]
+        while s != n:
+            if I[ref + s] == 0:
+                return s
+            s = I[nb + s]
+        return I[nb + n]
+    if kind == SIEVE:
+        seen = ib + 2 * W
+        start = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[nb + n]
+        s = start
+        while s != n and I[seen + s] != 0:
+            s = I[nb + s]
+        if s != n:
+            return s
+        s = I[nb + n]
+        while s != start and I[seen + s] != 0:
+            s = I[nb + s]
+        return s
+    return I[nb + n]
+
+
+# -- S3-FIFO ----------------------------------------------------------------------------
+
+
+@njit(_nrt=False)
+def _s3_insert(I, K, M, m, slot, key):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    K[M[m + M_KB] + slot] = key
+    if M[m + M_GHOST_HIT] != 0:
+        q = 1
+    elif M[m + M_HAS_EVICTED] == 0 and M[m + M_Q0] >= M[m + M_CAP0]:
+        q = 1
+    else:
+        q = 0
+    M[m + M_GHOST_HIT] = 0
+    _push(I, ib, ib + W, n + q, slot)
+    I[ib + 2 * W + slot] = q
+    I[ib + 2 * W + n + slot] = 0
+    M[m + M_Q0 + q] += 1
+
+
+@njit(_nrt=False)
+def _s3_main_victim(I, nb, fq, head):
+    """First member (oldest first) with the smallest capped count: it reaches zero first."""
+    best = -1
+    best_f = 4
+    s = I[nb + head]
+    while s != head:
+        f = min(I[fq + s], 3)
+        if f < best_f:
+            best = s
+            best_f = f
+            if f == 0:
+                break
+        s = I[nb + s]
+    return best
+
+
+@njit(_nrt=False)
+def _s3_victim(I, M, m):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    nb = ib + W
+    fq = ib + 2 * W + n
+    if M[m + M_Q1] > M[m + M_CAP1] or M[m + M_Q0] == 0:
+        return _s3_main_victim(I, nb, fq, n + 1)
+    s = I[nb + n]
+    while s != n:
+        if I[fq + s] < M[m + M_THRESH]:
+            return s
+        s = I[nb + s]
+    # Every small-queue member moves to main with a zero count, behind main's members.
+    s = I[nb + n + 1]
+    while s != n + 1:
+        if I[fq + s] == 0:
+            return s
+        s = I[nb + s]
+    return I[nb + n]
+
+
+@njit(_nrt=False)
+def _s3_evict(I, K, M, m):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    pb = ib
+    nb = ib + W
+    qa = ib + 2 * W
+    fq = qa + n
+    kb = M[m + M_KB]
+    M[m + M_HAS_EVICTED] = 1
+    while True:
+        if M[m + M_Q1] > M[m + M_CAP1] or M[m + M_Q0] == 0:
+            while True:
+                s = I[nb + n + 1]
+                f = I[fq + s]
+                _unlink(I, pb, nb, s)
+                if f >= 1:
+                    _push(I, pb, nb, n + 1, s)
+                    I[fq + s] = min(f, 3) - 1
+                else:
+                    M[m + M_Q1] -= 1
+                    return s
+        while M[m + M_Q0] > 0:
+            s = I[nb + n]
+            _unlink(I, pb, nb, s)
+            M[m + M_Q0] -= 1
+            if I[fq + s] >= M[m + M_THRESH]:
+                _push(I, pb, nb, n + 1, s)
+                I[qa + s] = 1
+                I[fq + s] = 0
+                M[m + M_Q1] += 1
+            else:
+                if M[m + M_G_CAP] > 0 and K[kb + s] != NO_KEY:
+                    if M[m + M_G_COUNT0] >= M[m + M_G_CAP]:
+                        _ghost_drop_oldest(I, K, M, m, 0)
+                    _ghost_add(I, K, M, m, 0, K[kb + s])
+                return s
+
+
+# -- ARC --------------------------------------------------------------------------------
+
+
+@njit(_nrt=False)
+def _arc_insert(I, K, M, m, slot, key):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    K[M[m + M_KB] + slot] = key
+    q = 1 if M[m + M_GHOST_HIT] != 0 else 0
+    M[m + M_GHOST_HIT] = 0
+    _push(I, ib, ib + W, n + q, slot)
+    I[ib + 2 * W + slot] = q
+    M[m + M_Q0 + q] += 1
+
+
+@njit(_nrt=False)
+def _arc_access(I, M, m, slot):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    _unlink(I, ib, ib + W, slot)
+    _push(I, ib, ib + W, n + 1, slot)
+    a = ib + 2 * W + slot
+    if I[a] == 0:
+        I[a] = 1
+        M[m + M_Q0] -= 1
+        M[m + M_Q1] += 1
+
+
+@njit(_nrt=False)
+def _arc_replace_list(F, M, m):
+    t1 = M[m + M_Q0]
+    t2 = M[m + M_Q1]
+    p = F[M[m + M_FB]]
+    if (t1 > 0 and (t1 > p or (t1 == p and M[m + M_GHOST_HIT] == 2))) or t2 == 0:
+        return 0
+    return 1
+
+
+@njit(_nrt=False)
+def _arc_case(F, M, m):
+    """ARC's eviction step now: (list to evict from, ghost list to trim first or -1,
+    whether the victim is remembered in a ghost list)."""
+    if M[m + M_GHOST_HIT] != 0:
+        return _arc_replace_list(F, M, m), -1, True
+    n = M[m + M_N]
+    t1 = M[m + M_Q0]
+    t2 = M[m + M_Q1]
+    b1 = M[m + M_G_COUNT0]
+    b2 = M[m + M_G_COUNT1]
+    if t1 + b1 + 1 > n:
+        if b1 > 0:
+            return _arc_replace_list(F, M, m), 0, True
+        return 0, -1, False
+    trim = 1 if (t1 + b1 + t2 + b2 >= 2 * n and b2 > 0) else -1
+    return _arc_replace_list(F, M, m), trim, True
+
+
+@njit(_nrt=False)
+def _arc_evict(I, K, F, M, m):
+    ib = M[m + M_IB]
+    n = M[m + M_N]
+    W = n + 4
+    lst, trim, ghost = _arc_case(F, M, m)
+    if trim >= 0:
+        _ghost_drop_oldest(I, K, M, m, trim)
+    s = I[ib + W + n + lst]
+    _unlink(I, ib, ib + W, s)
+    M[m + M_Q0 + lst] -= 1
+    if ghost:
+        _ghost_add(I, K, M, m, lst, K[M[m + M_KB] + s])
+    return s
+
+
+# -- heap policies: LFU, cost-aware, Belady ---------------------------------------------
+
+
+@njit(_nrt=False)
+def _heap_set(I, K, F, M, m, kind, slot, next_use, cost, first):
+    n = M[m + M_N]
+    ib = M[m + M_IB]
+    kb = M[m + M_KB]
+    fb = M[m + M_FB]
+    M[m + M_STAMP] += 1
+    K[kb + slot] = M[m + M_STAMP]
+    if first:
+        f = 1
+    else:
+        f = I[ib + 2 * n + slot]
+        if f < 2147483647:
+            f += 1
+    I[ib + 2 * n + slot] = f
+    if kind == LFU:
+        F[fb + slot] = float(f)
+    elif kind == COST_AWARE:
+        F[fb + slot] = F[fb + n] + f * cost
+    else:
+        F[fb + slot] = -float(next_use)
+    if first:
+        heap_push(I, ib, ib + n, F, fb, K, kb, M[m + M_COUNT] - 1, slot)
+    else:
+        heap_rekey(I, ib, ib + n, F, fb, K, kb, M[m + M_COUNT], slot)
+
+
+@njit(_nrt=False)
+def _heap_evict(I, K, F, M, m, kind):
+    n = M[m + M_N]
+    ib = M[m + M_IB]
+    fb = M[m + M_FB]
+    s = I[ib]
+    if kind == COST_AWARE:
+        F[fb + n] = F[fb + s]  # GDSF aging: later blocks start from the evicted value
+    heap_remove(I, ib, ib + n, F, fb, K, M[m + M_KB], M[m + M_COUNT] + 1, s)
+    return s
+
+
+# -- dispatch ---------------------------------------------------------------------------
+
+
+@njit(_nrt=False, inline="always")
+def policy_insert(I, K, F, M, m, slot, key, depth, next_use, cost):
+    """``slot`` (untracked) becomes evictable."""
+    kind = M[m + M_KIND]
+    M[m + M_COUNT] += 1
+    if kind == S3FIFO:
+        _s3_insert(I, K, M, m, slot, key)
+    elif kind == ARC:
+        _arc_insert(I, K, M, m, slot, key)
+    elif _is_heap(kind):
+        _heap_set(I, K, F, M, m, kind, slot, next_use, cost, True)
+    else:
+        _list_insert(I, M, m, kind, slot, depth)
+
+
+@njit(_nrt=False, inline="always")
+def policy_access(I, K, F, M, m, slot, depth, next_use, cost):
+    """``slot`` (tracked) was hit."""
+    kind = M[m + M_KIND]
+    if kind == S3FIFO:
+        a = M[m + M_IB] + 2 * (M[m + M_N] + 4) + M[m + M_N] + slot
+        if I[a] < 3:
+            I[a] += 1
+    elif kind == ARC:
+        _arc_access(I, M, m, slot)
+    elif _is_heap(kind):
+        _heap_set(I, K, F, M, m, kind, slot, next_use, cost, False)
+    else:
+        _list_access(I, M, m, kind, slot, depth)
+
+
+@njit(_nrt=False)
+def policy_remove(I, K, F, M, m, slot):
+    """``slot`` (tracked) stops being evictable without being evicted."""
+    kind = M[m + M_KIND]
+    n = M[m + M_N]
+    ib = M[m + M_IB]
+    M[m + M_COUNT] -= 1
+    if _is_heap(kind):
+        heap_remove(I, ib, ib + n, F, M[m + M_FB], K, M[m + M_KB], M[m + M_COUNT] + 1, slot)
+        return
+    W = n + 4
+    if kind == SIEVE and slot == M[m + M_HAND]:
+        h = I[ib + W + slot]
+        M[m + M_HAND] = -1 if h == n else h
+    elif kind == PREFIX_LRU and slot == M[m + M_ANCHOR]:
+        M[m + M_ANCHOR] = -1
+    elif kind == S3FIFO or kind == ARC:
+        M[m + M_Q0 + I[ib + 2 * W + slot]] -= 1
+    _unlink(I, ib, ib + W, slot)
+
+
+@njit(_nrt=False)
+def policy_victim(I, K, F, M, m):
+    """The slot ``policy_evict`` would evict now, or -1 when none is tracked. Pure."""
+    if M[m + M_COUNT] == 0:
+        return -1
+    kind = M[m + M_KIND]
+    if _is_heap(kind):
+        return I[M[m + M_IB]]
+    if kind == S3FIFO:
+        return _s3_victim(I, M, m)
+    if kind == ARC:
+        lst, _trim, _ghost = _arc_case(F, M, m)
+        return I[M[m + M_IB] + M[m + M_N] + 4 + M[m + M_N] + lst]
+    return _list_victim(I, M, m, kind)
+
+
+@njit(_nrt=False, inline="always")
+def policy_evict(I, K, F, M, m):
+    """Evict the policy's victim with all side effects; returns its slot, or -1."""
+    if M[m + M_COUNT] == 0:
+        return -1
+    kind = M[m + M_KIND]
+    M[m + M_COUNT] -= 1
+    if kind == S3FIFO:
+        return _s3_evict(I, K, M, m)
+    if kind == ARC:
+        return _arc_evict(I, K, F, M, m)
+    if _is_heap(kind):
+        return _heap_evict(I, K, F, M, m, kind)
+    return _list_evict(I, M, m, kind)
+
+
+@njit(_nrt=False)
+def policy_tracked(I, K, F, M, m, slot):
+    """Whether ``slot`` is tracked (evictable)."""
+    ib = M[m + M_IB]
+    if _is_heap(M[m + M_KIND]):
+        return I[ib + M[m + M_N] + slot] != -1
+    return I[ib + slot] != -1
+
+
+@njit
+def policy_order(I, K, F, M, m):
+    """Tracked slots in list order (oldest first, small queue/T1 before main/T2) or heap
+    array order: for checks and tests."""
+    n = M[m + M_N]
+    ib = M[m + M_IB]
+    count = M[m + M_COUNT]
+    out = np.empty(count, dtype=np.int64)
+    if _is_heap(M[m + M_KIND]):
+        for i in range(count):
+            out[i] = I[ib + i]
+        return out
+    nb = ib + n + 4
+    i = 0
+    for head in range(n, n + 2):
+        s = I[nb + head]
+        while s != head and i < count:
+            out[i] = s
+            i += 1
+            s = I[nb + s]
+    return out[:i]
+
+
+@njit
+def policy_check(I, K, F, M, m):
+    """0 when the instance is consistent, else the number of the first failed check."""
+    kind = M[m + M_KIND]
+    n = M[m + M_N]
+    count = M[m + M_COUNT]
+    ib = M[m + M_IB]
+    kb = M[m + M_KB]
+    fb = M[m + M_FB]
+    if count < 0 or count > n:
+        return 1
+    if _is_heap(kind):
+        tracked = 0
+        for s in range(n):
+            p = I[ib + n + s]
+            if p != -1:
+                tracked += 1
+                if p >= count or I[ib + p] != s:
+                    return 2
+        if tracked != count:
+            return 3
+        for i in range(1, count):
+            a = I[ib + i]
+            b = I[ib + ((i - 1) >> 1)]
+            if F[fb + a] < F[fb + b] or (F[fb + a] == F[fb + b] and K[kb + a] < K[kb + b]):
+                return 4
+        return 0
+    W = n + 4
+    pb = ib
+    nb = ib + W
+    keyed = kind == S3FIFO or kind == ARC
+    seen = np.zeros(n, dtype=np.uint8)
+    members = 0
+    for head in range(n, n + 4):
+        s = I[nb + head]
+        last = head
+        length = 0
+        while s != head:
+            if s < 0 or s >= n or seen[s] or I[pb + s] != last:
+                return 5
+            seen[s] = 1
+            if keyed and I[ib + 2 * W + s] != head - n:
+                return 6
+            last = s
+            s = I[nb + s]
+            length += 1
+            members += 1
+        if I[pb + head] != last:
+            return 5
+        if keyed and head - n < 2 and length != M[m + M_Q0 + head - n]:
+            return 7
+    if members != count:
+        return 8
+    for s in range(n):
+        if (I[pb + s] != -1) != (seen[s] == 1):
+            return 9
+    P = M[m + M_G_POOL]
+    if P > 0:
+        o = M[m + M_G_I]
+        gk = M[m + M_G_K]
+        total = 0
+        for lst in range(2):
+            e = I[o + P + 2 + P + lst]
+            length = 0
+            while e != P + lst:
+                if I[o + 2 * P + 4 + e] != lst:
+                    return 10
+                if _gidx_find(I, K, M, m, K[gk + e]) != e:
+                    return 10
+                length += 1
+                e = I[o + P + 2 + e]
+            if length != M[m + M_G_COUNT0 + lst]:
+                return 11
+            total += length
+        if total + M[m + M_G_FREE] != P:
+            return 12
+        if kind == S3FIFO and M[m + M_G_COUNT0] > M[m + M_G_CAP]:
+            return 13
+    return 0

@@ -1,0 +1,45 @@
+"""S3-FIFO (Yang et al., SOSP'23), as libCacheSim's ``S3FIFO`` implements it.
+
+A small FIFO queue (``small_ratio`` of the slots, floored), a main FIFO queue (the rest)
+and a ghost FIFO of evicted keys (``ghost_ratio`` of the slots, floored). Each slot has a
+hit counter capped at 3. A new block goes to the small queue, or to main when its key is
+in the ghost (found by ``prepare(key)``) or, before the first eviction, when the small
+queue is already full. Eviction: from main when main holds more than its share or small
+is empty, else from small. Small: the oldest block moves to main (counter reset) when it
+was hit at least ``move_threshold`` times, else it is evicted and its key enters the
+ghost. Main: the oldest block with a non-zero counter goes back to main's newest end
+with ``min(count, 3) - 1``; the first with zero is evicted.
+
+Parameters default to libCacheSim's: small 0.10, ghost 0.90, threshold 2. Without keys
+(``insert(slot)`` as the store calls it) the ghost never hits.
+"""
+
+from __future__ import annotations
+
+from kvtier._kernels import policy as _k
+from kvtier.errors import ConfigError
+from kvtier.policies.base import KernelPolicy, register_policy
+
+
+@register_policy
+class S3FIFO(KernelPolicy):
+    name = "s3fifo"
+    kind = _k.S3FIFO
+
+    def __init__(self, num_slots: int, *, small_ratio: float = 0.1, ghost_ratio: float = 0.9,
+                 move_threshold: int = 2) -> None:
+        if not 0.0 < small_ratio < 1.0:
+            raise ConfigError(f"small_ratio: got {small_ratio!r}, expected a number in (0, 1)")
+        if not 0.0 <= ghost_ratio <= 4.0:
+            raise ConfigError(f"ghost_ratio: got {ghost_ratio!r}, expected a number in [0, 4]")
+        if isinstance(move_threshold, bool) or not isinstance(move_threshold, int) or move_threshold < 1:
+            raise ConfigError(f"move_threshold: got {move_threshold!r}, expected a positive integer")
+        self.small_ratio = small_ratio
+        self.ghost_ratio = ghost_ratio
+        self.move_threshold = move_threshold
+        super().__init__(num_slots)
+
+    def _kernel_params_for(self, num_slots: int) -> tuple[int, int, int]:
+        n = num_slots
+        small = max(1, int(n * self.small_ratio)) if n > 1 else 1
+        return (min(small, n), int(n * self.ghost_ratio), self.move_threshold)

@@ -1,0 +1,312 @@
+"""Metadata-only trace replay through a chain of tiers: hits, evictions and moves, fast.
+
+``replay(block_offsets, block_hashes, tiers)`` walks every request's blocks in order,
+fastest tier first, holding no payload. A hit touches the block (and, in a lower tier,
+promotes it to tier 0); a miss inserts it into tier 0 (as after recomputing it);
+a full tier evicts its policy's victim, which is demoted to the next tier or, from the
+last tier, dropped. Placement is exclusive (a block lives in one tier). These are the
+decisions ``TieredStore`` makes when each block is fetched and, on a miss, put; a test
+replays one trace through both and compares them access by access.
+
+Two hit counts per tier: ``block_hits`` (every hit) and ``prefix_hits`` (hits before the
+request's first missing block: the KV an engine can actually reuse, since a block is
+valid only after its whole prefix).
+
+The hot loop is one numba kernel (``kvtier._kernels.replay``) running the same policy
+kernels the store's tiers use. Blocks are found by hash in a table of resident blocks
+(sized by the tiers, like libCacheSim's), so no pass remaps the trace; Belady's next-use
+pass (and an unlimited tier's size) densifies the hashes first, inside the timed region.
+``unique_blocks`` is otherwise counted after the replay, outside ``seconds``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from kvtier._kernels import policy as _kp
+from kvtier._kernels import replay as _kr
+from kvtier._kernels.hashtable import densify_ids, next_use_index
+from kvtier.errors import ConfigError, UnknownNameError
+from kvtier.model import ModelSpec
+from kvtier.policies import POLICIES, POLICY_NAMES, KernelPolicy
+
+#: Policies whose decisions use hints the replay derives from the trace.
+_NEEDS_NEXT_USE = {"belady"}
+_NEEDS_COST = {"cost-aware"}
+_NEEDS_DEPTH = {"prefix-lru", "cost-aware"}
+_NEEDS_KEY = {"arc", "s3fifo"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayTier:
+    """One tier of a replay: a name, a capacity in blocks (or bytes, converted with the
+    replay's ``block_bytes``), and an eviction policy by registry name. ``capacity_blocks``
+    ``None`` and ``capacity_bytes`` ``None`` together mean unlimited (as many slots as the
+    trace has distinct blocks)."""
+
+    name: str
+    policy: str = "lru"
+    capacity_blocks: int | None = None
+    capacity_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"ReplayTier.name: got {self.name!r}, expected a non-empty string")
+        if self.policy not in POLICIES:
+            raise UnknownNameError(f"ReplayTier.policy: got {self.policy!r}, expected one of {sorted(POLICIES)}")
+        if not issubclass(POLICIES[self.policy], KernelPolicy):
+            raise ConfigError(f"ReplayTier.policy: {self.policy!r} has no kernels, so the replay cannot run it")
+        for field in ("capacity_blocks", "capacity_bytes"):
+            v = getattr(self, field)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+                raise ConfigError(f"ReplayTier.{field}: got {v!r}, expected a positive integer or None")
+        if self.capacity_blocks is not None and self.capacity_bytes is not None:
+            raise ConfigError(f"ReplayTier {self.name!r}: give capacity_blocks or capacity_bytes, not both")
+
+    def slots(self, block_bytes: int, unique_blocks: int) -> int:
+        """Slots this tier has for blocks of ``block_bytes`` (``ConfigError`` if none)."""
+        if self.capacity_blocks is not None:
+            return int(self.capacity_blocks)
+        if self.capacity_bytes is None:
+            return max(1, unique_blocks)
+        n = int(self.capacity_bytes) // block_bytes
+        if n < 1:
+            raise ConfigError(f"ReplayTier {self.name!r}: capacity_bytes={self.capacity_bytes} holds no block of "
+                              f"{block_bytes} bytes")
+        return n
+
+
+@dataclass
+class TierReplayStats:
+    """Counters of one tier after a replay. Bytes are ``blocks x block_bytes``."""
+
+    name: str
+    policy: str
+    capacity_blocks: int
+    hits: int
+    prefix_hits: int
+    misses: int  # accesses that looked here and did not find the block
+    admitted: int  # blocks that entered: misses (tier 0), demotions in, promotions in
+    evictions: int
+    demotions: int  # victims moved to the next tier
+    promotions: int  # hits here moved up to tier 0
+    drops: int  # victims kept nowhere (last tier)
+    bytes_demoted: int  # to the next tier
+    bytes_promoted: int  # to tier 0
+
+
+@dataclass
+class ReplayResult:
+    """What a replay counted. ``seconds`` is wall-clock time of the replay (remap +
+    next-use + loop, compile excluded), the only field that is not deterministic."""
+
+    requests: int
+    block_accesses: int
+    unique_blocks: int
+    block_hits: int
+    prefix_hits: int
+    tiers: list[TierReplayStats]
+    block_bytes: int
+    seconds: float
+    hit_tier: np.ndarray | None = None  # per access: the tier that hit, -1 on a miss (record=True)
+    evictions_at: np.ndarray | None = None  # [access, tier] evictions during that access (record=True)
+
+    @property
+    def block_hit_ratio(self) -> float:
+        return self.block_hits / self.block_accesses if self.block_accesses else 0.0
+
+    @property
+    def prefix_hit_ratio(self) -> float:
+        return self.prefix_hits / self.block_accesses if self.block_accesses else 0.0
+
+    @property
+    def accesses_per_s(self) -> float:
+        return self.block_accesses / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        """Plain data for JSON (without the per-access arrays)."""
+        return {
+            "requests": self.requests,
+            "block_accesses": self.block_accesses,
+            "unique_blocks": self.unique_blocks,
+            "block_hits": self.block_hits,
+            "block_hit_ratio": self.block_hit_ratio,
+            "prefix_hits": self.prefix_hits,
+            "prefix_hit_ratio": self.prefix_hit_ratio,
+            "block_bytes": self.block_bytes,
+            "tiers": [dataclasses.asdict(t) for t in self.tiers],
+            "seconds": self.seconds,
+            "accesses_per_s": self.accesses_per_s,
+        }
+
+
+def _as_tiers(tiers, policy, capacity_blocks) -> list[ReplayTier]:
+    if tiers is None:
+        return [ReplayTier(name="tier0", policy=policy, capacity_blocks=capacity_blocks)]
+    out = []
+    for i, t in enumerate(tiers):
+        if isinstance(t, ReplayTier):
+            out.append(t)
+        elif hasattr(t, "capacity_bytes") and hasattr(t, "policy") and hasattr(t, "name"):  # a TierSpec
+            out.append(ReplayTier(name=t.name, policy=t.policy, capacity_bytes=t.capacity_bytes))
+        else:
+            raise ConfigError(f"tiers[{i}]: got {type(t).__name__}, expected a ReplayTier or TierSpec")
+    if not out:
+        raise ConfigError("tiers: got an empty list, expected at least one tier")
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"tiers: got names {names}, expected unique names")
+    if len(out) > 127:
+        raise ConfigError(f"tiers: got {len(out)}, expected at most 127")
+    return out
+
+
+def recompute_cost_per_byte(model: ModelSpec, block_tokens: int, max_depth: int) -> np.ndarray:
+    """Recompute FLOPs per KV byte of a block at each chain depth ``0 .. max_depth``:
+    prefill of ``block_tokens`` new tokens on ``depth * block_tokens`` cached ones, divided
+    by the block's bytes (seconds on any one target are this times a constant)."""
+    depth = np.arange(max_depth + 1, dtype=np.float64)
+    flops = np.asarray(model.prefill_flops(float(block_tokens), depth * block_tokens), dtype=np.float64)
+    return flops / float(model.block_bytes(block_tokens))
+
+
+def _state_arrays(tiers: list[ReplayTier], slots: list[int]):
+    """Each tier's fresh policy state, concatenated (tier ``t``'s header at ``t * M_SIZE``)."""
+    parts = []
+    for t, n in zip(tiers, slots):
+        cls = POLICIES[t.policy]
+        parts.append(_kp.policy_new(cls.kind, n, *cls(1)._kernel_params_for(n)))
+    I, K, F, M = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    di = dk = df = 0
+    for t, p in enumerate(parts):
+        _kp.policy_rebase(M, t * _kp.M_SIZE, di, dk, df)
+        di += p[0].shape[0]
+        dk += p[1].shape[0]
+        df += p[2].shape[0]
+    return I, K, F, M
+
+
+def densify(block_hashes) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids int32[n], unique uint64[n_unique])``: each hash's dense id, in order of first
+    appearance (a numba hash table; no sort)."""
+    h = np.ascontiguousarray(block_hashes, dtype=np.uint64)
+    if h.ndim != 1:
+        raise ConfigError(f"block_hashes: got shape {h.shape}, expected one dimension")
+    return densify_ids(h, 1 << 16)
+
+
+def replay(
+    block_offsets,
+    block_hashes,
+    tiers=None,
+    *,
+    policy: str = "lru",
+    capacity_blocks: int | None = None,
+    block_bytes: int | None = None,
+    model: ModelSpec | str | None = None,
+    block_tokens: int = 16,
+    promote: bool = True,
+    hints: bool = True,
+    record: bool = False,
+) -> ReplayResult:
+    """Replay the CSR trace ``block_offsets`` int64[n+1] / ``block_hashes`` uint64[total].
+
+    ``tiers``: ``ReplayTier`` (or ``TierSpec``) values, fastest first; or ``None`` for one
+    tier of ``policy`` with ``capacity_blocks`` slots (``None``: unlimited).
+    ``block_bytes``: bytes per block (capacities in bytes, bytes moved); default from
+    ``model`` (a ``ModelSpec`` or preset name, default ``llama-3.1-8b``) and
+    ``block_tokens``; the model also prices recomputation for ``cost-aware``.
+    ``promote``: move lower-tier hits to tier 0 (else touch them where they are).
+    ``hints``: ``True`` gives policies each block's key, chain depth, next use and
+    recompute cost; ``"keys"`` only its key (ARC and S3-FIFO ghosts), which is what a
+    ``TieredStore`` gives its tiers; ``False`` slots only (Belady then knows nothing).
+    ``record``: also return, per access, the tier that hit and the evictions per tier.
+    Raises ``ConfigError`` for malformed arrays or tiers.
+    """
+    offsets = np.ascontiguousarray(block_offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets.shape[0] < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise ConfigError("block_offsets: expected int64[n_requests + 1], starting at 0, non-decreasing")
+    hashes = np.asarray(block_hashes)
+    if hashes.ndim != 1 or int(offsets[-1]) != hashes.shape[0]:
+        raise ConfigError(f"block_hashes: got {hashes.shape[0]} entries, block_offsets[-1] says {int(offsets[-1])}")
+    if not isinstance(block_tokens, int) or isinstance(block_tokens, bool) or block_tokens <= 0:
+        raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
+    spec_tiers = _as_tiers(tiers, policy, capacity_blocks)
+    if isinstance(model, str) or model is None:
+        model = ModelSpec.preset(model or "llama-3.1-8b")
+    if block_bytes is None:
+        block_bytes = int(model.block_bytes(block_tokens))
+    elif isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes <= 0:
+        raise ConfigError(f"block_bytes: got {block_bytes!r}, expected a positive integer")
+    names = {t.policy for t in spec_tiers}
+    if hints not in (True, False, "keys"):
+        raise ConfigError(f"hints: got {hints!r}, expected True, False or 'keys'")
+    use_keys = bool(hints) and bool(names & _NEEDS_KEY)
+    hints = hints is True
+
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    t0 = time.perf_counter()
+    n_unique = None
+    unlimited = any(t.capacity_blocks is None and t.capacity_bytes is None for t in spec_tiers)
+    if (hints and names & _NEEDS_NEXT_USE) or unlimited:
+        ids, unique = densify(hashes)  # Belady's future, or the size of an unlimited tier
+        n_unique = int(unique.shape[0])
+    if hints and names & _NEEDS_NEXT_USE:
+        next_use = next_use_index(ids, n_unique, _kp.NEVER)
+    else:
+        next_use = np.empty(0, dtype=np.int64)
+    t_prep = time.perf_counter() - t0
+
+    if hints and names & _NEEDS_COST:
+        max_depth = int(np.max(np.diff(offsets))) if offsets.shape[0] > 1 else 0
+        costs = recompute_cost_per_byte(model, block_tokens, max(0, max_depth - 1))
+    else:
+        costs = np.ones(1, dtype=np.float64)
+    slots = [t.slots(block_bytes, n_unique or 1) for t in spec_tiers]
+    I, K, F, M = _state_arrays(spec_tiers, slots)
+    caps = np.asarray(slots, dtype=np.int64)
+
+    t1 = time.perf_counter()
+    counters, hit_tier, evictions_at = _kr.replay_trace(
+        offsets, hashes, next_use, costs, caps, I, K, F, M, bool(promote), bool(record),
+        use_keys, bool(hints and names & _NEEDS_DEPTH))
+    seconds = t_prep + time.perf_counter() - t1
+    if n_unique is None:
+        n_unique = int(densify(hashes)[1].shape[0])  # a statistic of the trace, not timed
+
+    stats = []
+    for i, (t, n) in enumerate(zip(spec_tiers, slots)):
+        c = counters[i]
+        stats.append(TierReplayStats(
+            name=t.name, policy=t.policy, capacity_blocks=n, hits=int(c[_kr.C_HITS]),
+            prefix_hits=int(c[_kr.C_PREFIX_HITS]), misses=int(c[_kr.C_MISSES]), admitted=int(c[_kr.C_ADMITTED]),
+            evictions=int(c[_kr.C_EVICTIONS]), demotions=int(c[_kr.C_DEMOTIONS]),
+            promotions=int(c[_kr.C_PROMOTIONS]), drops=int(c[_kr.C_DROPS]),
+            bytes_demoted=int(c[_kr.C_DEMOTIONS]) * block_bytes, bytes_promoted=int(c[_kr.C_PROMOTIONS]) * block_bytes,
+        ))
+    return ReplayResult(
+        requests=int(offsets.shape[0] - 1), block_accesses=int(hashes.shape[0]), unique_blocks=n_unique,
+        block_hits=int(counters[:, _kr.C_HITS].sum()), prefix_hits=int(counters[:, _kr.C_PREFIX_HITS].sum()),
+        tiers=stats, block_bytes=block_bytes, seconds=seconds,
+        hit_tier=hit_tier if record else None, evictions_at=evictions_at if record else None,
+    )
+
+
+def warm_up() -> float:
+    """Compile (or load from cache) every replay kernel on a tiny trace; returns seconds."""
+    t0 = time.perf_counter()
+    offsets = np.array([0, 3, 6], dtype=np.int64)
+    hashes = np.array([1, 2, 3, 1, 2, 4], dtype=np.uint64)
+    tiers = [ReplayTier(name="a", policy="lru", capacity_blocks=2), ReplayTier(name="b", policy="belady",
+                                                                              capacity_blocks=2)]
+    replay(offsets, hashes, tiers, record=True)
+    replay(offsets, hashes, tiers)
+    return time.perf_counter() - t0
+
+
+__all__ = ["POLICY_NAMES", "ReplayResult", "ReplayTier", "TierReplayStats", "densify", "recompute_cost_per_byte",
+           "replay", "warm_up"]
