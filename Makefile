@@ -35,3 +35,4 @@ datapath: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis results
+	find kvtier -name "*.nbi" -delete -o -name "*.nbc" -delete  # numba caches (stale after kernel edits)

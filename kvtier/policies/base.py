@@ -108,6 +108,8 @@ def make_policy(name: str, num_slots: int) -> EvictionPolicy:
 
 def _as_key(key) -> int:
     """A block identity as the kernels' int64 (``None`` means unknown)."""
+    if type(key) is int and 0 <= key < 2**63:  # the common case, checked cheaply
+        return key
     if key is None:
         return _k.NO_KEY
     if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not -(2**63) < int(key) < 2**64:
@@ -129,6 +131,7 @@ class KernelPolicy(EvictionPolicy):
         super().__init__(num_slots)
         self._state = _k.policy_new(self.kind, num_slots, *self._kernel_params())
         self._pending = -1
+        self._uses_keys = self.kind in (_k.S3FIFO, _k.ARC)  # only ghost lists read keys
 
     def _kernel_params(self) -> tuple[int, int, int]:
         """(small-queue capacity, ghost capacity, move threshold): S3-FIFO's; unused elsewhere."""
@@ -138,25 +141,27 @@ class KernelPolicy(EvictionPolicy):
         return (0, 0, 0)
 
     def _check_slot(self, slot) -> int:
+        if type(slot) is int and 0 <= slot < self.num_slots:
+            return slot
         if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.num_slots:
             raise ConfigError(f"slot: got {slot!r}, expected an integer in [0, {self.num_slots})")
         return int(slot)
 
     def prepare(self, key: int | None) -> None:
-        self._pending = -1
-        _k.policy_prepare(*self._state, 0, _as_key(key))
+        if self._uses_keys:
+            self._pending = -1
+            _k.policy_prepare(*self._state, 0, _as_key(key))
 
     def insert(self, slot: int, *, key: int | None = None, depth: int = 0, next_use: int | None = None,
                cost: float = 1.0) -> None:
-        slot = self._check_slot(slot)
-        assert not self._tracked(slot), f"slot {slot} already tracked"
+        slot = self._check_slot(slot)  # tracked-ness is the caller's contract: see check_invariants()
         self._pending = -1
         nu = _k.NEVER if next_use is None else int(next_use)
-        _k.policy_insert(*self._state, 0, slot, _as_key(key), int(depth), nu, float(cost))
+        _k.policy_insert(*self._state, 0, slot, _as_key(key) if self._uses_keys else _k.NO_KEY, int(depth), nu,
+                         float(cost))
 
     def access(self, slot: int, *, depth: int = 0, next_use: int | None = None, cost: float = 1.0) -> None:
         slot = self._check_slot(slot)
-        assert self._tracked(slot), f"slot {slot} not tracked"
         self._pending = -1
         nu = _k.NEVER if next_use is None else int(next_use)
         _k.policy_access(*self._state, 0, slot, int(depth), nu, float(cost))
