@@ -20,7 +20,7 @@ import numpy as np
 from kvtier.hashing import block_hashes
 from kvtier.model import ModelSpec
 from kvtier.store import TieredStore
-from kvtier.tiers import dram, flash, hbm
+from kvtier.tiers import dram, flash, flash_slot_bytes, hbm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,11 +73,10 @@ def run_store_demo(cfg: DemoConfig, flash_dir: str, log=print) -> DemoResult:
     t0 = time.perf_counter()
     model = ModelSpec.preset(cfg.model)
     block_bytes = model.block_bytes(cfg.block_tokens)
-    slot = -(-(64 + block_bytes) // 4096) * 4096
     tiers = [
         hbm(cfg.hbm_blocks * block_bytes),
         dram(cfg.dram_blocks * block_bytes),
-        flash(cfg.flash_blocks * slot, flash_dir, codec="lz4", fsync="flush"),
+        flash(cfg.flash_blocks * flash_slot_bytes(block_bytes), flash_dir, codec="lz4", fsync="flush"),
     ]
     rng = np.random.default_rng(cfg.seed)
     system = rng.integers(0, 128_000, cfg.system_prompt_tokens)

@@ -32,6 +32,7 @@ from kvtier._kernels import replay as _kr
 from kvtier._kernels.hashtable import densify_ids, next_use_index
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
+from kvtier.tiers import TierSpec, flash_slot_bytes
 from kvtier.policies import POLICIES, POLICY_NAMES, KernelPolicy
 
 #: Policies whose decisions use hints the replay derives from the trace.
@@ -144,15 +145,19 @@ class ReplayResult:
         }
 
 
-def _as_tiers(tiers, policy, capacity_blocks) -> list[ReplayTier]:
+def _as_tiers(tiers, policy, capacity_blocks, block_bytes: int) -> list[ReplayTier]:
     if tiers is None:
         return [ReplayTier(name="tier0", policy=policy, capacity_blocks=capacity_blocks)]
+    if isinstance(tiers, (str, bytes)) or not hasattr(tiers, "__iter__"):
+        raise ConfigError(f"tiers: got {type(tiers).__name__}, expected a list of ReplayTier or TierSpec")
     out = []
     for i, t in enumerate(tiers):
         if isinstance(t, ReplayTier):
             out.append(t)
-        elif hasattr(t, "capacity_bytes") and hasattr(t, "policy") and hasattr(t, "name"):  # a TierSpec
-            out.append(ReplayTier(name=t.name, policy=t.policy, capacity_bytes=t.capacity_bytes))
+        elif isinstance(t, TierSpec):
+            # The slots a TieredStore would give this tier (flash slots carry a header).
+            slot_bytes = flash_slot_bytes(block_bytes) if t.kind == "flash" else block_bytes
+            out.append(ReplayTier(name=t.name, policy=t.policy, capacity_blocks=max(1, t.capacity_bytes // slot_bytes)))
         else:
             raise ConfigError(f"tiers[{i}]: got {type(t).__name__}, expected a ReplayTier or TierSpec")
     if not out:
@@ -227,21 +232,26 @@ def replay(
     ``record``: also return, per access, the tier that hit and the evictions per tier.
     Raises ``ConfigError`` for malformed arrays or tiers.
     """
-    offsets = np.ascontiguousarray(block_offsets, dtype=np.int64)
+    raw_offsets, hashes = np.asarray(block_offsets), np.asarray(block_hashes)
+    if raw_offsets.dtype.kind not in "iu" or (hashes.size and hashes.dtype.kind not in "iu"):
+        raise ConfigError(f"block_offsets/block_hashes: got dtypes {raw_offsets.dtype}/{hashes.dtype}, expected integers")
+    if hashes.size and hashes.dtype.kind == "i" and hashes.min() < 0:
+        raise ConfigError(f"block_hashes: got {int(hashes.min())}, expected ids >= 0")
+    offsets = np.ascontiguousarray(raw_offsets, dtype=np.int64)
     if offsets.ndim != 1 or offsets.shape[0] < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
         raise ConfigError("block_offsets: expected int64[n_requests + 1], starting at 0, non-decreasing")
-    hashes = np.asarray(block_hashes)
     if hashes.ndim != 1 or int(offsets[-1]) != hashes.shape[0]:
         raise ConfigError(f"block_hashes: got {hashes.shape[0]} entries, block_offsets[-1] says {int(offsets[-1])}")
-    if not isinstance(block_tokens, int) or isinstance(block_tokens, bool) or block_tokens <= 0:
+    if not isinstance(block_tokens, (int, np.integer)) or isinstance(block_tokens, bool) or block_tokens <= 0:
         raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
-    spec_tiers = _as_tiers(tiers, policy, capacity_blocks)
     if isinstance(model, str) or model is None:
         model = ModelSpec.preset(model or "llama-3.1-8b")
     if block_bytes is None:
         block_bytes = int(model.block_bytes(block_tokens))
-    elif isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes <= 0:
+    elif isinstance(block_bytes, bool) or not isinstance(block_bytes, (int, np.integer)) or block_bytes <= 0:
         raise ConfigError(f"block_bytes: got {block_bytes!r}, expected a positive integer")
+    block_bytes = int(block_bytes)
+    spec_tiers = _as_tiers(tiers, policy, capacity_blocks, block_bytes)
     names = {t.policy for t in spec_tiers}
     if hints not in (True, False, "keys"):
         raise ConfigError(f"hints: got {hints!r}, expected True, False or 'keys'")

@@ -34,7 +34,8 @@ PLACEMENTS = ("exclusive", "inclusive")
 
 
 class PutResult(NamedTuple):
-    """Where ``put`` left the block: ``tier`` is its name, or ``None`` when it was dropped."""
+    """Where ``put`` left the block: ``tier`` is its name, or ``None`` when it was dropped
+    (every slot pinned: nothing changed; or the backend write failed)."""
 
     tier: str | None
     already_present: bool = False
@@ -185,11 +186,11 @@ class TieredStore:
         tier.stats.evictions += 1
         if i + 1 == len(self.tiers):
             tier.stats.drops += 1
-            tier.remove(block_hash)
+            tier.remove(block_hash, evicted=True)
             return
         if self.placement == "inclusive" and self._held_below(i, block_hash):
             tier.stats.demotions += 1  # a copy already sits below: nothing to write
-            tier.remove(block_hash)
+            tier.remove(block_hash, evicted=True)
             return
         enc = tier.read(block_hash)
         if enc is None:
@@ -199,21 +200,29 @@ class TieredStore:
             raw = np.empty(enc.raw_len, dtype=np.uint8)
             decode_into(enc, raw, tier.timer)
             enc = below.encode(raw)
-        below.policy.prepare(block_hash)
-        if self._make_room(i + 1) and below.admit(block_hash, enc):
+        # Ghost lists see the key only when the block will really be admitted below.
+        if below.can_make_room():
+            below.policy.prepare(block_hash)
+            self._make_room(i + 1)
+            demoted = below.admit(block_hash, enc)
+        else:
+            demoted = False  # every slot below is pinned
+        if demoted:
             tier.stats.demotions += 1
         else:
             tier.stats.drops += 1
-        tier.remove(block_hash)
+        tier.remove(block_hash, evicted=True)
 
     def _insert_top(self, block_hash: int, raw: np.ndarray, pins: int = 0) -> int:
         """Store a block in the fastest tier that can make room; its index, or -1."""
         for i, tier in enumerate(self.tiers):
+            if not tier.can_make_room():
+                continue  # every slot pinned: try the next tier
             tier.policy.prepare(block_hash)  # ghost lists (ARC, S3-FIFO) see the key first
-            if self._make_room(i):
-                if tier.admit(block_hash, tier.encode(raw), pins):
-                    return i
-                return -1  # the backend failed the write: reported as dropped
+            self._make_room(i)
+            if tier.admit(block_hash, tier.encode(raw), pins):
+                return i
+            return -1  # the backend failed the write: reported as dropped
         return -1
 
     def _promote(self, k: int, block_hash: int, raw: np.ndarray) -> None:

@@ -401,7 +401,7 @@ def run_kernel_policy(policy, keys, depths=None, costs=None, pinned=()):
             if slot < 0:
                 break  # everything pinned
             assert slot_key[slot] not in pinned
-            policy.remove(slot)
+            assert policy.evict() == slot
             evicted.append(slot_key[slot])
             del where[slot_key[slot]]
             free.append(slot)

@@ -176,21 +176,23 @@ def test_any_operation_sequence_keeps_invariants(name, ops):
     assert sorted(policy.order()) == sorted(tracked)
 
 
-def test_removing_the_named_victim_is_an_eviction():
-    # CLOCK: remove(victim()) runs the hand (clears the bit it passes); any other removal does not.
+def test_evict_runs_the_hand_and_remove_does_not():
+    # CLOCK: evict() runs the hand (clears the bit it passes); remove() never does, even of
+    # the slot victim() just named (asking victim() has no side effect).
     a = make_policy("clock", 3)
     for s in range(3):
         a.insert(s)
     a.access(0)
     v = a.victim()
     assert v == 1
-    a.remove(v)
+    assert a.evict() == v
     assert a.order() == [2, 0]  # slot 0 had its second chance and moved behind
     b = make_policy("clock", 3)
     for s in range(3):
         b.insert(s)
     b.access(0)
-    b.remove(1)  # not named by victim(): a plain removal
+    assert b.victim() == 1
+    b.remove(1)  # a plain removal
     assert b.order() == [0, 2]
 
 

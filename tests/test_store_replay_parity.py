@@ -96,3 +96,24 @@ def test_three_tiers_match_store(name):
 def test_random_chains_match_store(seed, caps, policies):
     offsets, hashes = agent_like_trace(seed, 40, 30)
     assert_same(offsets, hashes, caps, policies[: len(caps)])
+
+
+def test_tier_specs_get_the_slots_the_store_gives_them(tmp_path):
+    """A flash slot carries a header and 4 KiB alignment: the replay must size it as the store does."""
+    from kvtier import dram, flash, hbm
+
+    block_bytes = 4096
+    specs = [hbm(3 * block_bytes), dram(5 * block_bytes), flash(100 * block_bytes, tmp_path)]
+    with TieredStore(specs, block_shape=(block_bytes,), dtype=np.uint8) as store:
+        store_slots = [t.num_slots for t in store.tiers]
+    offsets, hashes = agent_like_trace(3, 200, 200)
+    r = replay(offsets, hashes, specs, block_bytes=block_bytes)
+    assert [t.capacity_blocks for t in r.tiers] == store_slots == [3, 5, 50]
+
+
+@pytest.mark.parametrize("offsets,hashes", [([0, 2], [1.5, 2.7]), ([0, 1], [-3]), (["a", "b"], [1])])
+def test_malformed_arrays_are_config_errors(offsets, hashes):
+    from kvtier import ConfigError
+
+    with pytest.raises(ConfigError, match="block_"):
+        replay(offsets, hashes, capacity_blocks=4)

@@ -55,18 +55,11 @@ from kvtier.policies.planners import RECOMPUTE, make_planner
 from kvtier.store import TieredStore
 from kvtier.targets import HardwareTarget, LinkSpec, TargetTier
 from kvtier.tiers import dram, flash, hbm
-from kvtier.tiers.flash_tier import SLOT_HEADER_BYTES
+from kvtier.tiers.flash_tier import SLOT_HEADER_BYTES, flash_slot_bytes
 
 TIER_NAMES = ("hbm", "dram", "flash")
-_FLASH_HEADER_BYTES = SLOT_HEADER_BYTES
-_FLASH_ALIGN = 4096  # flash slots are 4 KiB aligned (kvtier.tiers.flash_tier)
 
 Clock = Callable[[], float]
-
-
-def flash_slot_bytes(block_bytes: int) -> int:
-    """Bytes of the flash file one block's slot takes (header + payload, 4 KiB aligned)."""
-    return -(-(_FLASH_HEADER_BYTES + block_bytes) // _FLASH_ALIGN) * _FLASH_ALIGN
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,7 +173,7 @@ class Calibration:
             file_s = flash_slot_bytes(bb) / bb / self.file_read_bw_bytes_per_s
             stored = 1.0 / self.lz4_ratio
             return 1.0 / (file_s + stored / self.crc_bw_bytes_per_s + 1.0 / self.lz4_decode_bw_bytes_per_s)
-        file_s = (_FLASH_HEADER_BYTES + bb) / bb / self.file_read_bw_bytes_per_s
+        file_s = (SLOT_HEADER_BYTES + bb) / bb / self.file_read_bw_bytes_per_s
         return 1.0 / (file_s + 1.0 / self.crc_bw_bytes_per_s)
 
 
@@ -264,15 +257,15 @@ def calibrate(model: Transformer, block_tokens: int, *, flash_dir: str, flash_co
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         page = np.zeros(stride, np.uint8)
-        page[_FLASH_HEADER_BYTES : _FLASH_HEADER_BYTES + block_bytes] = block
+        page[SLOT_HEADER_BYTES : SLOT_HEADER_BYTES + block_bytes] = block
         for i in range(n_blocks):
             os.pwrite(fd, page, i * stride)
-        head = bytearray(_FLASH_HEADER_BYTES)
+        head = bytearray(SLOT_HEADER_BYTES)
 
         def read_all() -> int:
             for i in range(n_blocks):
                 os.preadv(fd, [head, dst[i]], i * stride)
-            return n_blocks * (_FLASH_HEADER_BYTES + block_bytes)
+            return n_blocks * (SLOT_HEADER_BYTES + block_bytes)
 
         file_bw = _rate(read_all, clock, repeats)
     finally:

@@ -57,8 +57,9 @@ class EvictionPolicy(ABC):
         Policies with ghost lists (ARC, S3-FIFO) look the key up here; others ignore it."""
 
     def evict(self) -> int:
-        """Evict the victim, with the policy's eviction side effects; its slot, or -1.
-        Same as ``remove(victim())``."""
+        """Evict the slot ``victim()`` names, with the policy's eviction side effects (a
+        CLOCK hand moves, a ghost entry is made); its slot, or -1 when nothing is tracked.
+        The default, for policies without such side effects, is ``remove(victim())``."""
         slot = self.victim()
         if slot >= 0:
             self.remove(slot)
@@ -66,9 +67,8 @@ class EvictionPolicy(ABC):
 
     @abstractmethod
     def remove(self, slot: int) -> None:
-        """``slot`` (tracked) stops being evictable: evicted, freed, moved or pinned.
-        Removing the slot that ``victim()`` just named, with no change in between, is an
-        eviction (a CLOCK hand moves, a ghost entry is made); any other removal is not."""
+        """``slot`` (tracked) stops being evictable without being evicted: freed, moved up,
+        or pinned. No eviction side effects."""
 
     @abstractmethod
     def victim(self) -> int:
@@ -121,8 +121,8 @@ def _as_key(key) -> int:
 class KernelPolicy(EvictionPolicy):
     """A policy whose state is ``kvtier._kernels.policy`` arrays (subclasses set ``kind``).
 
-    ``victim()`` is pure; the slot it names is remembered until the next change, so the
-    tier's ``victim()`` then ``remove(victim)`` runs the policy's real eviction.
+    ``victim()`` is pure (its answer is cached until the next change); ``evict()`` runs
+    the policy's real eviction of that slot; ``remove()`` is always a plain removal.
     """
 
     kind: ClassVar[int]
@@ -168,12 +168,7 @@ class KernelPolicy(EvictionPolicy):
 
     def remove(self, slot: int) -> None:
         slot = self._check_slot(slot)
-        assert self._tracked(slot), f"slot {slot} not tracked"
-        if slot == self._pending:
-            evicted = _k.policy_evict(*self._state, 0)
-            assert evicted == slot, f"evicted slot {evicted}, victim() named {slot}"
-        else:
-            _k.policy_remove(*self._state, 0, slot)
+        _k.policy_remove(*self._state, 0, slot)
         self._pending = -1
 
     def victim(self) -> int:

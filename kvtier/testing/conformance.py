@@ -74,11 +74,12 @@ def check_policy_sequence(factory: Callable[[int], EvictionPolicy], num_slots: i
             tracked.discard(slot)
         elif op == "evict":
             v = p.victim()
+            got = p.evict()
+            assert got == v, f"evict() took slot {got}, victim() named {v}"
             if v >= 0:
                 if ref is not None:
                     assert ref.victim() == v, f"victim {v} differs from the reference's {ref.victim()}"
-                    ref.remove(v)
-                p.remove(v)
+                    ref.evict()
                 tracked.discard(v)
         v = p.victim()
         assert (v == -1) == (not tracked), f"victim() = {v} with {len(tracked)} tracked slots"

@@ -13,14 +13,10 @@ from hypothesis.extra import numpy as hnp
 
 from kvtier.model import ModelSpec
 from kvtier.tiers import TierSpec
-from kvtier.tiers.flash_tier import SLOT_HEADER_BYTES
+from kvtier.tiers.flash_tier import flash_slot_bytes
 
 MEMORY_KINDS = ("sram", "hbm", "dram")
 
-
-def flash_slot_bytes(block_bytes: int) -> int:
-    """Capacity one block uses in a flash tier (header plus payload, 4 KiB aligned)."""
-    return -(-(SLOT_HEADER_BYTES + block_bytes) // 4096) * 4096
 
 
 @st.composite

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kvtier.errors import UnknownNameError
 from kvtier.tiers.base import Tier
-from kvtier.tiers.flash_tier import FileIO, FlashTier, RecoveryReport
+from kvtier.tiers.flash_tier import FileIO, FlashTier, RecoveryReport, flash_slot_bytes
 from kvtier.tiers.memory_tier import DRAMTier, HBMTier, MemoryTier, SRAMTier
 from kvtier.tiers.spec import TIER_KINDS, TierSpec, dram, flash, hbm, sram
 
@@ -25,5 +25,5 @@ def make_tier(spec: TierSpec, block_bytes: int, *, flash_io: FileIO | None = Non
 
 __all__ = [
     "DRAMTier", "FileIO", "FlashTier", "HBMTier", "MemoryTier", "RecoveryReport", "SRAMTier", "TIER_CLASSES", "TIER_KINDS",
-    "Tier", "TierSpec", "dram", "flash", "hbm", "make_tier", "sram",
+    "Tier", "TierSpec", "dram", "flash", "flash_slot_bytes", "hbm", "make_tier", "sram",
 ]

@@ -137,6 +137,7 @@ class Tier:
             self.stats.write_errors += 1
             self._release_quietly(slot)
             self._free.append(slot)
+            self.policy.prepare(None)  # forget a ghost hit meant for the block that never came
             return False
         self.slot_hash[slot] = block_hash
         self.slot_pins[slot] = pins
@@ -199,12 +200,18 @@ class Tier:
         if self.slot_pins[slot] == 0:
             self.policy.insert(slot, key=block_hash)
 
-    def remove(self, block_hash: int) -> int:
-        """Forget a resident block (any pins go with it); returns the pins it had."""
-        slot = self.hash_to_slot.pop(block_hash)
+    def remove(self, block_hash: int, *, evicted: bool = False) -> int:
+        """Forget a resident block (any pins go with it); returns the pins it had.
+        ``evicted``: the block is the policy's current victim, leaving as an eviction (the
+        policy runs its eviction side effects: a CLOCK hand moves, a ghost entry is made)."""
+        slot = self.hash_to_slot[block_hash]
         pins = int(self.slot_pins[slot])
-        if pins == 0:
+        if evicted:
+            got = self.policy.evict()
+            assert got == slot, f"{self.name}: policy evicted slot {got}, expected victim slot {slot}"
+        elif pins == 0:
             self.policy.remove(slot)
+        del self.hash_to_slot[block_hash]
         self.slot_pins[slot] = 0
         self.slot_hash[slot] = 0
         self._release_quietly(slot)

@@ -67,6 +67,12 @@ class FileIO:
         os.fdatasync(fd)
 
 
+def flash_slot_bytes(block_bytes: int) -> int:
+    """Bytes of flash capacity one block takes: its 64-byte header plus the payload,
+    rounded up to 4 KiB. Size a flash tier as ``n * flash_slot_bytes(block_bytes)``."""
+    return -(-(SLOT_HEADER_BYTES + block_bytes) // _ALIGN) * _ALIGN
+
+
 @dataclass
 class RecoveryReport:
     """What reopening a flash file found."""
@@ -114,7 +120,7 @@ class FlashTier(Tier):
         self.recovery = self._recover()
 
     def _slot_stride(self, block_bytes: int) -> int:
-        return -(-(SLOT_HEADER_BYTES + block_bytes) // _ALIGN) * _ALIGN
+        return flash_slot_bytes(block_bytes)
 
     def _offset(self, slot: int) -> int:
         return FILE_HEADER_BYTES + slot * self.slot_stride
@@ -200,7 +206,7 @@ class FlashTier(Tier):
             self.slot_hash[slot] = block_hash
             self.slot_codec[slot] = codecs[slot]
             self.hash_to_slot[block_hash] = slot
-            self.policy.insert(slot)  # oldest write first: LRU order follows write order
+            self.policy.insert(slot, key=block_hash)  # oldest write first: LRU order follows write order
             free.discard(slot)
         self._free = sorted(free, reverse=True)
         report.recovered = len(found)
