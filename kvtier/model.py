@@ -109,6 +109,8 @@ class ModelSpec:
     def kv_bytes(self, num_tokens):
         """KV bytes of one sequence of ``num_tokens`` tokens (scalar or numpy array)."""
         tokens = np.asarray(num_tokens)
+        if tokens.dtype.kind not in "iuf" or not np.all(np.isfinite(tokens)) or np.any(tokens < 0):
+            raise ConfigError(f"num_tokens: got {num_tokens!r}, expected token counts >= 0")
         sliding = np.minimum(tokens, self.sliding_window_tokens) * (
             self.sliding_window_layers * self._kv_elems_per_token_per_layer * self.dtype_bytes
         )
@@ -149,7 +151,7 @@ class ModelSpec:
         """FLOPs per (new token x context token) in attention (QK^T + AV over all layers)."""
         if self.attn_flops_coef is not None:
             return float(self.attn_flops_coef)
-        return 4.0 * self.num_layers * self.num_q_heads * self.head_dim
+        return 4.0 * self.full_attention_layers * self.num_q_heads * self.head_dim
 
     def prefill_flops(self, new_tokens, cached_tokens=0):
         """FLOPs to prefill ``new_tokens`` on top of ``cached_tokens`` (scalars or arrays).
@@ -157,9 +159,14 @@ class ModelSpec:
         ``S * 2N_active + a * (S*C + S**2/2)``, plus, for sliding-window layers, attention
         over at most ``window`` tokens each. Negative inputs raise ``ConfigError``.
         """
-        s = np.asarray(new_tokens, dtype=np.float64)
-        c = np.asarray(cached_tokens, dtype=np.float64)
-        if np.any(s < 0) or np.any(c < 0):
+        try:
+            s = np.asarray(new_tokens, dtype=np.float64)
+            c = np.asarray(cached_tokens, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"prefill_flops: got new_tokens={new_tokens!r}, cached_tokens={cached_tokens!r}, expected numbers"
+            ) from None
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(c))) or np.any(s < 0) or np.any(c < 0):
             raise ConfigError(f"prefill_flops: got new_tokens={new_tokens!r}, cached_tokens={cached_tokens!r}, expected >= 0")
         out = s * self.linear_flops_per_token + self.attention_flops_coef * (s * c + s * s / 2.0)
         if self.sliding_window_layers:

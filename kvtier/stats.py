@@ -32,6 +32,7 @@ class TierStats:
     write_errors: int = 0  # backend writes that failed (block reported dropped)
     read_errors: int = 0  # backend reads that failed (block reported missing)
     recovered: int = 0  # blocks found in the backend on reopen
+    # Codec counters: filled in the snapshots ``TieredStore.stats()`` returns.
     compress_ns: int = 0
     decompress_ns: int = 0
     codec_raw_bytes: int = 0

@@ -19,6 +19,7 @@ holds one re-entrant lock, so a store may be shared by threads.
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 from typing import NamedTuple
 
@@ -105,6 +106,8 @@ class TieredStore:
         promote_on_hit: bool = True,
         flash_io=None,
     ) -> None:
+        if isinstance(tiers, (str, bytes, TierSpec)) or not hasattr(tiers, "__iter__"):
+            raise ConfigError(f"tiers: got {type(tiers).__name__}, expected a list of TierSpec")
         specs = list(tiers)
         if not specs:
             raise ConfigError("tiers: got an empty list, expected at least one TierSpec")
@@ -117,7 +120,7 @@ class TieredStore:
         if placement not in PLACEMENTS:
             raise ConfigError(f"placement: got {placement!r}, expected one of {list(PLACEMENTS)}")
         try:
-            self.block_shape = tuple(int(d) for d in block_shape)
+            self.block_shape = tuple(operator.index(d) for d in block_shape)
         except TypeError:
             raise ConfigError(f"block_shape: got {block_shape!r}, expected a tuple of positive integers") from None
         if not self.block_shape or any(d <= 0 for d in self.block_shape):
@@ -126,6 +129,8 @@ class TieredStore:
             self.dtype = np.dtype(dtype)
         except TypeError:
             raise ConfigError(f"dtype: got {dtype!r}, expected a numpy dtype") from None
+        if self.dtype.hasobject or self.dtype.itemsize == 0:
+            raise ConfigError(f"dtype: got {self.dtype}, expected a fixed-size numeric dtype")
         self.block_bytes = int(np.prod(self.block_shape)) * self.dtype.itemsize
         self.placement = placement
         self.promote_on_hit = bool(promote_on_hit)
@@ -316,6 +321,8 @@ class TieredStore:
     @_locked
     def lookup(self, block_hashes) -> LookupResult:
         """Where each block is (fastest tier first). Pure: no statistics, no policy update."""
+        if isinstance(block_hashes, (str, bytes)) or not hasattr(block_hashes, "__iter__"):
+            raise ConfigError(f"block_hashes: got {type(block_hashes).__name__}, expected a sequence of block hashes")
         hashes = [_as_hash(h) for h in block_hashes]
         tier_index = np.fromiter((self._tier_holding(h) for h in hashes), dtype=np.int8, count=len(hashes))
         missing = np.flatnonzero(tier_index < 0)
@@ -414,9 +421,11 @@ class TieredStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_locked
     def __len__(self) -> int:
         return len(set().union(*(tier.hash_to_slot for tier in self.tiers)))
 
+    @_locked
     def __repr__(self) -> str:
         parts = ", ".join(f"{t.name}:{len(t)}/{t.num_slots}" for t in self.tiers)
         return f"TieredStore({parts}, block_bytes={self.block_bytes}, placement={self.placement})"

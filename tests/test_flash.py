@@ -7,7 +7,8 @@ import os
 import pytest
 
 from kvtier import FlashFormatError, flash, hbm
-from kvtier.tiers.flash_tier import FILE_HEADER_BYTES, SLOT_HEADER_BYTES
+from kvtier.codec import CODEC_NONE, checksum
+from kvtier.tiers.flash_tier import FILE_HEADER_BYTES, SLOT_HEADER_BYTES, _pack_slot_header
 from tests.helpers import BLOCK_BYTES, make_store, payload, same_bytes
 
 SLOT = 8192
@@ -137,21 +138,29 @@ def test_torn_write_is_never_served(tmp_path):
     assert again.fetch(1) is None and len(again.tier("flash").recovery.corrupt_slots) == 1
 
 
-def test_duplicate_copies_keep_the_newest(tmp_path):
+@pytest.mark.parametrize("newer", ["first", "second"])
+def test_duplicate_copies_keep_the_newest(tmp_path, newer):
     store = flash_store(tmp_path)
     store.put(1, payload(1))
     store.put(2, payload(2))
+    tier = store.tier("flash")
+    src_slot, dst_slot = tier.hash_to_slot[1], tier.hash_to_slot[2]
     src, dst = slot_offset(store, 1), slot_offset(store, 2)
     store.close()
-    # A crash between writing a block's new slot and zeroing its old one leaves two copies.
+    # A crash between writing a block's new slot and zeroing its old one leaves two copies;
+    # the one with the higher write sequence number is the newer.
+    crc = checksum(payload(1).tobytes())
+    new_slot, old_slot = (dst_slot, src_slot) if newer == "second" else (src_slot, dst_slot)
     with open(tmp_path / "flash.kvt", "r+b") as f:
         f.seek(src)
-        old = f.read(SLOT)
+        f.write(_pack_slot_header(CODEC_NONE, 1, 10 if newer == "first" else 3, BLOCK_BYTES, BLOCK_BYTES, crc))
         f.seek(dst)
-        f.write(old)
+        f.write(_pack_slot_header(CODEC_NONE, 1, 10 if newer == "second" else 3, BLOCK_BYTES, BLOCK_BYTES, crc)
+                + payload(1).tobytes())
     again = flash_store(tmp_path)
     rec = again.tier("flash").recovery
-    assert rec.recovered == 1 and len(rec.duplicate_slots) == 1
+    assert rec.recovered == 1 and rec.duplicate_slots == [old_slot]
+    assert again.tier("flash").hash_to_slot[1] == new_slot
     assert same_bytes(again.fetch(1), payload(1))
     again.check_invariants()
 

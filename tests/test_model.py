@@ -106,3 +106,22 @@ def test_negative_tokens_rejected():
 @pytest.mark.skipif(not SHARED.exists(), reason="shared/ not beside the checkout")
 def test_vendored_hardware_data_matches_shared():
     assert hardware_data() == json.loads(SHARED.read_text())
+
+
+def test_sliding_layers_are_not_counted_twice():
+    """Without the sourced coefficient, attention over full layers is 4 * full_layers * q * d."""
+    import dataclasses
+
+    preset = ModelSpec.preset("gpt-oss-120b")
+    derived = dataclasses.replace(preset, attn_flops_coef=None)
+    assert derived.attention_flops_coef == preset.attention_flops_coef == 4 * 18 * 64 * 64
+    assert derived.prefill_flops(1, 100_000) == pytest.approx(preset.prefill_flops(1, 100_000))
+
+
+@pytest.mark.parametrize("bad", [-5, float("nan"), "a"])
+def test_token_counts_are_validated(bad):
+    m = ModelSpec.preset("tiny")
+    with pytest.raises(ConfigError):
+        m.kv_bytes(bad)
+    with pytest.raises(ConfigError):
+        m.prefill_flops(bad)

@@ -339,7 +339,30 @@ def test_failed_write_with_flash_only_reports_put_dropped(tmp_path, monkeypatch)
 def test_store_is_a_context_manager(tmp_path):
     with make_store([flash(2 * FLASH_SLOT, tmp_path)]) as store:
         store.put(1, payload(1))
-    assert "blocks" not in repr(TieredStore)  # smoke: closing did not raise
+    assert store.tier("flash")._fd == -1  # closed (and so flushed and unlocked)
+    with make_store([flash(2 * FLASH_SLOT, tmp_path)]) as again:
+        assert same_bytes(again.fetch(1), payload(1))
+
+
+def test_a_flash_file_has_one_store_at_a_time(tmp_path):
+    first = make_store([flash(2 * FLASH_SLOT, tmp_path)])
+    with pytest.raises(ConfigError, match="already open by another store"):
+        make_store([flash(2 * FLASH_SLOT, tmp_path)])
+    first.close()
+    make_store([flash(2 * FLASH_SLOT, tmp_path)]).close()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [(dict(tiers=5), "tiers"), (dict(dtype=object), "dtype"), (dict(block_shape=(4.5,)), "block_shape")],
+)
+def test_bad_store_arguments(kwargs, match):
+    args = dict(tiers=[hbm(1 << 16)], block_shape=(16,), dtype=np.float32)
+    args.update(kwargs)
+    with pytest.raises(ConfigError, match=match):
+        TieredStore(args.pop("tiers"), **args)
+    with pytest.raises(ConfigError, match="block_hashes"):
+        make_store([hbm(1 << 16)]).lookup(5)
 
 
 def test_put_of_stored_block_never_rewrites_it():

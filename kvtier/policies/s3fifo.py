@@ -1,7 +1,7 @@
 """S3-FIFO (Yang et al., SOSP'23), as libCacheSim's ``S3FIFO`` implements it.
 
-A small FIFO queue (``small_ratio`` of the slots, floored), a main FIFO queue (the rest)
-and a ghost FIFO of evicted keys (``ghost_ratio`` of the slots, floored). Each slot has a
+A small FIFO queue (``small_ratio`` of the slots, floored, at least 1), a main FIFO queue
+(the rest) and a ghost FIFO of evicted keys (``ghost_ratio`` of the slots, floored). Each slot has a
 hit counter capped at 3. A new block goes to the small queue, or to main when its key is
 in the ghost (found by ``prepare(key)``) or, before the first eviction, when the small
 queue is already full. Eviction: from main when main holds more than its share or small
@@ -10,8 +10,9 @@ was hit at least ``move_threshold`` times, else it is evicted and its key enters
 ghost. Main: the oldest block with a non-zero counter goes back to main's newest end
 with ``min(count, 3) - 1``; the first with zero is evicted.
 
-Parameters default to libCacheSim's: small 0.10, ghost 0.90, threshold 2. Without keys
-(``insert(slot)`` as the store calls it) the ghost never hits.
+Parameters default to libCacheSim's: small 0.10, ghost 0.90, threshold 2. The ghost needs
+block keys (``prepare(key)``, ``insert(slot, key=...)``, as the store's tiers pass them);
+without keys it never hits.
 """
 
 from __future__ import annotations

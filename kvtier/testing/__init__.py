@@ -1,6 +1,7 @@
 """kvtier's test kit, for kvtier's own tests and for users' policies and stores.
 
-* Fault injection: ``FaultyFileIO`` and ``FaultRates`` (no extra dependency).
+* Fault injection: ``FaultyFileIO`` and ``FaultRates``; ``PowerCutFileIO`` and
+  ``abandon`` for durability (no extra dependency).
 * Hypothesis strategies: ``model_specs``, ``tier_specs``, ``tier_chains``,
   ``block_payloads``, ``block_hash_values``, ``request_traces``.
 * ``check_policy_conformance(policy, reference=None)``: the eviction-policy contract.
@@ -10,7 +11,7 @@ Strategies and the conformance check need hypothesis (``pip install 'kvtier[test
 
 from __future__ import annotations
 
-from kvtier.testing.faults import FAULT_KINDS, FaultRates, FaultyFileIO
+from kvtier.testing.faults import FAULT_KINDS, FaultRates, FaultyFileIO, PowerCutFileIO, abandon
 
 _LAZY = {
     "model_specs": "strategies", "tier_specs": "strategies", "tier_chains": "strategies",
@@ -32,4 +33,4 @@ def __getattr__(name: str):
         raise ImportError(f"kvtier.testing.{name} needs hypothesis: pip install 'kvtier[test]' ({e})") from e
 
 
-__all__ = ["FAULT_KINDS", "FaultRates", "FaultyFileIO", *sorted(_LAZY)]
+__all__ = ["FAULT_KINDS", "FaultRates", "FaultyFileIO", "PowerCutFileIO", "abandon", *sorted(_LAZY)]

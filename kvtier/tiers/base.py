@@ -12,6 +12,7 @@ it in ``stats.corrupt`` (or ``read_errors``) and returns ``None``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import numpy as np
@@ -240,17 +241,12 @@ class Tier:
         s = self.stats
         assert s.blocks_in - s.blocks_out == n, f"{self.name}: blocks in {s.blocks_in} - out {s.blocks_out} != resident {n}"
         assert s.bytes_in - s.bytes_out == n * self.block_bytes, f"{self.name}: bytes in - out != resident bytes"
-        s.codec_raw_bytes = self.timer.raw_bytes  # keep the public counters current
-        s.codec_stored_bytes = self.timer.stored_bytes
 
     def snapshot_stats(self) -> TierStats:
-        """A copy of this tier's statistics, codec counters included."""
-        s = self.stats
-        s.compress_ns = self.timer.compress_ns
-        s.decompress_ns = self.timer.decompress_ns
-        s.codec_raw_bytes = self.timer.raw_bytes
-        s.codec_stored_bytes = self.timer.stored_bytes
-        return TierStats(**{k: getattr(s, k) for k in s.__dataclass_fields__})
+        """A copy of this tier's statistics, with the codec counters (kept by ``timer``)."""
+        t = self.timer
+        return dataclasses.replace(self.stats, compress_ns=t.compress_ns, decompress_ns=t.decompress_ns,
+                                   codec_raw_bytes=t.raw_bytes, codec_stored_bytes=t.stored_bytes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self)}/{self.num_slots} blocks, codec={self.spec.codec})"

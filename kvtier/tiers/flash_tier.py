@@ -21,6 +21,7 @@ at ``flush()``/``close()``, ``never`` leaves it to the OS.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from dataclasses import dataclass, field
@@ -65,6 +66,14 @@ class FileIO:
 
     def fdatasync(self, fd: int) -> None:
         os.fdatasync(fd)
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def flash_slot_bytes(block_bytes: int) -> int:
@@ -137,6 +146,15 @@ class FlashTier(Tier):
                 f"({e.strerror}); expected a writable directory"
             ) from None
         try:
+            # One store per file: a second writer would reuse slots the first believes its own.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError(
+                f"TierSpec.path of tier {self.name!r}: {self.path!r} is already open by another store; "
+                f"expected a directory no other open store uses (close the other store first)"
+            ) from None
+        try:
             size = os.fstat(fd).st_size
             want = _FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, self.slot_stride, self.num_slots, self.block_bytes)
             want += struct.pack("<I", checksum(want))
@@ -144,6 +162,7 @@ class FlashTier(Tier):
                 os.pwrite(fd, want.ljust(FILE_HEADER_BYTES, b"\0"), 0)
                 os.ftruncate(fd, FILE_HEADER_BYTES + self.num_slots * self.slot_stride)
                 os.fsync(fd)
+                _fsync_directory(self.spec.path)  # the new file's name is durable too
             else:
                 self._check_file_header(os.pread(fd, len(want), 0), want)
         except BaseException:
@@ -152,8 +171,10 @@ class FlashTier(Tier):
         return fd
 
     def _check_file_header(self, got: bytes, want: bytes) -> None:
-        if len(got) < len(want) or got[:8] != FILE_MAGIC:
+        if got[:8] != FILE_MAGIC:
             raise FlashFormatError(f"{self.path}: not a kvtier flash file (magic {got[:8]!r}, expected {FILE_MAGIC!r})")
+        if len(got) < len(want):
+            raise FlashFormatError(f"{self.path}: file header is truncated ({len(got)} of {len(want)} bytes)")
         (stored_crc,) = struct.unpack_from("<I", got, _FILE_HEADER.size)
         if stored_crc != checksum(got[: _FILE_HEADER.size]):
             raise FlashFormatError(f"{self.path}: file header CRC does not verify")

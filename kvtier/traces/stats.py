@@ -13,8 +13,8 @@ Definitions (all on the trace's block ids, which carry prefix identity):
   (its ``spawn`` dependency), when the trace records one. Reported as the median over
   sessions and token-weighted over the trace.
 * ``reuse_distance_blocks``: LRU stack distance of each repeated access (distinct other
-  blocks touched since the previous access to the same block): the smallest LRU cache, in
-  blocks, that would hit it.
+  blocks touched since the previous access to the same block); an LRU cache of
+  ``distance + 1`` blocks, or more, would hit it.
 """
 
 from __future__ import annotations
