@@ -31,5 +31,6 @@ def test_demo_is_deterministic(tmp_path):
 
 
 def test_cli_bench_runs_the_demo(tmp_path, capsys):
-    assert main(["bench", "--agents", "2", "--turns", "2", "--dir", str(tmp_path)]) == 0
+    # `kvtier bench` runs the simulator suite now; the store demonstration is `kvtier demo`
+    assert main(["demo", "--agents", "2", "--turns", "2", "--dir", str(tmp_path)]) == 0
     assert "read back bit-identical" in capsys.readouterr().out
