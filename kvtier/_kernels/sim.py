@@ -35,16 +35,18 @@ from kvtier._kernels.policy import (
     policy_remove,
 )
 
-# Per-tier counters: the replay engine's columns (``kvtier._kernels.replay``).
-C_HITS = 0
-C_PREFIX_HITS = 1
-C_MISSES = 2
-C_ADMITTED = 3
-C_EVICTIONS = 4
-C_DEMOTIONS = 5
-C_PROMOTIONS = 6
-C_DROPS = 7
-NUM_COUNTERS = 8
+# Per-tier counters: the replay engine's columns.
+from kvtier._kernels.replay import (  # noqa: E402
+    C_ADMITTED,
+    C_DEMOTIONS,
+    C_DROPS,
+    C_EVICTIONS,
+    C_HITS,
+    C_MISSES,
+    C_PREFIX_HITS,
+    C_PROMOTIONS,
+    NUM_COUNTERS,
+)
 
 
 
