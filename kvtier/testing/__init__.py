@@ -11,12 +11,13 @@ Strategies and the conformance check need hypothesis (``pip install 'kvtier[test
 
 from __future__ import annotations
 
+from kvtier.tiers import flash_slot_bytes
 from kvtier.testing.faults import FAULT_KINDS, FaultRates, FaultyFileIO, PowerCutFileIO, abandon
 
 _LAZY = {
     "model_specs": "strategies", "tier_specs": "strategies", "tier_chains": "strategies",
     "block_payloads": "strategies", "block_hash_values": "strategies", "request_traces": "strategies",
-    "flash_slot_bytes": "strategies", "check_policy_conformance": "conformance",
+"check_policy_conformance": "conformance",
     "check_policy_sequence": "conformance", "check_policy_in_store": "conformance",
 }
 
@@ -33,4 +34,4 @@ def __getattr__(name: str):
         raise ImportError(f"kvtier.testing.{name} needs hypothesis: pip install 'kvtier[test]' ({e})") from e
 
 
-__all__ = ["FAULT_KINDS", "FaultRates", "FaultyFileIO", "PowerCutFileIO", "abandon", *sorted(_LAZY)]
+__all__ = ["flash_slot_bytes", "FAULT_KINDS", "FaultRates", "FaultyFileIO", "PowerCutFileIO", "abandon", *sorted(_LAZY)]

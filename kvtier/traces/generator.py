@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier.errors import ConfigError, UnknownNameError
+from kvtier.hashing import DEFAULT_ROOT
 from kvtier.traces.model import (
     NO_PARENT,
     RELATION_JOIN,
@@ -179,7 +180,7 @@ class _Context:
         self.keys: list[int] = []
         self.pieces = 0  # running content key of the partial block
         self.pending = 0  # tokens in the partial block
-        self.last = 0x6B7674696572  # root key
+        self.last = DEFAULT_ROOT  # the same root key as kvtier.hashing
         self.tokens = 0
 
     def copy(self) -> _Context:
