@@ -13,9 +13,13 @@ request's first missing block: the KV an engine can actually reuse, since a bloc
 valid only after its whole prefix).
 
 The hot loop is one numba kernel (``kvtier._kernels.replay``) running the same policy
-kernels the store's tiers use. Blocks are found by hash in a table of resident blocks
-(sized by the tiers, like libCacheSim's), so no pass remaps the trace; Belady's next-use
-pass (and an unlimited tier's size) densifies the hashes first, inside the timed region.
+kernels the store's tiers use. When every tier runs a list policy (LRU, FIFO, CLOCK,
+SIEVE, S3-FIFO, ARC), a specialised kernel (``kvtier._kernels.listreplay``) makes the same
+decisions faster: a block keeps one entry for its whole stay in the chain, so demotions and
+promotions touch no table, and ghosts live in the same table as resident blocks. Blocks
+are found by hash in a table of resident blocks (sized by the tiers, like libCacheSim's),
+so no pass remaps the trace; Belady's next-use pass (and an unlimited tier's size)
+densifies the hashes first, inside the timed region.
 ``unique_blocks`` is otherwise counted after the replay, outside ``seconds``.
 """
 
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier._kernels import policy as _kp
+from kvtier._kernels import listreplay as _kl
 from kvtier._kernels import replay as _kr
 from kvtier._kernels.hashtable import densify_ids, next_use_index
 from kvtier.errors import ConfigError, UnknownNameError
@@ -195,6 +200,24 @@ def _state_arrays(tiers: list[ReplayTier], slots: list[int]):
     return I, K, F, M
 
 
+def _list_tiers(tiers: list[ReplayTier], slots: list[int]) -> np.ndarray | None:
+    """The fast path's per-tier scalars when every tier runs a list policy (LRU, FIFO,
+    CLOCK, SIEVE, S3-FIFO, ARC), else ``None``."""
+    kinds = [POLICIES[t.policy].kind for t in tiers]
+    if any(k not in _kl.LIST_KINDS for k in kinds):
+        return None
+    ts = np.zeros((len(tiers), _kl.TS_SIZE), dtype=np.int64)
+    for i, (t, n, kind) in enumerate(zip(tiers, slots, kinds)):
+        small, ghost, threshold = POLICIES[t.policy](1)._kernel_params_for(n)
+        ts[i, _kl.TS_KIND] = kind
+        ts[i, _kl.TS_CAP] = n
+        ts[i, _kl.TS_SMALL_CAP] = small
+        ts[i, _kl.TS_MAIN_CAP] = n - small
+        ts[i, _kl.TS_THRESH] = threshold
+        ts[i, _kl.TS_GHOST_CAP] = ghost
+    return ts
+
+
 def densify(block_hashes) -> tuple[np.ndarray, np.ndarray]:
     """``(ids int32[n], unique uint64[n_unique])``: each hash's dense id, in order of first
     appearance (a numba hash table; no sort)."""
@@ -217,6 +240,7 @@ def replay(
     promote: bool = True,
     hints: bool = True,
     record: bool = False,
+    fast: bool = True,
 ) -> ReplayResult:
     """Replay the CSR trace ``block_offsets`` int64[n+1] / ``block_hashes`` uint64[total].
 
@@ -230,6 +254,9 @@ def replay(
     recompute cost; ``"keys"`` only its key (ARC and S3-FIFO ghosts), which is what a
     ``TieredStore`` gives its tiers; ``False`` slots only (Belady then knows nothing).
     ``record``: also return, per access, the tier that hit and the evictions per tier.
+    ``fast``: when every tier runs a list policy, use the list kernel
+    (``kvtier._kernels.listreplay``: one entry per block for its whole stay, so moves touch
+    no table); ``False`` forces the general kernel. Both give the same results.
     Raises ``ConfigError`` for malformed arrays or tiers.
     """
     raw_offsets, hashes = np.asarray(block_offsets), np.asarray(block_hashes)
@@ -277,13 +304,18 @@ def replay(
     else:
         costs = np.ones(1, dtype=np.float64)
     slots = [t.slots(block_bytes, n_unique or 1) for t in spec_tiers]
-    I, K, F, M = _state_arrays(spec_tiers, slots)
-    caps = np.asarray(slots, dtype=np.int64)
-
-    t1 = time.perf_counter()
-    counters, hit_tier, evictions_at = _kr.replay_trace(
-        offsets, hashes, next_use, costs, caps, I, K, F, M, bool(promote), bool(record),
-        use_keys, bool(hints and names & _NEEDS_DEPTH))
+    list_ts = _list_tiers(spec_tiers, slots) if fast else None
+    if list_ts is not None:
+        t1 = time.perf_counter()
+        counters, hit_tier, evictions_at = _kl.list_replay(offsets, hashes, list_ts, bool(promote), bool(record),
+                                                           use_keys)
+    else:
+        I, K, F, M = _state_arrays(spec_tiers, slots)
+        caps = np.asarray(slots, dtype=np.int64)
+        t1 = time.perf_counter()
+        counters, hit_tier, evictions_at = _kr.replay_trace(
+            offsets, hashes, next_use, costs, caps, I, K, F, M, bool(promote), bool(record),
+            use_keys, bool(hints and names & _NEEDS_DEPTH))
     seconds = t_prep + time.perf_counter() - t1
     if n_unique is None:
         n_unique = int(densify(hashes)[1].shape[0])  # a statistic of the trace, not timed
@@ -313,8 +345,9 @@ def warm_up() -> float:
     hashes = np.array([1, 2, 3, 1, 2, 4], dtype=np.uint64)
     tiers = [ReplayTier(name="a", policy="lru", capacity_blocks=2), ReplayTier(name="b", policy="belady",
                                                                               capacity_blocks=2)]
-    replay(offsets, hashes, tiers, record=True)
-    replay(offsets, hashes, tiers)
+    for chain in (tiers, tiers[:1]):  # the general kernel, then the list kernel
+        replay(offsets, hashes, chain, record=True)
+        replay(offsets, hashes, chain)
     return time.perf_counter() - t0
 
 

@@ -222,3 +222,39 @@ def test_decisions_do_not_depend_on_hash_values(name):
     b = replay(offsets, big[ids], tiers, record=True)
     assert np.array_equal(a.hit_tier, b.hit_tier) and np.array_equal(a.evictions_at, b.evictions_at)
     assert a.prefix_hits == b.prefix_hits
+
+
+# -- the list kernel makes the general kernel's decisions --------------------------------
+
+LIST_POLICIES = ["lru", "fifo", "clock", "sieve", "s3fifo", "arc"]
+
+
+def assert_same_replay(a, b):
+    assert np.array_equal(a.hit_tier, b.hit_tier)
+    assert np.array_equal(a.evictions_at, b.evictions_at)
+    assert [vars(t) for t in a.tiers] == [vars(t) for t in b.tiers]
+    assert (a.block_hits, a.prefix_hits) == (b.block_hits, b.prefix_hits)
+
+
+@given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),
+       caps=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+       policies=st.lists(st.sampled_from(LIST_POLICIES), min_size=3, max_size=3), promote=st.booleans(),
+       hints=st.sampled_from([True, "keys", False]))
+@settings(max_examples=150)
+def test_list_kernel_equals_general_kernel(rows, caps, policies, promote, hints):
+    offsets, hashes = csr(rows)
+    tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c) for i, (c, p) in enumerate(zip(caps, policies))]
+    fast = replay(offsets, hashes, tiers, promote=promote, hints=hints, record=True)
+    general = replay(offsets, hashes, tiers, promote=promote, hints=hints, record=True, fast=False)
+    assert_same_replay(fast, general)
+
+
+@pytest.mark.parametrize("policies", [["lru"], ["arc"], ["s3fifo"], ["sieve", "clock", "fifo"], ["arc", "s3fifo", "lru"],
+                                      ["s3fifo", "arc"]])
+def test_list_kernel_equals_general_kernel_on_a_long_trace(policies):
+    """Ghost pools fill, wrap and exhaust (promotions remove blocks ARC never saw leave)."""
+    rng = np.random.default_rng(11)
+    ids = (rng.zipf(1.2, 40_000) % 3000).astype(np.uint64)
+    offsets = np.arange(0, 40_001, 4, dtype=np.int64)
+    tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c) for i, (p, c) in enumerate(zip(policies, (60, 150, 400)))]
+    assert_same_replay(replay(offsets, ids, tiers, record=True), replay(offsets, ids, tiers, record=True, fast=False))
