@@ -4,24 +4,34 @@ For LRU, FIFO, CLOCK, SIEVE, S3-FIFO and ARC the order of a tier's blocks is all
 matters, never which slot holds them, so this kernel gives every resident block one
 *entry* for as long as it stays in the chain: a demotion or a promotion moves the entry
 from one tier's lists to another's and touches no table. One open-addressing table
-(4-byte cells) maps a block hash to its entries: the resident one and, for ARC and
-S3-FIFO, at most one ghost per tier (a ghost is an entry too, in its own range, on its
-tier's ghost lists), so the lookup an access does anyway also finds the first tier's
-ghost, and a ghost costs no second table.
+(4-byte cells, linear probing, deletion by shifting back) maps a block hash to its
+entries: the resident one and, for ARC and S3-FIFO, at most one ghost per tier (a ghost
+is an entry too, in its tier's range, on its tier's ghost lists), so the lookup an access
+does anyway also finds the first tier's ghost, and ghosts cost no second table. When a
+victim leaves the chain and is remembered, its ghost takes its table cell; a returning
+ghost's cell passes to the new block.
 
 The decisions are ``kvtier._kernels.replay``'s (and so the store's), event for event:
 each tier's policy sees prepare, evict, insert in the same order, with the same list
 rules as ``kvtier._kernels.policy`` (a test replays random traces through both kernels
 and compares every counter, hit and eviction). Layout:
 
-* entries ``0 .. R - 1`` resident (``R`` = the tiers' total slots), ``R .. R + G - 1``
-  ghosts (tier ``t`` owns ``gb[t] .. gb[t + 1] - 1``); ``key[e]``, ``tier[e]`` (owner),
-  ``q[e]`` (list: S3-FIFO small/main, ARC T1/T2 or B1/B2), ``bit[e]`` (CLOCK/SIEVE
-  reference, S3-FIFO hit count);
-* ``prv``/``nxt`` link entries into doubly linked lists with sentinels ``R + G + 4t + j``:
-  ``j`` = 0, 1 resident lists, 2, 3 ghost lists; ``nxt[head]`` is the oldest member,
-  ``prv[head]`` the newest;
-* per tier ``ts[t, TS_*]`` int64 scalars and ``arc_p[t]``.
+* entries ``0 .. R - 1`` resident (``R``: the tiers' total slots), then each ghost tier's
+  range ``TS_GLO .. TS_GHI - 1``, then one scratch entry; ``key[e]``; ``tier[e]`` of a
+  resident entry; ``q[e]`` its list (S3-FIFO small/main, ARC T1/T2; a ghost's B1/B2);
+  ``bit[e]`` (CLOCK/SIEVE reference, S3-FIFO hit count);
+* ``prv``/``nxt`` link entries into doubly linked lists with sentinels ``E + 4t + j``
+  (``E``: entries): ``j`` = 0, 1 resident lists, 2, 3 ghost lists; ``nxt[head]`` is the
+  oldest member, ``prv[head]`` the newest. Free ghost entries are a stack linked by ``nxt``;
+* per tier ``ts[t, TS_*]`` int64 scalars and ``arc_p[t]``;
+* the table ``vals``: a power of two of cells, at most 2/11 full (with ghosts 4/7, so
+  that S3-FIFO and ARC stay within 64 bytes per resident block), short probe runs being
+  what makes a miss cheap;
+* one tier of LRU, FIFO, CLOCK or SIEVE runs a shorter path (no chain, no ghosts, counters
+  in locals).
+
+Everything is inlined into one loop (numba's ``inline="always"``): a call that passes
+this many arrays costs more than the work it does.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import numpy as np
 
 from kvtier._kernels.jit import njit
 from kvtier._kernels.policy import ARC, CLOCK, FIFO, LRU, S3FIFO, SIEVE
+from kvtier._kernels.prefetch import prefetch
 from kvtier._kernels.replay import (
     C_ADMITTED,
     C_DEMOTIONS,
@@ -60,11 +71,17 @@ TS_GHOST_HIT = 10  # set by prepare: S3-FIFO 1; ARC 1 = in B1, 2 = in B2
 TS_HAND = 11  # SIEVE
 TS_G0 = 12  # ghost list 0 members (S3-FIFO ghost / ARC B1)
 TS_G1 = 13  # ARC B2
-TS_GFREE = 14  # ghost entries on the tier's free stack
-TS_GBASE = 15  # first ghost entry of the tier
-TS_GPOOL = 16  # ghost entries the tier owns
+TS_GFREE = 14  # top of the tier's stack of free ghost entries, or -1
+TS_GLO = 15  # the tier's ghost entries: TS_GLO .. TS_GHI - 1
+TS_GHI = 16
 TS_HEAD = 17  # the tier's first sentinel
-TS_SIZE = 18
+TS_RELABELED = 18  # the victim's table cell went to its ghost (the victim is dropped)
+TS_SIZE = 19
+
+#: Accesses ahead of the current one whose table cell is prefetched.
+PREFETCH_AHEAD = 12
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 # -- lists ------------------------------------------------------------------------------
@@ -89,43 +106,46 @@ def _unlink(prv, nxt, x):
 
 # -- the table (hash -> entries; several entries may share a key) -----------------------
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
 
 @njit(inline="always")
-def _t_home(h, size):
-    """A key's home cell: the top 32 bits of a Fibonacci hash scaled to ``size`` (any size)."""
-    return np.int64((((np.uint64(h) * _GOLDEN) >> np.uint64(32)) * np.uint64(size)) >> np.uint64(32))
-
-
-@njit(inline="always")
-def _t_next(i, size):
-    i += 1
-    return i if i < size else 0
-
+def _t_home(h, shift):
+    """A key's home cell: the top bits of its Fibonacci hash."""
+    return np.int64((np.uint64(h) * _GOLDEN) >> np.uint64(shift))
 
 
 @njit(_nrt=False, inline="always")
-def _t_insert(vals, size, h, e):
-    i = _t_home(h, size)
+def _t_insert(vals, shift, h, e):
+    mask = vals.shape[0] - 1
+    i = _t_home(h, shift)
     while vals[i] != -1:
-        i = _t_next(i, size)
+        i = (i + 1) & mask
     vals[i] = e
 
 
 @njit(_nrt=False, inline="always")
-def _t_delete(vals, size, key, e):
-    """Remove entry ``e`` (indexed under ``key[e]``), shifting its cluster back."""
-    i = _t_home(key[e], size)
+def _t_replace(vals, shift, key, old, new):
+    """Entry ``new`` (``key[new] == key[old]``) takes ``old``'s cell: no probe run moves."""
+    mask = vals.shape[0] - 1
+    i = _t_home(key[old], shift)
+    while vals[i] != old:
+        i = (i + 1) & mask
+    vals[i] = new
+
+
+@njit(_nrt=False, inline="always")
+def _t_delete(vals, shift, key, e):
+    """Remove entry ``e`` (indexed under ``key[e]``), shifting its run back."""
+    mask = vals.shape[0] - 1
+    i = _t_home(key[e], shift)
     while vals[i] != e:
-        i = _t_next(i, size)
+        i = (i + 1) & mask
     j = i
     while True:
-        j = _t_next(j, size)
+        j = (j + 1) & mask
         f = vals[j]
         if f == -1:
             break
-        home = _t_home(key[f], size)
+        home = _t_home(key[f], shift)
         if i <= j:
             stays = i < home <= j
         else:
@@ -137,66 +157,81 @@ def _t_delete(vals, size, key, e):
 
 
 @njit(_nrt=False, inline="always")
-def _t_find_ghost(vals, size, key, tier, R, h, t):
+def _t_find_ghost(ts, t, vals, shift, key, h):
     """Tier ``t``'s ghost entry for ``h``, or -1."""
-    i = _t_home(h, size)
+    mask = vals.shape[0] - 1
+    lo = ts[t, TS_GLO]
+    hi = ts[t, TS_GHI]
+    i = _t_home(h, shift)
     while True:
         e = vals[i]
         if e == -1:
             return -1
-        if e >= R and key[e] == h and tier[e] == t:
+        if lo <= e < hi and key[e] == h:
             return e
-        i = _t_next(i, size)
+        i = (i + 1) & mask
 
 
 # -- ghosts -----------------------------------------------------------------------------
 
 
-@njit(_nrt=False)
-def _ghost_take(ts, t, g, vals, size, key, q, prv, nxt, gstack):
-    """Forget ghost entry ``g`` of tier ``t``; returns the list it was on."""
-    lst = q[g]
-    _t_delete(vals, size, key, g)
+@njit(_nrt=False, inline="always")
+def _ghost_free(ts, t, g, q, prv, nxt):
+    """Ghost entry ``g`` leaves its list for tier ``t``'s free stack (its cell is the caller's)."""
     _unlink(prv, nxt, g)
-    gstack[ts[t, TS_GBASE] + ts[t, TS_GFREE]] = g
-    ts[t, TS_GFREE] += 1
-    ts[t, TS_G0 + lst] -= 1
-    return lst
+    ts[t, TS_G0 + q[g]] -= 1
+    nxt[g] = ts[t, TS_GFREE]
+    ts[t, TS_GFREE] = g
+
+
+@njit(_nrt=False, inline="always")
+def _ghost_take(ts, t, g, vals, shift, key, q, prv, nxt):
+    """Forget ghost entry ``g`` of tier ``t``."""
+    _t_delete(vals, shift, key, g)
+    _ghost_free(ts, t, g, q, prv, nxt)
 
 
 @njit(_nrt=False)
-def _ghost_drop_oldest(ts, t, lst, vals, size, key, q, prv, nxt, gstack):
+def _ghost_drop_oldest(ts, t, lst, vals, shift, key, q, prv, nxt):
     head = ts[t, TS_HEAD] + 2 + lst
     g = nxt[head]
     if g != head:
-        _ghost_take(ts, t, g, vals, size, key, q, prv, nxt, gstack)
+        _ghost_take(ts, t, g, vals, shift, key, q, prv, nxt)
 
 
-@njit(_nrt=False)
-def _ghost_add(ts, t, lst, h, vals, size, key, tier, q, prv, nxt, gstack, R):
-    if ts[t, TS_GPOOL] == 0:
+@njit(_nrt=False, inline="always")
+def _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, prv, nxt):
+    """Remember the key of ``s``, just evicted from tier ``t``, on ghost list ``lst``.
+
+    A key has no ghost in a tier while it is resident there (admission takes it), so no
+    older ghost of it is looked for. ``drop``: ``s`` leaves the chain, and its table cell
+    passes to the ghost (``TS_RELABELED`` tells the caller not to delete it)."""
+    if ts[t, TS_GHI] == ts[t, TS_GLO]:
         return
-    old = _t_find_ghost(vals, size, key, tier, R, h, t)
-    if old >= 0:  # a key is remembered once, at its latest eviction
-        _ghost_take(ts, t, old, vals, size, key, q, prv, nxt, gstack)
-    if ts[t, TS_GFREE] == 0:
+    if ts[t, TS_GFREE] < 0:
         # Pool exhausted (only after removals the policy did not see): forget the oldest.
-        _ghost_drop_oldest(ts, t, 1 if ts[t, TS_G1] > 0 else 0, vals, size, key, q, prv, nxt, gstack)
-    ts[t, TS_GFREE] -= 1
-    g = gstack[ts[t, TS_GBASE] + ts[t, TS_GFREE]]
-    key[g] = h
+        _ghost_drop_oldest(ts, t, 1 if ts[t, TS_G1] > 0 else 0, vals, shift, key, q, prv, nxt)
+    g = ts[t, TS_GFREE]
+    ts[t, TS_GFREE] = nxt[g]
+    key[g] = key[s]
     q[g] = lst
     _push(prv, nxt, ts[t, TS_HEAD] + 2 + lst, g)
     ts[t, TS_G0 + lst] += 1
-    _t_insert(vals, size, h, g)
+    if drop:
+        _t_replace(vals, shift, key, s, g)
+        ts[t, TS_RELABELED] = 1
+    else:
+        _t_insert(vals, shift, key[g], g)
 
 
 # -- policy operations on tier t --------------------------------------------------------
 
 
-@njit(_nrt=False)
-def _prepare(ts, arc_p, t, g, vals, size, key, q, prv, nxt, gstack):
-    """Tier ``t`` is about to admit a block whose ghost entry there is ``g`` (or -1)."""
+@njit(_nrt=False, inline="always")
+def _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, prv, nxt):
+    """Tier ``t`` is about to admit a block whose ghost entry there is ``g`` (or -1).
+    ``cell`` >= 0: the ghost's table cell, which passes to the scratch entry (a new block
+    not yet in the table); else the ghost's cell is deleted."""
     kind = ts[t, TS_KIND]
     ts[t, TS_GHOST_HIT] = 0
     if g < 0:
@@ -213,7 +248,11 @@ def _prepare(ts, arc_p, t, g, vals, size, key, q, prv, nxt, gstack):
         else:
             arc_p[t] = max(arc_p[t] - max(b1 / b2, 1.0), 0.0)
             ts[t, TS_GHOST_HIT] = 2
-    _ghost_take(ts, t, g, vals, size, key, q, prv, nxt, gstack)
+    if cell >= 0:
+        vals[cell] = key.shape[0] - 1
+        _ghost_free(ts, t, g, q, prv, nxt)
+    else:
+        _ghost_take(ts, t, g, vals, shift, key, q, prv, nxt)
 
 
 @njit(_nrt=False, inline="always")
@@ -240,19 +279,32 @@ def _insert(ts, t, e, q, bit, prv, nxt):
         q[e] = k
         ts[t, TS_Q0 + k] += 1
     else:
-        _push(prv, nxt, head, e)
+        _place(kind, head, e, bit, prv, nxt)
+
+
+@njit(_nrt=False, inline="always")
+def _place(kind, head, e, bit, prv, nxt):
+    """Insert for LRU, FIFO, CLOCK and SIEVE (list at sentinel ``head``)."""
+    _push(prv, nxt, head, e)
+    if kind != LRU:
         bit[e] = 0
+
+
+@njit(_nrt=False, inline="always")
+def _touch(kind, head, e, bit, prv, nxt):
+    """Access for LRU, FIFO, CLOCK and SIEVE."""
+    if kind == LRU:
+        _unlink(prv, nxt, e)
+        _push(prv, nxt, head, e)
+    elif kind == CLOCK or kind == SIEVE:
+        bit[e] = 1
+    # FIFO: a hit changes nothing
 
 
 @njit(_nrt=False, inline="always")
 def _access(ts, t, e, q, bit, prv, nxt):
     kind = ts[t, TS_KIND]
-    if kind == LRU:
-        _unlink(prv, nxt, e)
-        _push(prv, nxt, ts[t, TS_HEAD], e)
-    elif kind == CLOCK or kind == SIEVE:
-        bit[e] = 1
-    elif kind == S3FIFO:
+    if kind == S3FIFO:
         if bit[e] < 3:
             bit[e] += 1
     elif kind == ARC:
@@ -262,10 +314,11 @@ def _access(ts, t, e, q, bit, prv, nxt):
             q[e] = 1
             ts[t, TS_Q0] -= 1
             ts[t, TS_Q1] += 1
-    # FIFO: a hit changes nothing
+    else:
+        _touch(kind, ts[t, TS_HEAD], e, bit, prv, nxt)
 
 
-@njit(_nrt=False)
+@njit(_nrt=False, inline="always")
 def _remove(ts, t, e, q, prv, nxt):
     """``e`` leaves tier ``t`` without being evicted (a promotion)."""
     kind = ts[t, TS_KIND]
@@ -278,8 +331,8 @@ def _remove(ts, t, e, q, prv, nxt):
     _unlink(prv, nxt, e)
 
 
-@njit(_nrt=False)
-def _s3_evict(ts, t, vals, size, key, tier, q, bit, prv, nxt, gstack, R):
+@njit(_nrt=False, inline="always")
+def _s3_evict(ts, t, drop, vals, shift, key, q, bit, prv, nxt):
     head = ts[t, TS_HEAD]
     ts[t, TS_HAS_EVICTED] = 1
     while True:
@@ -306,8 +359,8 @@ def _s3_evict(ts, t, vals, size, key, tier, q, bit, prv, nxt, gstack, R):
             else:
                 if ts[t, TS_GHOST_CAP] > 0:
                     if ts[t, TS_G0] >= ts[t, TS_GHOST_CAP]:
-                        _ghost_drop_oldest(ts, t, 0, vals, size, key, q, prv, nxt, gstack)
-                    _ghost_add(ts, t, 0, key[s], vals, size, key, tier, q, prv, nxt, gstack, R)
+                        _ghost_drop_oldest(ts, t, 0, vals, shift, key, q, prv, nxt)
+                    _ghost_add(ts, t, 0, s, drop, vals, shift, key, q, prv, nxt)
                 return s
 
 
@@ -321,8 +374,8 @@ def _arc_replace_list(ts, arc_p, t):
     return 1
 
 
-@njit(_nrt=False)
-def _arc_evict(ts, arc_p, t, vals, size, key, tier, q, prv, nxt, gstack, R):
+@njit(_nrt=False, inline="always")
+def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, prv, nxt):
     n = ts[t, TS_CAP]
     ghost = True
     trim = -1
@@ -345,25 +398,18 @@ def _arc_evict(ts, arc_p, t, vals, size, key, tier, q, prv, nxt, gstack, R):
             if t1 + b1 + t2 + b2 >= 2 * n and b2 > 0:
                 trim = 1
     if trim >= 0:
-        _ghost_drop_oldest(ts, t, trim, vals, size, key, q, prv, nxt, gstack)
+        _ghost_drop_oldest(ts, t, trim, vals, shift, key, q, prv, nxt)
     s = nxt[ts[t, TS_HEAD] + lst]
     _unlink(prv, nxt, s)
     ts[t, TS_Q0 + lst] -= 1
     if ghost:
-        _ghost_add(ts, t, lst, key[s], vals, size, key, tier, q, prv, nxt, gstack, R)
+        _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, prv, nxt)
     return s
 
 
 @njit(_nrt=False, inline="always")
-def _evict(ts, arc_p, t, vals, size, key, tier, q, bit, prv, nxt, gstack, R):
-    """Evict tier ``t``'s victim (the tier is full, so it has one); returns its entry."""
-    kind = ts[t, TS_KIND]
-    head = ts[t, TS_HEAD]
-    ts[t, TS_COUNT] -= 1
-    if kind == S3FIFO:
-        return _s3_evict(ts, t, vals, size, key, tier, q, bit, prv, nxt, gstack, R)
-    if kind == ARC:
-        return _arc_evict(ts, arc_p, t, vals, size, key, tier, q, prv, nxt, gstack, R)
+def _evict_plain(ts, t, kind, head, bit, prv, nxt):
+    """The victim of a tier of LRU, FIFO, CLOCK or SIEVE (sentinel ``head``), unlinked."""
     s = nxt[head]
     if kind == CLOCK:
         while bit[s] != 0:
@@ -385,6 +431,19 @@ def _evict(ts, arc_p, t, vals, size, key, tier, q, bit, prv, nxt, gstack, R):
     return s
 
 
+@njit(_nrt=False, inline="always")
+def _evict(ts, arc_p, t, drop, vals, shift, key, q, bit, prv, nxt):
+    """Evict tier ``t``'s victim (the tier is full, so it has one); returns its entry.
+    ``drop``: the victim leaves the chain (``t`` is the last tier)."""
+    kind = ts[t, TS_KIND]
+    ts[t, TS_COUNT] -= 1
+    if kind == S3FIFO:
+        return _s3_evict(ts, t, drop, vals, shift, key, q, bit, prv, nxt)
+    if kind == ARC:
+        return _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, prv, nxt)
+    return _evict_plain(ts, t, kind, ts[t, TS_HEAD], bit, prv, nxt)
+
+
 # -- the replay -------------------------------------------------------------------------
 
 
@@ -399,87 +458,90 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
     T = ts_init.shape[0]
     ts = ts_init.copy()
     R = 0
-    G = 0
     for t in range(T):
-        n = ts[t, TS_CAP]
-        R += n
+        R += ts[t, TS_CAP]
+    E = R
+    for t in range(T):
         pool = 0
         if use_keys and ts[t, TS_KIND] == S3FIFO:
             pool = ts[t, TS_GHOST_CAP]
         elif use_keys and ts[t, TS_KIND] == ARC:
-            pool = n + 2
-        ts[t, TS_GPOOL] = pool
-        G += pool
-    E = R + G
-    gb = R
-    for t in range(T):
-        ts[t, TS_GBASE] = gb - R  # offset into gstack
-        ts[t, TS_GFREE] = ts[t, TS_GPOOL]
-        ts[t, TS_HAND] = -1
-        ts[t, TS_HEAD] = E + 4 * t
-        gb += ts[t, TS_GPOOL]
+            pool = ts[t, TS_CAP] + 2
+        ts[t, TS_GLO] = E
+        ts[t, TS_GHI] = E + pool
+        E += pool
     prv = np.empty(E + 4 * T, dtype=np.int32)
     nxt = np.empty(E + 4 * T, dtype=np.int32)
     for x in range(E, E + 4 * T):
         prv[x] = x
         nxt[x] = x
-    key = np.zeros(E, dtype=np.uint64)
-    tier = np.zeros(E, dtype=np.int8)
+    for t in range(T):
+        ts[t, TS_HAND] = -1
+        ts[t, TS_HEAD] = E + 4 * t
+        ts[t, TS_GFREE] = -1
+        for g in range(ts[t, TS_GHI] - 1, ts[t, TS_GLO] - 1, -1):
+            nxt[g] = ts[t, TS_GFREE]
+            ts[t, TS_GFREE] = g
+    key = np.zeros(E + 1, dtype=np.uint64)  # entry E: scratch for a new block's key
+    tier = np.zeros(R, dtype=np.int8)
     q = np.zeros(E, dtype=np.int8)
     bit = np.zeros(R, dtype=np.int8)
-    gstack = np.empty(max(G, 1), dtype=np.int32)
-    for t in range(T):
-        base = ts[t, TS_GBASE]
-        pool = ts[t, TS_GPOOL]
-        for i in range(pool):
-            g = R + base + pool - 1 - i
-            gstack[base + i] = g
-            tier[g] = t
-    # Load at most 1/8 (1/2.5 with ghosts, which would cost too many bytes per resident
-    # block): short probe runs are what make a miss cheap.
-    size = max(16, 8 * E if G == 0 else (5 * E + 1) // 2)
+    # The largest power of two of cells within the metadata budget (64 bytes per resident
+    # block): 11 cells per entry without ghosts (at most 2/11 full), 3.5 with (4/7).
+    size = 16
+    while size * 2 <= (11 * E if E == R else (7 * E) // 2):
+        size *= 2
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
     vals = np.full(size, -1, dtype=np.int32)
     arc_p = np.zeros(T, dtype=np.float64)
     counters = np.zeros((T, NUM_COUNTERS), dtype=np.int64)
     n = hashes.shape[0]
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, T), dtype=np.int32)
-    _loop(offsets, hashes, ts, arc_p, T, R, vals, size, key, tier, q, bit, prv, nxt, gstack,
-          counters, hit_tier, evictions_at, promote, record, use_keys)
+    _loop(offsets, hashes, ts, arc_p, T, R, vals, 64 - bits, key, tier, q, bit, prv, nxt, counters, hit_tier,
+          evictions_at, promote, record, use_keys)
     return counters, hit_tier, evictions_at
 
 
 @njit(_nrt=False, inline="always")
-def _admit(ts, arc_p, T, R, e, h, vals, size, key, tier, q, bit, prv, nxt, gstack, used, counters,
-           evictions_at, k, record, use_keys, g0):
+def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used, counters, evictions_at, k,
+           record, use_keys, g0, g0_cell):
     """Admit block ``h`` to tier 0, demoting victims down the chain: entry ``e`` (a
-    promotion), or -1 (a miss: the next unused entry or, every entry being used, the one
-    the last tier drops). ``g0``: tier 0's ghost of ``h``, or -1. Returns the number of
-    entries used after.
+    promotion: the block is in the table), or -1 (a miss: the block takes the next unused
+    entry or, every entry being used, the one the last tier drops, and enters the table
+    once the chain has settled). ``g0``: tier 0's ghost of ``h`` or -1, at table cell
+    ``g0_cell`` (a miss) or -1. Returns the number of entries used after.
 
     Entries are never freed otherwise: a block is dropped only when every tier on its way
-    down was full, and then every entry is in use and the new block takes it."""
-    late = False  # the new block takes the dropped entry once the chain has settled
-    if e < 0:
-        if used < R:
-            e = used
-            used += 1
-            key[e] = h
-            _t_insert(vals, size, h, e)
-        else:
-            late = True
+    down was full, and then every entry is in use."""
+    new = e < 0
+    if new and used < R:
+        e = used
+        used += 1
+        key[e] = h
+    scratch = key.shape[0] - 1
+    pending = False  # the new block's cell holds the scratch entry (its ghost's old cell)
     t = 0
-    x = e
+    x = e  # -1: the new block, until the dropped entry is known
     g = g0
     while True:
         kind = ts[t, TS_KIND]
         if kind == S3FIFO or kind == ARC:
-            if t > 0 and use_keys:
-                g = _t_find_ghost(vals, size, key, tier, R, key[x], t)
-            _prepare(ts, arc_p, t, g, vals, size, key, q, prv, nxt, gstack)
+            cell = -1
+            if t == 0:
+                if new and g >= 0:
+                    key[scratch] = h
+                    cell = g0_cell
+                    pending = True
+            elif use_keys:
+                g = _t_find_ghost(ts, t, vals, shift, key, key[x])
+            _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, prv, nxt)
+        last = t + 1 == T
         v = -1
         if ts[t, TS_COUNT] >= ts[t, TS_CAP]:
-            v = _evict(ts, arc_p, t, vals, size, key, tier, q, bit, prv, nxt, gstack, R)
+            v = _evict(ts, arc_p, t, last, vals, shift, key, q, bit, prv, nxt)
             counters[t, C_EVICTIONS] += 1
             if record:
                 evictions_at[k, t] += 1
@@ -488,35 +550,58 @@ def _admit(ts, arc_p, T, R, e, h, vals, size, key, tier, q, bit, prv, nxt, gstac
             _insert(ts, t, x, q, bit, prv, nxt)
             counters[t, C_ADMITTED] += 1
         if v < 0:
-            return used
-        if t + 1 == T:
+            break
+        if last:
             counters[t, C_DROPS] += 1
-            _t_delete(vals, size, key, v)
-            # late holds here (see above): the new block takes the dropped entry.
-            key[v] = h
-            _t_insert(vals, size, h, v)
-            tier[v] = 0
-            _insert(ts, 0, v, q, bit, prv, nxt)
-            counters[0, C_ADMITTED] += 1
-            return used
+            if ts[t, TS_RELABELED] != 0:
+                ts[t, TS_RELABELED] = 0  # its cell went to its ghost
+            else:
+                _t_delete(vals, shift, key, v)
+            if e < 0:
+                e = v
+                key[v] = h
+                tier[v] = 0
+                _insert(ts, 0, v, q, bit, prv, nxt)
+                counters[0, C_ADMITTED] += 1
+            break
         counters[t, C_DEMOTIONS] += 1
         x = v
         t += 1
+    if new:
+        if pending:
+            _t_replace(vals, shift, key, scratch, e)
+        else:
+            _t_insert(vals, shift, h, e)
+    return used
 
 
 @njit(_nrt=False)
-def _loop(offsets, hashes, ts, arc_p, T, R, vals, size, key, tier, q, bit, prv, nxt, gstack,
-          counters, hit_tier, evictions_at, promote, record, use_keys):
+def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, prv, nxt, counters, hit_tier,
+          evictions_at, promote, record, use_keys):
     used = 0
+    mask = vals.shape[0] - 1
     ghosts0 = use_keys and (ts[0, TS_KIND] == S3FIFO or ts[0, TS_KIND] == ARC)
+    glo0 = ts[0, TS_GLO]
+    ghi0 = ts[0, TS_GHI]
+    # One tier of LRU, FIFO, CLOCK or SIEVE: no chain, no ghosts; counted in locals.
+    plain = T == 1 and not (ts[0, TS_KIND] == S3FIFO or ts[0, TS_KIND] == ARC)
+    kind0 = ts[0, TS_KIND]
+    head0 = ts[0, TS_HEAD]
+    hits0 = 0
+    prefix0 = 0
+    evictions0 = 0
+    n = hashes.shape[0]
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
+            if k + PREFETCH_AHEAD < n:
+                prefetch(vals, _t_home(hashes[k + PREFETCH_AHEAD], shift))
             h = hashes[k]
             # One probe finds the resident entry and tier 0's ghost.
-            i = _t_home(h, size)
+            i = _t_home(h, shift)
             e = -1
             g0 = -1
+            g0_cell = -1
             while True:
                 f = vals[i]
                 if f == -1:
@@ -525,10 +610,36 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, size, key, tier, q, bit, prv, 
                     if f < R:
                         e = f
                         break
-                    if ghosts0 and tier[f] == 0:
+                    if ghosts0 and glo0 <= f < ghi0:
                         g0 = f
-                i = _t_next(i, size)
+                        g0_cell = i
+                i = (i + 1) & mask
+            if plain:
+                hit = e >= 0
+                if hit:
+                    hits0 += 1
+                    if prefix:
+                        prefix0 += 1
+                    _touch(kind0, head0, e, bit, prv, nxt)
+                else:
+                    prefix = False
+                    if used < R:
+                        e = used
+                        used += 1
+                    else:
+                        e = _evict_plain(ts, 0, kind0, head0, bit, prv, nxt)
+                        _t_delete(vals, shift, key, e)
+                        evictions0 += 1
+                        if record:
+                            evictions_at[k, 0] = 1
+                    key[e] = h
+                    _t_insert(vals, shift, h, e)
+                    _place(kind0, head0, e, bit, prv, nxt)
+                if record:
+                    hit_tier[k] = 0 if hit else -1
+                continue
             t = -1
+            admit = True
             if e >= 0:
                 t = tier[e]
                 counters[t, C_HITS] += 1
@@ -540,16 +651,25 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, size, key, tier, q, bit, prv, 
                     counters[t, C_PROMOTIONS] += 1
                     _remove(ts, t, e, q, prv, nxt)
                     if ghosts0:
-                        g0 = _t_find_ghost(vals, size, key, tier, R, h, 0)
-                    used = _admit(ts, arc_p, T, R, e, h, vals, size, key, tier, q, bit, prv, nxt, gstack,
-                                   used, counters, evictions_at, k, record, use_keys, g0)
+                        g0 = _t_find_ghost(ts, 0, vals, shift, key, h)
                 else:
                     _access(ts, t, e, q, bit, prv, nxt)
+                    admit = False
             else:
                 prefix = False
                 for u in range(T):
                     counters[u, C_MISSES] += 1
-                used = _admit(ts, arc_p, T, R, -1, h, vals, size, key, tier, q, bit, prv, nxt, gstack,
-                                   used, counters, evictions_at, k, record, use_keys, g0)
+            if admit:  # one call site: the admission chain is inlined once
+                used = _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used, counters,
+                              evictions_at, k, record, use_keys, g0, g0_cell)
             if record:
                 hit_tier[k] = t
+    if plain:
+        misses = (offsets[-1] - offsets[0]) - hits0
+        counters[0, C_HITS] = hits0
+        counters[0, C_PREFIX_HITS] = prefix0
+        counters[0, C_MISSES] = misses
+        counters[0, C_ADMITTED] = misses
+        counters[0, C_EVICTIONS] = evictions0
+        counters[0, C_DROPS] = evictions0
+        ts[0, TS_COUNT] = used
