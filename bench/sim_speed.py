@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     traces = {
         "tool-agent 14k agents": generate_trace(workload="tool-agent", num_agents=14_000, seed=0),
         "coding-agent 64 agents": generate_trace(workload="coding-agent", num_agents=64, requests_per_agent=60,
-                                                 block_tokens=256, seed=0),
+                                                 block_tokens=256, seed=0, long_context_share=0.0),
     }
     targets = {
         "1 tier (groq3-lpx)": HardwareTarget.preset("groq3-lpx", model="llama-3.1-70b"),

@@ -12,6 +12,13 @@ and where the default comes from):
   ``tool_wait`` between turns;
 * when the context passes ``compact_at_tokens`` the agent sends a **compaction** request,
   and restarts from the shared prefix plus the summary: the old prefix dies;
+* a **context cycle** runs from an agent's start, a compaction or a loop restart to the
+  next; a share ``long_context_share`` of cycles runs on a **long-context (1M) model**: it
+  compacts at ``long_context_compact_at_tokens`` instead, and its tool results are
+  ``long_context_tool_result_scale`` times larger. Long cycles are spread evenly over an
+  agent's cycles (systematic sampling with a random phase: exactly one in every
+  ``1 / long_context_share`` in the long run), so every session gets its share of the long
+  tail rather than some sessions all of it and others none;
 * after a loop iteration (``loop_turns_mean`` turns on average) the loop **restarts**:
   same prompt, a new progress file, so the long prefix is reused;
 * at a turn, with ``subagent_prob``, the agent **spawns sub-agents** that fork from its
@@ -63,8 +70,9 @@ class CodingAgentConfig:
     """Knobs of the coding-agent generator. Sources: [KT] kv-cache-tester's released Claude
     Code traces and docs (642 conversations, 112,176 requests; block_size 64; system ~2-3k
     and tools ~8-12k tokens; median per-conversation cache hit 96.9%; ~440 output tokens
-    per request); [CC] Claude Code's 200k-token window and auto-compaction; [E] a kvtier
-    estimate, stated as such, tuned so the default lands in the public ranges."""
+    per request; input tokens per request ~110k median, ~140k mean, ~785k at most); [CC]
+    Claude Code's 200k-token window and auto-compaction; [E] a kvtier estimate, stated as
+    such, tuned so the default lands in the public ranges."""
 
     num_agents: int = 1
     block_tokens: int = 64  # [KT] block_size 64
@@ -82,6 +90,13 @@ class CodingAgentConfig:
     tool_wait_ms_sigma: float = 1.0  # as [KT]'s median conversation (60 min, ~175 requests)
     requests_per_agent: int = 175  # [KT] 112,176 requests / 642 conversations
     compact_at_tokens: int = 190_000  # [CC] auto-compaction shortly before the 200k window
+    # A share of context cycles runs on a 1M-context model: [KT]'s contexts reach ~785k tokens,
+    # beyond any 200k window, and its request sizes are right-skewed (mean ~140k over median ~110k,
+    # which a session bounded at 190k cannot give: its sizes are ~uniform, mean ~= median).
+    long_context_share: float = 0.2  # [E] share of cycles; tuned to [KT]'s ~140k mean at ~110k median
+    long_context_compact_at_tokens: int = 600_000  # [E] where such a cycle ends, below [KT]'s ~785k maximum
+    long_context_tool_result_scale: float = 6.0  # [E] whole files and logs read into the large window:
+    # the cycle passes its large contexts in few turns (a thin tail) at about the same per-turn reuse
     compaction_summary_tokens: int = 12_000  # [E] summary + files re-read after a compaction
     compaction_output_tokens: int = 3_000  # [E] tokens the compaction request generates
     loop_turns_mean: float = 300.0  # [E] turns per loop iteration (geometric): ~1 restart per 2 sessions
@@ -102,14 +117,15 @@ class CodingAgentConfig:
                 raise ConfigError(f"{f.name}: got {v!r}, expected a finite number")
         positive = ("num_agents", "block_tokens", "system_prompt_tokens", "num_repos", "output_tokens_median",
                     "tool_result_tokens_median", "requests_per_agent", "compact_at_tokens", "loop_turns_mean",
-                    "subagents_max", "subagent_turns_mean", "prefill_tokens_per_s", "decode_tokens_per_s")
+                    "subagents_max", "subagent_turns_mean", "prefill_tokens_per_s", "decode_tokens_per_s",
+                    "long_context_tool_result_scale")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: got {getattr(self, name)!r}, expected > 0")
         ints = ("num_agents", "block_tokens", "system_prompt_tokens", "tool_definition_tokens", "num_repos",
                 "repo_context_tokens", "task_prompt_tokens", "progress_file_tokens", "requests_per_agent",
-                "compact_at_tokens", "compaction_summary_tokens", "compaction_output_tokens", "subagents_max",
-                "subagent_task_tokens", "subagent_result_tokens", "seed")
+                "compact_at_tokens", "long_context_compact_at_tokens", "compaction_summary_tokens",
+                "compaction_output_tokens", "subagents_max", "subagent_task_tokens", "subagent_result_tokens", "seed")
         for name in ints:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
@@ -118,12 +134,17 @@ class CodingAgentConfig:
                      "stagger_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: got {getattr(self, name)!r}, expected >= 0")
+        if not 0.0 <= self.long_context_share <= 1.0:
+            raise ConfigError(f"long_context_share: got {self.long_context_share!r}, expected a share in [0, 1]")
         if not 0.0 <= self.subagent_prob <= 1.0:
             raise ConfigError(f"subagent_prob: got {self.subagent_prob!r}, expected a probability in [0, 1]")
         base = self.base_prefix_tokens + self.compaction_summary_tokens
         if self.compact_at_tokens <= base:
             raise ConfigError(f"compact_at_tokens: got {self.compact_at_tokens}, expected more than the prefix a "
                               f"compacted context restarts from ({base} tokens)")
+        if self.long_context_share > 0 and self.long_context_compact_at_tokens < self.compact_at_tokens:
+            raise ConfigError(f"long_context_compact_at_tokens: got {self.long_context_compact_at_tokens}, expected "
+                              f">= compact_at_tokens ({self.compact_at_tokens}) while long_context_share > 0")
 
     @property
     def base_prefix_tokens(self) -> int:
@@ -150,16 +171,17 @@ class CodingAgentConfig:
 WORKLOADS: dict[str, dict] = {
     # The calibrated default: a Claude-Code-like session (see CodingAgentConfig's sources).
     "coding-agent": {},
-    # The same loop with a 64k-token window and 60 requests: small enough to commit and test.
+    # The same loop with a 64k-token window and 60 requests, no long-context cycles: small enough
+    # to commit and test.
     "coding-agent-small": {"requests_per_agent": 60, "compact_at_tokens": 64_000, "compaction_summary_tokens": 4_000,
-                           "loop_turns_mean": 40.0, "tool_result_tokens_median": 900.0},
+                           "loop_turns_mean": 40.0, "tool_result_tokens_median": 900.0, "long_context_share": 0.0},
     # Short tool-calling sessions calibrated (with 100 agents) to Mooncake's Tool&Agent trace:
     # 8,596 input and 182 output tokens per request on average, 59% cache ratio, 512-token blocks.
     "tool-agent": {"block_tokens": 512, "system_prompt_tokens": 1_000, "tool_definition_tokens": 1_500,
                    "repo_context_tokens": 1_000, "task_prompt_tokens": 500, "progress_file_tokens": 300,
                    "output_tokens_median": 100.0, "output_tokens_sigma": 1.0, "tool_result_tokens_median": 2_500.0,
                    "requests_per_agent": 3, "compact_at_tokens": 32_000, "loop_turns_mean": 12.0,
-                   "subagent_prob": 0.0, "num_repos": 20},
+                   "subagent_prob": 0.0, "num_repos": 20, "long_context_share": 0.0},
 }
 
 
@@ -201,6 +223,33 @@ class _Context:
                 self.keys.append(self.last)
                 self.pieces, self.pending = 0, 0
         self.tokens += length
+
+
+class _CycleWindows:
+    """Which of an agent's context cycles run on the long-context model: systematic sampling.
+
+    Cycle ``k`` is long iff ``floor(u + (k + 1) * share) > floor(u + k * share)`` for a phase
+    ``u`` uniform in [0, 1) drawn from the agent's own stream: any ``n`` consecutive cycles hold
+    ``floor(n * share)`` or ``ceil(n * share)`` long ones. ``next()`` returns the cycle's
+    compaction threshold (tokens) and tool-result scale. With ``share`` 0 it draws nothing and
+    every cycle is ``(compact_at_tokens, 1.0)``, so traces without long cycles are unchanged."""
+
+    __slots__ = ("cfg", "phase", "k")
+
+    def __init__(self, cfg: CodingAgentConfig, agent_index: int) -> None:
+        self.cfg = cfg
+        self.k = 0
+        self.phase = 0.0
+        if cfg.long_context_share > 0:
+            self.phase = float(np.random.default_rng([cfg.seed, 3, agent_index]).random())
+
+    def next(self) -> tuple[int, float]:
+        c = self.cfg
+        share, u, k = c.long_context_share, self.phase, self.k
+        self.k += 1
+        if share > 0 and math.floor(u + (k + 1) * share) > math.floor(u + k * share):
+            return c.long_context_compact_at_tokens, c.long_context_tool_result_scale
+        return c.compact_at_tokens, 1.0
 
 
 class _Gen:
@@ -257,6 +306,7 @@ class _Gen:
 
     def agent(self, index: int, start_ms: float) -> None:
         c = self.cfg
+        cycles = _CycleWindows(c, index)
         # One random stream per agent: changing one agent's knobs or the number of agents
         # leaves the other agents' draws as they were (common random numbers).
         self.rng = np.random.default_rng([c.seed, 1, index])
@@ -265,11 +315,12 @@ class _Gen:
         prompt_seed = self.seed()
         ctx = self.base_context(repo_seed, prompt_seed)
         turns_left = self.geometric(c.loop_turns_mean)
+        window, tool_scale = cycles.next()
         prev_row, prev_tokens, ready, wait = None, 0, start_ms, 0.0
         joins: list[int] = []
         made = 0
         while made < c.requests_per_agent:
-            compacting = ctx.tokens >= c.compact_at_tokens
+            compacting = ctx.tokens >= window
             output = c.compaction_output_tokens if compacting else self.lognormal(c.output_tokens_median,
                                                                                   c.output_tokens_sigma)
             deps = [] if prev_row is None else [(prev_row, wait, TRIGGER_COMPLETION, RELATION_SEQUENCE)]
@@ -286,6 +337,7 @@ class _Gen:
                 ctx = self.base_context(repo_seed, prompt_seed)
                 ctx.append(self.seed(), c.compaction_summary_tokens)
                 prev_tokens = 0
+                window, tool_scale = cycles.next()
             else:
                 prev_tokens = ctx.tokens
                 ctx.append(self.seed(), output)
@@ -294,16 +346,24 @@ class _Gen:
                     ctx = self.base_context(repo_seed, prompt_seed)
                     turns_left = self.geometric(c.loop_turns_mean)
                     prev_tokens = 0
+                    window, tool_scale = cycles.next()
                 elif c.subagent_prob > 0 and self.rng.random() < c.subagent_prob and made < c.requests_per_agent:
-                    joins = self.subagents(ctx, parent_session=session, spawn_row=row, spawn_ms=done)
+                    joins = self.subagents(ctx, parent_session=session, spawn_row=row, spawn_ms=done,
+                                           tool_scale=tool_scale)
                     for _ in joins:
                         ctx.append(self.seed(), c.subagent_result_tokens)
                 else:
-                    ctx.append(self.seed(), self.lognormal(c.tool_result_tokens_median, c.tool_result_tokens_sigma))
+                    ctx.append(self.seed(), self.tool_result(tool_scale))
             wait = self.wait_ms()
             ready = done + wait
 
-    def subagents(self, parent_ctx: _Context, *, parent_session: int, spawn_row: int, spawn_ms: float) -> list[int]:
+    def tool_result(self, scale: float) -> int:
+        c = self.cfg
+        return self.lognormal(c.tool_result_tokens_median * scale, c.tool_result_tokens_sigma)
+
+    def subagents(self, parent_ctx: _Context, *, parent_session: int, spawn_row: int, spawn_ms: float,
+                  tool_scale: float) -> list[int]:
+        """Sub-agents forked from ``parent_ctx``; they run on the parent's model (``tool_scale``)."""
         c = self.cfg
         lasts = []
         for _ in range(int(self.rng.integers(1, c.subagents_max + 1))):
@@ -318,7 +378,7 @@ class _Gen:
                                          wait=wait, deps=deps, prev_tokens=prev_tokens)
                 prev_tokens = ctx.tokens
                 ctx.append(self.seed(), output)
-                ctx.append(self.seed(), self.lognormal(c.tool_result_tokens_median, c.tool_result_tokens_sigma))
+                ctx.append(self.seed(), self.tool_result(tool_scale))
                 wait = self.wait_ms()
                 deps = [(row, wait, TRIGGER_COMPLETION, RELATION_SEQUENCE)]
                 ready = done + wait
