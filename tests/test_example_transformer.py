@@ -21,9 +21,13 @@ from hypothesis import strategies as st
 from kvtier import ConfigError, TieredStore, UnknownNameError, dram, flash, hbm
 from kvtier.cli import main
 from kvtier.examples.agent_loop import (
+    TIER_NAMES,
     AgentLoopConfig,
     Calibration,
     OpTiming,
+    _cold_fetches,
+    _fill_tiers,
+    _rate,
     _runs,
     compare_runs,
     error_summary,
@@ -31,7 +35,8 @@ from kvtier.examples.agent_loop import (
     local_cpu_target,
     run_agent_loop,
 )
-from kvtier.examples.transformer import PagedKV, Transformer, TransformerConfig
+from kvtier.examples.copy_alignment import OFFSETS, measure_copy_alignment
+from kvtier.examples.transformer import PAGE_ALIGN_BYTES, PagedKV, Transformer, TransformerConfig, aligned_empty
 from kvtier.policies.planners import planner_names
 
 TINY = TransformerConfig.tiny()
@@ -343,6 +348,83 @@ def test_local_cpu_target_prices_fetches_and_recomputes_from_the_figures():
     lz4 = dataclasses.replace(FIXED, lz4_ratio=2.0, lz4_decode_bw_bytes_per_s=4e9)
     per_byte = flash_slot_bytes(bb) / bb / 5e9 + 1 / 20e9 / 2 + 1 / 4e9
     assert math.isclose(lz4.flash_read_bw_bytes_per_s, 1 / per_byte)
+
+
+def test_aligned_empty_starts_on_the_boundary_asked_for():
+    for shape, dtype, align in (((3, 5), np.float32, 4096), (7, np.uint8, 64), ((2, 0, 3), np.float64, 1), ((4,), "f4", 256)):
+        a = aligned_empty(shape, dtype, align_bytes=align)
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,)) and a.dtype == np.dtype(dtype)
+        assert a.ctypes.data % align == 0 and a.flags.c_contiguous and a.flags.writeable
+        a[...] = 1  # it owns enough memory for every element
+        assert a.sum() == a.size
+    assert aligned_empty((2, 2), np.float32).ctypes.data % PAGE_ALIGN_BYTES == 0
+    for bad in (0, 3, 48, True, 64.0):
+        with pytest.raises(ConfigError, match="align_bytes"):
+            aligned_empty((2,), np.uint8, align_bytes=bad)
+    with pytest.raises(ConfigError, match="shape"):
+        aligned_empty((2, -1), np.uint8)
+
+
+def test_kv_pages_start_on_cache_lines():
+    """Block copies into a page then run at full speed (a copy between buffers at different
+    offsets within a cache line can take twice as long; see ``aligned_empty``)."""
+    for cfg in (TINY, TransformerConfig()):
+        kv = PagedKV(cfg, B, 5 * B)
+        assert kv.pages.ctypes.data % PAGE_ALIGN_BYTES == 0
+        assert all(kv.page(i).ctypes.data % 64 == 0 for i in range(kv.num_pages))
+        assert not kv.pages.any() and kv.pages.flags.c_contiguous
+
+
+def test_copy_alignment_grid_times_every_offset_pair():
+    ticks = iter(range(10_000))
+    grid = measure_copy_alignment(block_bytes=256, blocks=4, repeats=1, clock=lambda: float(next(ticks)))
+    assert grid.offsets == OFFSETS == (0, 16, 32, 48) and grid.block_bytes == 256
+    assert grid.seconds_per_copy.shape == (4, 4)
+    assert np.all(grid.seconds_per_copy == 0.25)  # one tick per pass of 4 copies, with this clock
+    assert "src\\dst" in grid.format() and len(grid.format().splitlines()) == 6
+    with pytest.raises(ConfigError, match="blocks"):
+        measure_copy_alignment(blocks=0)
+
+
+def test_rate_leaves_setup_out_of_the_timing():
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def setup() -> None:
+        now[0] += 100.0  # a cache flush: must not count
+
+    def fn() -> int:
+        now[0] += 2.0
+        return 4
+
+    assert _rate(fn, clock, 3, setup) == 2.0
+    assert _rate(fn, clock, 3) == 2.0
+
+
+def test_cold_fetches_warm_the_store_with_another_block_then_fetch_each_block_once(tmp_path):
+    """The calibration's fixed cost per fetch and the calibration check time fetches the same
+    way: setup (untimed) fetches one block of the tier; the timed part fetches each block
+    once into its own buffer, without promoting it."""
+    shape = (16,)
+    with TieredStore([hbm(5 * 64, name="hbm"), dram(5 * 64, name="dram"),
+                      flash(5 * flash_slot_bytes(64), tmp_path, name="flash")], block_shape=shape, dtype=np.float32) as store:
+        per_tier = _fill_tiers(store, 5, lambda h: np.full(shape, h, np.float32))
+        assert [len(p) for p in per_tier] == [5, 5, 5]
+        assert per_tier[2] == [1, 2, 3, 4, 5] and per_tier[1] == [6, 7, 8, 9, 10]  # exclusive LRU cascade
+        for t, (*hashes, warm) in enumerate(per_tier):
+            outs = list(aligned_empty((4,) + shape, np.float32))
+            warm_out = np.zeros(shape, np.float32)
+            setup, fetch_all = _cold_fetches(store, hashes, outs, warm, warm_out)
+            fetches = store.stats().as_dict()["tiers"][TIER_NAMES[t]]["hits"]
+            setup()
+            assert np.all(warm_out == warm)
+            assert store.stats().as_dict()["tiers"][TIER_NAMES[t]]["hits"] == fetches + 1
+            assert fetch_all() == 4
+            assert store.stats().as_dict()["tiers"][TIER_NAMES[t]]["hits"] == fetches + 5
+            assert [int(o[0]) for o in outs] == hashes
+            assert store.lookup(hashes).tier_index.tolist() == [t] * 4  # not promoted
 
 
 def test_error_summary_and_runs_helper():

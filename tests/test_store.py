@@ -42,6 +42,18 @@ def test_roundtrip_memory_tiers(tier):
     store.check_invariants()
 
 
+@pytest.mark.parametrize("tier", [sram, hbm, dram])
+def test_memory_tier_slabs_start_on_a_page(tier):
+    """Block copies out of a slab into an aligned buffer run at full speed only when both
+    start at the same offset in a cache line (glibc's ``rep movsb``; see ``aligned_empty``)."""
+    from kvtier.buffers import PAGE_ALIGN_BYTES
+    from kvtier.tiers import make_tier
+
+    t = make_tier(tier(5 * BLOCK_BYTES + 3), BLOCK_BYTES)
+    assert t.slab.ctypes.data % PAGE_ALIGN_BYTES == 0
+    assert t.slab.shape == (5, BLOCK_BYTES) and t.slab.flags.c_contiguous
+
+
 @pytest.mark.parametrize("codec", ["none", "lz4"])
 def test_roundtrip_flash(tmp_path, codec):
     store = make_store([flash(4 * FLASH_SLOT, tmp_path, codec=codec)])

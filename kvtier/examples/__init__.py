@@ -7,6 +7,8 @@
   prefix-shared sessions, a small HBM tier that pushes blocks to DRAM and lz4 flash, a
   recompute-vs-fetch planner deciding per block, and a calibration of the cost model
   against this machine (``kvtier example`` runs it).
+* ``kvtier.examples.copy_alignment`` — times a block copy for each pair of source and
+  destination offsets within a cache line (why KV pages are page-aligned).
 
 Both modules are meant to be read and copied.
 """

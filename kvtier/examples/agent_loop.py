@@ -48,14 +48,14 @@ import numpy as np
 
 from kvtier.cost import recompute_time_s, transfer_time_s
 from kvtier.errors import ConfigError
-from kvtier.examples.transformer import Transformer, TransformerConfig
+from kvtier.examples.transformer import Transformer, TransformerConfig, aligned_empty
 from kvtier.hashing import block_hashes
 from kvtier.model import ModelSpec
 from kvtier.policies.planners import RECOMPUTE, make_planner
 from kvtier.store import TieredStore
 from kvtier.targets import HardwareTarget, LinkSpec, TargetTier
 from kvtier.tiers import dram, flash, hbm
-from kvtier.tiers.flash_tier import SLOT_HEADER_BYTES, flash_slot_bytes
+from kvtier.tiers.flash_tier import FILE_HEADER_BYTES, SLOT_HEADER_BYTES, flash_slot_bytes
 
 TIER_NAMES = ("hbm", "dram", "flash")
 
@@ -141,13 +141,15 @@ class AgentLoopConfig:
 class Calibration:
     """Figures measured on this machine (median of ``repeats`` passes each).
 
-    ``memcpy_bw_bytes_per_s``: block-sized copies between numpy buffers (what a memory
-    tier's fetch moves). ``file_read_bw_bytes_per_s``: ``preadv`` of a slot's header and
-    payload from a file just written (the page cache), as the flash tier reads a block. ``crc_bw_bytes_per_s``:
+    ``memcpy_bw_bytes_per_s``: block-sized copies between page-aligned numpy buffers
+    larger than the caches (what a memory tier's fetch moves into a KV page).
+    ``file_read_bw_bytes_per_s``: ``preadv`` of a slot's header and payload from a file
+    written as the flash tier writes one (the page cache), as the tier reads a block. ``crc_bw_bytes_per_s``:
     CRC32C (the flash tier verifies every read). ``lz4_ratio`` of a real KV block and
     ``lz4_decode_bw_bytes_per_s`` (None when lz4 does not shrink the block: the tier then
     stores it raw and decodes nothing). ``fetch_overhead_s``: per tier, the store's fixed
-    cost of one fetch, measured with 64-byte blocks where bandwidth plays no part.
+    cost of one fetch, measured with 64-byte blocks where bandwidth plays no part, stored
+    long ago (caches flushed) while the store itself is warm, as the fetches it prices run.
     ``achieved_flops``: the model's FLOP/s (``ModelSpec.prefill_flops`` / time) on a
     calibration recompute of ``calib_tokens`` tokens after ``calib_context`` tokens.
     """
@@ -177,12 +179,15 @@ class Calibration:
         return 1.0 / (file_s + 1.0 / self.crc_bw_bytes_per_s)
 
 
-def _rate(fn: Callable[[], int], clock: Clock, repeats: int) -> float:
+def _rate(fn: Callable[[], int], clock: Clock, repeats: int, setup: Callable[[], None] | None = None) -> float:
     """Units per second of ``fn`` (which returns the units it processed): the median of
     ``repeats`` runs (this machine is shared and noisy; the median is what a single
-    operation later will typically see, the best run is not)."""
+    operation later will typically see, the best run is not). ``setup`` runs before each
+    run, untimed."""
     rates = []
     for _ in range(repeats):
+        if setup is not None:
+            setup()
         t0 = clock()
         units = fn()
         dt = clock() - t0
@@ -190,36 +195,69 @@ def _rate(fn: Callable[[], int], clock: Clock, repeats: int) -> float:
     return float(np.median(rates))
 
 
-def _measure_fetch_overheads(flash_dir: str, codec: str, clock: Clock, repeats: int) -> dict:
-    """Seconds per ``fetch`` of a 64-byte block from each tier (fixed software cost)."""
-    n = 32
+def _flush_caches(nbytes: int = 64 << 20) -> None:
+    """Stream through more memory than the CPU caches hold, so the next reads are cold."""
+    np.ones(nbytes // 8, np.float64).sum()
+
+
+def _fill_tiers(store: TieredStore, blocks_per_tier: int, block: Callable[[int], np.ndarray]) -> list[list[int]]:
+    """Put ``3 * blocks_per_tier`` blocks (hashes 1, 2, ...; bytes ``block(h)``) into a
+    store of three tiers of ``blocks_per_tier`` slots each; returns each tier's hashes. The
+    exclusive LRU cascade leaves the first third in flash and the second in DRAM."""
+    hashes = list(range(1, 3 * blocks_per_tier + 1))
+    for h in hashes:
+        store.put(h, block(h))
+    found = store.lookup(hashes).tier_index.tolist()
+    return [[h for h, ti in zip(hashes, found) if ti == t] for t in range(len(TIER_NAMES))]
+
+
+def _cold_fetches(store: TieredStore, hashes: list[int], outs: list[np.ndarray], warm: int,
+                  warm_out: np.ndarray) -> tuple[Callable[[], None], Callable[[], int]]:
+    """``(setup, fetch_all)`` for timing fetches of blocks that were stored long ago.
+
+    ``setup`` flushes the CPU caches, so the blocks' bytes and index entries (and, for
+    flash, the kernel's page-cache entries) are cold, then fetches block ``warm`` of the
+    same tier untimed, so the store's code and the interpreter's working set are warm again,
+    as in an engine that calls the store all the time. (Without that fetch, the first
+    fetches after a flush pay 0.05-0.3 ms, once, to bring them back.) ``fetch_all``
+    fetches ``hashes[i]`` into ``outs[i]`` (``promote=False``) and returns how many.
+    """
+
+    def setup() -> None:
+        _flush_caches()
+        store.fetch(warm, out=warm_out, promote=False)
+
+    def fetch_all() -> int:
+        for h, out in zip(hashes, outs):
+            store.fetch(h, out=out, promote=False)
+        return len(hashes)
+
+    return setup, fetch_all
+
+
+def _measure_fetch_overheads(flash_dir: str, codec: str, clock: Clock, repeats: int, n: int = 64) -> dict:
+    """Seconds per ``fetch`` of a 64-byte block from each tier: the store's fixed cost per
+    fetch, where bandwidth plays no part. Measured as the calibration check and the agent
+    loop fetch: ``n`` blocks per pass, stored long ago (caches flushed), the store warm."""
     shape = (16,)
     with TieredStore(
-        [hbm(n * 64, name="hbm"), dram(n * 64, name="dram"), flash(n * flash_slot_bytes(64), flash_dir, codec=codec,
-                                                                   name="flash")],
+        [hbm((n + 1) * 64, name="hbm"), dram((n + 1) * 64, name="dram"),
+         flash((n + 1) * flash_slot_bytes(64), flash_dir, codec=codec, name="flash")],
         block_shape=shape, dtype=np.float32,
     ) as store:
         rng = np.random.default_rng(0)
-        for h in range(1, 3 * n + 1):  # exclusive LRU: the first n end in flash, the next n in DRAM
-            store.put(h, rng.standard_normal(shape).astype(np.float32))
-        found = store.lookup(list(range(1, 3 * n + 1))).tier_index
-        out = np.empty(shape, np.float32)
+        per_tier = _fill_tiers(store, n + 1, lambda h: rng.standard_normal(shape).astype(np.float32))
+        outs = list(aligned_empty((n,) + shape, np.float32))
         overhead = {}
-        for t, name in enumerate(TIER_NAMES):
-            hashes = [h for h, ti in zip(range(1, 3 * n + 1), found) if ti == t]
-
-            def fetch_all() -> int:
-                for h in hashes:
-                    store.fetch(h, out=out, promote=False)
-                return len(hashes)
-
-            overhead[name] = 1.0 / _rate(fetch_all, clock, repeats)
+        for name, (*hashes, warm) in zip(TIER_NAMES, per_tier):
+            setup, fetch_all = _cold_fetches(store, hashes, outs, warm, np.empty(shape, np.float32))
+            overhead[name] = 1.0 / _rate(fetch_all, clock, repeats, setup)
     return overhead
 
 
 def calibrate(model: Transformer, block_tokens: int, *, flash_dir: str, flash_codec: str = "lz4",
               clock: Clock = time.perf_counter, repeats: int = 5) -> Calibration:
-    """Measure this machine for ``local_cpu_target`` (about half a second).
+    """Measure this machine for ``local_cpu_target`` (about a second).
 
     Writes scratch files under ``flash_dir`` and removes them. Times are read from
     ``clock`` (wall clock by default; ``time.process_time`` is steadier on a shared
@@ -237,11 +275,14 @@ def calibrate(model: Transformer, block_tokens: int, *, flash_dir: str, flash_co
 
     # Memory and file figures are measured over 48 MiB, more than this machine's caches
     # hold (so as a fetch sees them: the KV a turn needs was written turns ago), in
-    # block-sized pieces (so with the per-call cost of moving one block).
+    # block-sized pieces (so with the per-call cost of moving one block), from
+    # page-aligned buffers into page-aligned ones (as into KV pages: a copy between buffers
+    # at different offsets within a cache line can take twice as long, see ``aligned_empty``).
     n_blocks = max(8, (48 << 20) // block_bytes)
-    src = np.empty((n_blocks, block_bytes), np.uint8)
+    src = aligned_empty((n_blocks, block_bytes), np.uint8)
     src[:] = block
-    dst = np.zeros_like(src)
+    dst = aligned_empty((n_blocks, block_bytes), np.uint8)
+    dst.fill(0)
 
     def copy_all() -> int:
         for i in range(n_blocks):
@@ -250,21 +291,24 @@ def calibrate(model: Transformer, block_tokens: int, *, flash_dir: str, flash_co
 
     memcpy_bw = _rate(copy_all, clock, repeats)
 
-    # The file is read as the flash tier reads a raw block: one preadv per slot, the
-    # header into a small buffer and the payload straight into a (cold) page.
+    # The file is written as the flash tier writes one (sized up front, then one pwritev of
+    # header and payload per slot: the page cache then holds it as it holds the tier's
+    # file, which reads about 10% slower than a file written slot-wide) and read as the
+    # tier reads a raw block: one preadv per slot, the header into a small buffer and the
+    # payload straight into a (cold) page.
     stride = flash_slot_bytes(block_bytes)
     path = os.path.join(flash_dir, "kvtier-calibration.bin")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        page = np.zeros(stride, np.uint8)
-        page[SLOT_HEADER_BYTES : SLOT_HEADER_BYTES + block_bytes] = block
+        os.ftruncate(fd, FILE_HEADER_BYTES + n_blocks * stride)
+        header = bytes(SLOT_HEADER_BYTES)
         for i in range(n_blocks):
-            os.pwrite(fd, page, i * stride)
+            os.pwritev(fd, [header, block], FILE_HEADER_BYTES + i * stride)
         head = bytearray(SLOT_HEADER_BYTES)
 
         def read_all() -> int:
             for i in range(n_blocks):
-                os.preadv(fd, [head, dst[i]], i * stride)
+                os.preadv(fd, [head, dst[i]], FILE_HEADER_BYTES + i * stride)
             return n_blocks * (SLOT_HEADER_BYTES + block_bytes)
 
         file_bw = _rate(read_all, clock, repeats)
@@ -290,7 +334,9 @@ def calibrate(model: Transformer, block_tokens: int, *, flash_dir: str, flash_co
             repeats)
 
     with tempfile.TemporaryDirectory(dir=flash_dir) as d:
-        overhead = _measure_fetch_overheads(d, flash_codec, clock, repeats)
+        # At least 9 passes: a pass is short (64 fetches, about 0.3 ms), so one preemption
+        # on this shared machine moves it a lot.
+        overhead = _measure_fetch_overheads(d, flash_codec, clock, max(repeats, 9))
 
     def recompute() -> int:
         kv.filled[context // block_tokens :] = 0
@@ -365,19 +411,18 @@ class OpTiming(NamedTuple):
         return (self.predicted_s - self.measured_s) / self.measured_s if self.measured_s > 0 else float("inf")
 
 
-def _flush_caches(nbytes: int = 64 << 20) -> None:
-    """Stream through more memory than the CPU caches hold, so the next reads are cold."""
-    np.ones(nbytes // 8, np.float64).sum()
-
-
 def calibration_check(model: Transformer, target: HardwareTarget, block_tokens: int, *, flash_dir: str,
                       flash_codec: str = "lz4", fetch_blocks: int = 64, clock: Clock = time.perf_counter) -> list:
     """Time real fetches and recomputes, each against the cost model's prediction on ``target``.
 
-    Fetches: ``fetch_blocks`` blocks from each tier of a fresh store (``promote=False``,
-    caches flushed first; the median of three passes), one operation per tier. Recomputes: one block at the start and
-    at the end of a 32-block sequence, and 4 and 8 blocks in its middle. Returns
-    ``OpTiming`` values (about a second of work).
+    Fetches: ``fetch_blocks`` blocks from each tier of a fresh store into page-aligned KV
+    pages (``promote=False``; the median of three passes), one operation per tier. Before
+    each pass the CPU caches are flushed, so the blocks' bytes are cold, and one other block
+    is fetched from the same tier untimed, so the store's code and index are warm, as in an
+    engine that calls the store all the time (without it the first fetches after a flush
+    pay 0.05-0.3 ms to bring the interpreter's working set back, once per pass).
+    Recomputes: one block at the start and at the end of a 32-block sequence, and 4 and 8
+    blocks in its middle. Returns ``OpTiming`` values (about a second of work).
     """
     spec = model.model_spec
     B = block_tokens
@@ -387,25 +432,17 @@ def calibration_check(model: Transformer, target: HardwareTarget, block_tokens: 
     kv = model.new_cache(B, n_seq * B)
     model.forward(tokens, kv, 0, logits="none")
     ops = []
-    n = fetch_blocks
+    n = fetch_blocks + 1  # per tier: the timed blocks and one to warm the store up with
     with tempfile.TemporaryDirectory(dir=flash_dir, prefix="kvtier-check-") as d:
         tiers = [hbm(n * bb, name="hbm"), dram(n * bb, name="dram"),
                  flash(n * flash_slot_bytes(bb), d, codec=flash_codec, name="flash")]
         with TieredStore.for_model(spec, B, tiers) as store:
-            for h in range(1, 3 * n + 1):  # exclusive LRU: the first n end in flash, the next n in DRAM
-                store.put(h, kv.page(h % n_seq))
-            found = store.lookup(list(range(1, 3 * n + 1))).tier_index
-            out = model.new_cache(B, n * B)
-            for t, name in enumerate(TIER_NAMES):
-                hashes = [h for h, ti in zip(range(1, 3 * n + 1), found.tolist()) if ti == t]
-                times = []
-                for _ in range(3):  # the median of three cold passes
-                    _flush_caches()
-                    t0 = clock()
-                    for i, h in enumerate(hashes):
-                        store.fetch(h, out=out.page(i), promote=False)
-                    times.append(clock() - t0)
-                dt = float(np.median(times))
+            per_tier = _fill_tiers(store, n, lambda h: kv.page(h % n_seq))
+            out = model.new_cache(B, fetch_blocks * B)
+            outs = [out.page(i) for i in range(fetch_blocks)]
+            for t, (name, (*hashes, warm)) in enumerate(zip(TIER_NAMES, per_tier)):
+                setup, fetch_all = _cold_fetches(store, hashes, outs, warm, np.empty(kv.block_shape, np.float32))
+                dt = fetch_blocks / _rate(fetch_all, clock, 3, setup)  # the median of three passes
                 pred = len(hashes) * float(transfer_time_s(bb, target.fetch_path(t)))
                 ops.append(OpTiming("fetch", name, len(hashes), len(hashes) * B, 0, pred, dt))
     for a, b in ((0, 1), (n_seq - 1, n_seq), (n_seq // 2 - 2, n_seq // 2 + 2), (n_seq // 2, n_seq * 3 // 4)):

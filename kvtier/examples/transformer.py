@@ -40,12 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kvtier.buffers import PAGE_ALIGN_BYTES, aligned_empty
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
 
 #: Rows per forward call; longer ranges are split (bitwise the same: rows are independent).
 PREFILL_CHUNK_TOKENS = 256
-
 
 def _einsum(spec: str, *ops: np.ndarray) -> np.ndarray:
     # optimize=False keeps numpy's own loops (no BLAS): a fixed summation order per element.
@@ -145,7 +145,9 @@ class PagedKV:
         self.max_tokens = int(max_tokens)
         self.num_pages = -(-self.max_tokens // self.block_tokens)
         shape = (self.num_pages, config.num_layers, 2, self.block_tokens, config.num_kv_heads, config.head_dim)
-        self.pages = np.empty(shape, dtype=np.float32)
+        # Page-aligned, as an engine's KV pool is: block copies into a page then run at
+        # full speed from any source that is cache-line aligned (see ``aligned_empty``).
+        self.pages = aligned_empty(shape, np.float32)
         # Write every page now, as an engine allocates its KV pool up front: first-touch
         # page faults would otherwise land on the first fetch into each page.
         self.pages.fill(0.0)

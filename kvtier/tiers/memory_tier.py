@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier.buffers import aligned_empty
 from kvtier.codec import Encoded
 from kvtier.tiers.base import Tier
 from kvtier.tiers.spec import TierSpec
@@ -20,7 +21,9 @@ class MemoryTier(Tier):
 
     def __init__(self, spec: TierSpec, block_bytes: int) -> None:
         super().__init__(spec, block_bytes)
-        self.slab = np.empty((self.num_slots, block_bytes), dtype=np.uint8)
+        # Page-aligned (np.empty promises malloc's 16 bytes only): a block copied out of a
+        # slot into an aligned buffer then runs at full speed (see ``aligned_empty``).
+        self.slab = aligned_empty((self.num_slots, block_bytes), np.uint8)
         # Touch every page now, as an inference engine allocates its KV pool up front:
         # first-use page faults would otherwise land on the data path.
         self.slab.fill(0)
