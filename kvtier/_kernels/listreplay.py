@@ -20,9 +20,11 @@ and compares every counter, hit and eviction). Layout:
   range ``TS_GLO .. TS_GHI - 1``, then one scratch entry; ``key[e]``; ``tier[e]`` of a
   resident entry; ``q[e]`` its list (S3-FIFO small/main, ARC T1/T2; a ghost's B1/B2);
   ``bit[e]`` (CLOCK/SIEVE reference, S3-FIFO hit count);
-* ``prv``/``nxt`` link entries into doubly linked lists with sentinels ``E + 4t + j``
-  (``E``: entries): ``j`` = 0, 1 resident lists, 2, 3 ghost lists; ``nxt[head]`` is the
-  oldest member, ``prv[head]`` the newest. Free ghost entries are a stack linked by ``nxt``;
+* ``lk`` links entries into doubly linked lists, an entry's two links side by side (one
+  cache line): ``lk[2e]`` the previous (newer) member, ``lk[2e + 1]`` the next (older).
+  Sentinels are ``E + 4t + j`` (``E``: entries): ``j`` = 0, 1 resident lists, 2, 3 ghost
+  lists; a sentinel's next is its list's oldest member, its previous the newest. Free
+  ghost entries are a stack linked by next;
 * per tier ``ts[t, TS_*]`` int64 scalars and ``arc_p[t]``;
 * the table ``vals``: a power of two of cells, at most 2/11 full (with ghosts 4/7, so
   that S3-FIFO and ARC stay within 64 bytes per resident block), short probe runs being
@@ -79,7 +81,9 @@ TS_RELABELED = 18  # the victim's table cell went to its ghost (the victim is dr
 TS_SIZE = 19
 
 #: Accesses ahead of the current one whose table cell is prefetched.
-PREFETCH_AHEAD = 12
+PREFETCH_AHEAD = 8
+#: Tables larger than this (1 MiB of cells) also prefetch the entries their cells name.
+DEEP_PREFETCH_CELLS = 1 << 18
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -88,20 +92,20 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @njit(_nrt=False, inline="always")
-def _push(prv, nxt, head, x):
-    newest = prv[head]
-    nxt[newest] = x
-    prv[x] = newest
-    nxt[x] = head
-    prv[head] = x
+def _push(lk, head, x):
+    newest = lk[2 * head]
+    lk[2 * newest + 1] = x
+    lk[2 * x] = newest
+    lk[2 * x + 1] = head
+    lk[2 * head] = x
 
 
 @njit(_nrt=False, inline="always")
-def _unlink(prv, nxt, x):
-    p = prv[x]
-    q = nxt[x]
-    nxt[p] = q
-    prv[q] = p
+def _unlink(lk, x):
+    p = lk[2 * x]
+    q = lk[2 * x + 1]
+    lk[2 * p + 1] = q
+    lk[2 * q] = p
 
 
 # -- the table (hash -> entries; several entries may share a key) -----------------------
@@ -176,31 +180,31 @@ def _t_find_ghost(ts, t, vals, shift, key, h):
 
 
 @njit(_nrt=False, inline="always")
-def _ghost_free(ts, t, g, q, prv, nxt):
+def _ghost_free(ts, t, g, q, lk):
     """Ghost entry ``g`` leaves its list for tier ``t``'s free stack (its cell is the caller's)."""
-    _unlink(prv, nxt, g)
+    _unlink(lk, g)
     ts[t, TS_G0 + q[g]] -= 1
-    nxt[g] = ts[t, TS_GFREE]
+    lk[2 * g + 1] = ts[t, TS_GFREE]
     ts[t, TS_GFREE] = g
 
 
 @njit(_nrt=False, inline="always")
-def _ghost_take(ts, t, g, vals, shift, key, q, prv, nxt):
+def _ghost_take(ts, t, g, vals, shift, key, q, lk):
     """Forget ghost entry ``g`` of tier ``t``."""
     _t_delete(vals, shift, key, g)
-    _ghost_free(ts, t, g, q, prv, nxt)
+    _ghost_free(ts, t, g, q, lk)
 
 
 @njit(_nrt=False)
-def _ghost_drop_oldest(ts, t, lst, vals, shift, key, q, prv, nxt):
+def _ghost_drop_oldest(ts, t, lst, vals, shift, key, q, lk):
     head = ts[t, TS_HEAD] + 2 + lst
-    g = nxt[head]
+    g = lk[2 * head + 1]
     if g != head:
-        _ghost_take(ts, t, g, vals, shift, key, q, prv, nxt)
+        _ghost_take(ts, t, g, vals, shift, key, q, lk)
 
 
 @njit(_nrt=False, inline="always")
-def _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, prv, nxt):
+def _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, lk):
     """Remember the key of ``s``, just evicted from tier ``t``, on ghost list ``lst``.
 
     A key has no ghost in a tier while it is resident there (admission takes it), so no
@@ -210,12 +214,12 @@ def _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, prv, nxt):
         return
     if ts[t, TS_GFREE] < 0:
         # Pool exhausted (only after removals the policy did not see): forget the oldest.
-        _ghost_drop_oldest(ts, t, 1 if ts[t, TS_G1] > 0 else 0, vals, shift, key, q, prv, nxt)
+        _ghost_drop_oldest(ts, t, 1 if ts[t, TS_G1] > 0 else 0, vals, shift, key, q, lk)
     g = ts[t, TS_GFREE]
-    ts[t, TS_GFREE] = nxt[g]
+    ts[t, TS_GFREE] = lk[2 * g + 1]
     key[g] = key[s]
     q[g] = lst
-    _push(prv, nxt, ts[t, TS_HEAD] + 2 + lst, g)
+    _push(lk, ts[t, TS_HEAD] + 2 + lst, g)
     ts[t, TS_G0 + lst] += 1
     if drop:
         _t_replace(vals, shift, key, s, g)
@@ -228,7 +232,7 @@ def _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, prv, nxt):
 
 
 @njit(_nrt=False, inline="always")
-def _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, prv, nxt):
+def _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, lk):
     """Tier ``t`` is about to admit a block whose ghost entry there is ``g`` (or -1).
     ``cell`` >= 0: the ghost's table cell, which passes to the scratch entry (a new block
     not yet in the table); else the ghost's cell is deleted."""
@@ -250,13 +254,13 @@ def _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, prv, nxt):
             ts[t, TS_GHOST_HIT] = 2
     if cell >= 0:
         vals[cell] = key.shape[0] - 1
-        _ghost_free(ts, t, g, q, prv, nxt)
+        _ghost_free(ts, t, g, q, lk)
     else:
-        _ghost_take(ts, t, g, vals, shift, key, q, prv, nxt)
+        _ghost_take(ts, t, g, vals, shift, key, q, lk)
 
 
 @njit(_nrt=False, inline="always")
-def _insert(ts, t, e, q, bit, prv, nxt):
+def _insert(ts, t, e, q, bit, lk):
     kind = ts[t, TS_KIND]
     head = ts[t, TS_HEAD]
     ts[t, TS_COUNT] += 1
@@ -268,99 +272,99 @@ def _insert(ts, t, e, q, bit, prv, nxt):
         else:
             k = 0
         ts[t, TS_GHOST_HIT] = 0
-        _push(prv, nxt, head + k, e)
+        _push(lk, head + k, e)
         q[e] = k
         bit[e] = 0
         ts[t, TS_Q0 + k] += 1
     elif kind == ARC:
         k = 1 if ts[t, TS_GHOST_HIT] != 0 else 0
         ts[t, TS_GHOST_HIT] = 0
-        _push(prv, nxt, head + k, e)
+        _push(lk, head + k, e)
         q[e] = k
         ts[t, TS_Q0 + k] += 1
     else:
-        _place(kind, head, e, bit, prv, nxt)
+        _place(kind, head, e, bit, lk)
 
 
 @njit(_nrt=False, inline="always")
-def _place(kind, head, e, bit, prv, nxt):
+def _place(kind, head, e, bit, lk):
     """Insert for LRU, FIFO, CLOCK and SIEVE (list at sentinel ``head``)."""
-    _push(prv, nxt, head, e)
+    _push(lk, head, e)
     if kind != LRU:
         bit[e] = 0
 
 
 @njit(_nrt=False, inline="always")
-def _touch(kind, head, e, bit, prv, nxt):
+def _touch(kind, head, e, bit, lk):
     """Access for LRU, FIFO, CLOCK and SIEVE."""
     if kind == LRU:
-        _unlink(prv, nxt, e)
-        _push(prv, nxt, head, e)
+        _unlink(lk, e)
+        _push(lk, head, e)
     elif kind == CLOCK or kind == SIEVE:
         bit[e] = 1
     # FIFO: a hit changes nothing
 
 
 @njit(_nrt=False, inline="always")
-def _access(ts, t, e, q, bit, prv, nxt):
+def _access(ts, t, e, q, bit, lk):
     kind = ts[t, TS_KIND]
     if kind == S3FIFO:
         if bit[e] < 3:
             bit[e] += 1
     elif kind == ARC:
-        _unlink(prv, nxt, e)
-        _push(prv, nxt, ts[t, TS_HEAD] + 1, e)
+        _unlink(lk, e)
+        _push(lk, ts[t, TS_HEAD] + 1, e)
         if q[e] == 0:
             q[e] = 1
             ts[t, TS_Q0] -= 1
             ts[t, TS_Q1] += 1
     else:
-        _touch(kind, ts[t, TS_HEAD], e, bit, prv, nxt)
+        _touch(kind, ts[t, TS_HEAD], e, bit, lk)
 
 
 @njit(_nrt=False, inline="always")
-def _remove(ts, t, e, q, prv, nxt):
+def _remove(ts, t, e, q, lk):
     """``e`` leaves tier ``t`` without being evicted (a promotion)."""
     kind = ts[t, TS_KIND]
     ts[t, TS_COUNT] -= 1
     if kind == SIEVE and e == ts[t, TS_HAND]:
-        h = nxt[e]
+        h = lk[2 * e + 1]
         ts[t, TS_HAND] = -1 if h == ts[t, TS_HEAD] else h
     elif kind == S3FIFO or kind == ARC:
         ts[t, TS_Q0 + q[e]] -= 1
-    _unlink(prv, nxt, e)
+    _unlink(lk, e)
 
 
 @njit(_nrt=False, inline="always")
-def _s3_evict(ts, t, drop, vals, shift, key, q, bit, prv, nxt):
+def _s3_evict(ts, t, drop, vals, shift, key, q, bit, lk):
     head = ts[t, TS_HEAD]
     ts[t, TS_HAS_EVICTED] = 1
     while True:
         if ts[t, TS_Q1] > ts[t, TS_MAIN_CAP] or ts[t, TS_Q0] == 0:
             while True:
-                s = nxt[head + 1]
+                s = lk[2 * (head + 1) + 1]
                 f = bit[s]
-                _unlink(prv, nxt, s)
+                _unlink(lk, s)
                 if f >= 1:
-                    _push(prv, nxt, head + 1, s)
+                    _push(lk, head + 1, s)
                     bit[s] = min(f, 3) - 1
                 else:
                     ts[t, TS_Q1] -= 1
                     return s
         while ts[t, TS_Q0] > 0:
-            s = nxt[head]
-            _unlink(prv, nxt, s)
+            s = lk[2 * head + 1]
+            _unlink(lk, s)
             ts[t, TS_Q0] -= 1
             if bit[s] >= ts[t, TS_THRESH]:
-                _push(prv, nxt, head + 1, s)
+                _push(lk, head + 1, s)
                 q[s] = 1
                 bit[s] = 0
                 ts[t, TS_Q1] += 1
             else:
                 if ts[t, TS_GHOST_CAP] > 0:
                     if ts[t, TS_G0] >= ts[t, TS_GHOST_CAP]:
-                        _ghost_drop_oldest(ts, t, 0, vals, shift, key, q, prv, nxt)
-                    _ghost_add(ts, t, 0, s, drop, vals, shift, key, q, prv, nxt)
+                        _ghost_drop_oldest(ts, t, 0, vals, shift, key, q, lk)
+                    _ghost_add(ts, t, 0, s, drop, vals, shift, key, q, lk)
                 return s
 
 
@@ -375,7 +379,7 @@ def _arc_replace_list(ts, arc_p, t):
 
 
 @njit(_nrt=False, inline="always")
-def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, prv, nxt):
+def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, lk):
     n = ts[t, TS_CAP]
     ghost = True
     trim = -1
@@ -398,50 +402,58 @@ def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, prv, nxt):
             if t1 + b1 + t2 + b2 >= 2 * n and b2 > 0:
                 trim = 1
     if trim >= 0:
-        _ghost_drop_oldest(ts, t, trim, vals, shift, key, q, prv, nxt)
-    s = nxt[ts[t, TS_HEAD] + lst]
-    _unlink(prv, nxt, s)
+        _ghost_drop_oldest(ts, t, trim, vals, shift, key, q, lk)
+    s = lk[2 * (ts[t, TS_HEAD] + lst) + 1]
+    _unlink(lk, s)
     ts[t, TS_Q0 + lst] -= 1
     if ghost:
-        _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, prv, nxt)
+        _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, lk)
     return s
 
 
 @njit(_nrt=False, inline="always")
-def _evict_plain(ts, t, kind, head, bit, prv, nxt):
+def _evict_plain(ts, t, kind, head, vals, shift, key, bit, lk):
     """The victim of a tier of LRU, FIFO, CLOCK or SIEVE (sentinel ``head``), unlinked."""
-    s = nxt[head]
+    s = lk[2 * head + 1]
     if kind == CLOCK:
         while bit[s] != 0:
             bit[s] -= 1
-            _unlink(prv, nxt, s)
-            _push(prv, nxt, head, s)
-            s = nxt[head]
+            _unlink(lk, s)
+            _push(lk, head, s)
+            s = lk[2 * head + 1]
     elif kind == SIEVE:
         if ts[t, TS_HAND] >= 0:
             s = ts[t, TS_HAND]
         while bit[s] != 0:
             bit[s] = 0
-            s = nxt[s]
+            s = lk[2 * s + 1]
             if s == head:
-                s = nxt[head]
-        h = nxt[s]
+                s = lk[2 * head + 1]
+        h = lk[2 * s + 1]
         ts[t, TS_HAND] = -1 if h == head else h
-    _unlink(prv, nxt, s)
+    _unlink(lk, s)
+    # Walk the prefetches up the list: the next victim's links and key came with the last
+    # eviction; now its table cell (for a drop), and the links and key of the one after.
+    o = lk[2 * head + 1]
+    if o != head:
+        prefetch(vals, _t_home(key[o], shift))
+        o2 = lk[2 * o]
+        prefetch(lk, 2 * o2)
+        prefetch(key, o2)
     return s
 
 
 @njit(_nrt=False, inline="always")
-def _evict(ts, arc_p, t, drop, vals, shift, key, q, bit, prv, nxt):
+def _evict(ts, arc_p, t, drop, vals, shift, key, q, bit, lk):
     """Evict tier ``t``'s victim (the tier is full, so it has one); returns its entry.
     ``drop``: the victim leaves the chain (``t`` is the last tier)."""
     kind = ts[t, TS_KIND]
     ts[t, TS_COUNT] -= 1
     if kind == S3FIFO:
-        return _s3_evict(ts, t, drop, vals, shift, key, q, bit, prv, nxt)
+        return _s3_evict(ts, t, drop, vals, shift, key, q, bit, lk)
     if kind == ARC:
-        return _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, prv, nxt)
-    return _evict_plain(ts, t, kind, ts[t, TS_HEAD], bit, prv, nxt)
+        return _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, lk)
+    return _evict_plain(ts, t, kind, ts[t, TS_HEAD], vals, shift, key, bit, lk)
 
 
 # -- the replay -------------------------------------------------------------------------
@@ -470,17 +482,16 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
         ts[t, TS_GLO] = E
         ts[t, TS_GHI] = E + pool
         E += pool
-    prv = np.empty(E + 4 * T, dtype=np.int32)
-    nxt = np.empty(E + 4 * T, dtype=np.int32)
+    lk = np.empty(2 * (E + 4 * T), dtype=np.int32)
     for x in range(E, E + 4 * T):
-        prv[x] = x
-        nxt[x] = x
+        lk[2 * x] = x
+        lk[2 * x + 1] = x
     for t in range(T):
         ts[t, TS_HAND] = -1
         ts[t, TS_HEAD] = E + 4 * t
         ts[t, TS_GFREE] = -1
         for g in range(ts[t, TS_GHI] - 1, ts[t, TS_GLO] - 1, -1):
-            nxt[g] = ts[t, TS_GFREE]
+            lk[2 * g + 1] = ts[t, TS_GFREE]
             ts[t, TS_GFREE] = g
     key = np.zeros(E + 1, dtype=np.uint64)  # entry E: scratch for a new block's key
     tier = np.zeros(R, dtype=np.int8)
@@ -500,13 +511,13 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
     n = hashes.shape[0]
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, T), dtype=np.int32)
-    _loop(offsets, hashes, ts, arc_p, T, R, vals, 64 - bits, key, tier, q, bit, prv, nxt, counters, hit_tier,
+    _loop(offsets, hashes, ts, arc_p, T, R, vals, 64 - bits, key, tier, q, bit, lk, counters, hit_tier,
           evictions_at, promote, record, use_keys)
     return counters, hit_tier, evictions_at
 
 
 @njit(_nrt=False, inline="always")
-def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used, counters, evictions_at, k,
+def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, lk, used, counters, evictions_at, k,
            record, use_keys, g0, g0_cell):
     """Admit block ``h`` to tier 0, demoting victims down the chain: entry ``e`` (a
     promotion: the block is in the table), or -1 (a miss: the block takes the next unused
@@ -537,22 +548,20 @@ def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used
                     pending = True
             elif use_keys:
                 g = _t_find_ghost(ts, t, vals, shift, key, key[x])
-            _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, prv, nxt)
+            _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, lk)
         last = t + 1 == T
         v = -1
         if ts[t, TS_COUNT] >= ts[t, TS_CAP]:
-            v = _evict(ts, arc_p, t, last, vals, shift, key, q, bit, prv, nxt)
+            v = _evict(ts, arc_p, t, last, vals, shift, key, q, bit, lk)
             counters[t, C_EVICTIONS] += 1
             if record:
                 evictions_at[k, t] += 1
         if x >= 0:
             tier[x] = t
-            _insert(ts, t, x, q, bit, prv, nxt)
-            counters[t, C_ADMITTED] += 1
+            _insert(ts, t, x, q, bit, lk)
         if v < 0:
             break
         if last:
-            counters[t, C_DROPS] += 1
             if ts[t, TS_RELABELED] != 0:
                 ts[t, TS_RELABELED] = 0  # its cell went to its ghost
             else:
@@ -561,10 +570,8 @@ def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used
                 e = v
                 key[v] = h
                 tier[v] = 0
-                _insert(ts, 0, v, q, bit, prv, nxt)
-                counters[0, C_ADMITTED] += 1
+                _insert(ts, 0, v, q, bit, lk)
             break
-        counters[t, C_DEMOTIONS] += 1
         x = v
         t += 1
     if new:
@@ -576,7 +583,7 @@ def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used
 
 
 @njit(_nrt=False)
-def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, prv, nxt, counters, hit_tier,
+def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, counters, hit_tier,
           evictions_at, promote, record, use_keys):
     used = 0
     mask = vals.shape[0] - 1
@@ -591,11 +598,21 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, prv,
     prefix0 = 0
     evictions0 = 0
     n = hashes.shape[0]
+    deep = vals.shape[0] > DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            if k + PREFETCH_AHEAD < n:
-                prefetch(vals, _t_home(hashes[k + PREFETCH_AHEAD], shift))
+            # Prefetch the table cell of the access 2D ahead and, when the table outgrows
+            # the L2 cache, the entry the (now cached) cell names for the access D ahead.
+            if k + 2 * PREFETCH_AHEAD < n:
+                prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
+            if deep and k + PREFETCH_AHEAD < n:
+                c = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
+                if c >= 0:
+                    prefetch(key, c)
+                    prefetch(lk, 2 * c)
+                    if c < R:
+                        prefetch(tier, c)
             h = hashes[k]
             # One probe finds the resident entry and tier 0's ghost.
             i = _t_home(h, shift)
@@ -620,21 +637,21 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, prv,
                     hits0 += 1
                     if prefix:
                         prefix0 += 1
-                    _touch(kind0, head0, e, bit, prv, nxt)
+                    _touch(kind0, head0, e, bit, lk)
                 else:
                     prefix = False
                     if used < R:
                         e = used
                         used += 1
                     else:
-                        e = _evict_plain(ts, 0, kind0, head0, bit, prv, nxt)
+                        e = _evict_plain(ts, 0, kind0, head0, vals, shift, key, bit, lk)
                         _t_delete(vals, shift, key, e)
                         evictions0 += 1
                         if record:
                             evictions_at[k, 0] = 1
                     key[e] = h
                     _t_insert(vals, shift, h, e)
-                    _place(kind0, head0, e, bit, prv, nxt)
+                    _place(kind0, head0, e, bit, lk)
                 if record:
                     hit_tier[k] = 0 if hit else -1
                 continue
@@ -645,31 +662,37 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, prv,
                 counters[t, C_HITS] += 1
                 if prefix:
                     counters[t, C_PREFIX_HITS] += 1
-                for u in range(t):
-                    counters[u, C_MISSES] += 1
                 if t > 0 and promote:
                     counters[t, C_PROMOTIONS] += 1
-                    _remove(ts, t, e, q, prv, nxt)
+                    _remove(ts, t, e, q, lk)
                     if ghosts0:
                         g0 = _t_find_ghost(ts, 0, vals, shift, key, h)
                 else:
-                    _access(ts, t, e, q, bit, prv, nxt)
+                    _access(ts, t, e, q, bit, lk)
                     admit = False
             else:
                 prefix = False
-                for u in range(T):
-                    counters[u, C_MISSES] += 1
             if admit:  # one call site: the admission chain is inlined once
-                used = _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, prv, nxt, used, counters,
+                used = _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, lk, used, counters,
                               evictions_at, k, record, use_keys, g0, g0_cell)
             if record:
                 hit_tier[k] = t
     if plain:
-        misses = (offsets[-1] - offsets[0]) - hits0
         counters[0, C_HITS] = hits0
         counters[0, C_PREFIX_HITS] = prefix0
-        counters[0, C_MISSES] = misses
-        counters[0, C_ADMITTED] = misses
         counters[0, C_EVICTIONS] = evictions0
-        counters[0, C_DROPS] = evictions0
         ts[0, TS_COUNT] = used
+    # The loop counts hits, prefix hits, promotions and evictions; the rest follows.
+    looked = offsets[-1] - offsets[0]  # accesses that looked in the tier
+    for t in range(T):
+        looked -= counters[t, C_HITS]
+        counters[t, C_MISSES] = looked
+        if t + 1 < T:
+            counters[t, C_DEMOTIONS] = counters[t, C_EVICTIONS]
+            counters[t + 1, C_ADMITTED] = counters[t, C_EVICTIONS]
+        else:
+            counters[t, C_DROPS] = counters[t, C_EVICTIONS]
+    promoted = 0
+    for t in range(T):
+        promoted += counters[t, C_PROMOTIONS]
+    counters[0, C_ADMITTED] = looked + promoted  # misses and promotions enter tier 0
