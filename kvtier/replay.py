@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier._kernels import policy as _kp
+from kvtier._kernels import beladyreplay as _kb
 from kvtier._kernels import listreplay as _kl
 from kvtier._kernels import replay as _kr
 from kvtier._kernels.hashtable import densify_ids, next_use_index
@@ -256,7 +257,8 @@ def replay(
     ``record``: also return, per access, the tier that hit and the evictions per tier.
     ``fast``: when every tier runs a list policy, use the list kernel
     (``kvtier._kernels.listreplay``: one entry per block for its whole stay, so moves touch
-    no table); ``False`` forces the general kernel. Both give the same results.
+    no table), and for one Belady tier the Belady kernel (``kvtier._kernels.beladyreplay``);
+    ``False`` forces the general kernel. They give the same results.
     Raises ``ConfigError`` for malformed arrays or tiers.
     """
     raw_offsets, hashes = np.asarray(block_offsets), np.asarray(block_hashes)
@@ -305,7 +307,12 @@ def replay(
         costs = np.ones(1, dtype=np.float64)
     slots = [t.slots(block_bytes, n_unique or 1) for t in spec_tiers]
     list_ts = _list_tiers(spec_tiers, slots) if fast else None
-    if list_ts is not None:
+    if (fast and len(spec_tiers) == 1 and spec_tiers[0].policy == "belady" and next_use.shape[0] == hashes.shape[0]
+            and hashes.shape[0] <= _kb.MAX_ACCESSES):
+        t1 = time.perf_counter()
+        counters, hit_tier, evictions_at = _kb.belady_replay(offsets, hashes, next_use, slots[0], _kp.NEVER,
+                                                             bool(record))
+    elif list_ts is not None:
         t1 = time.perf_counter()
         counters, hit_tier, evictions_at = _kl.list_replay(offsets, hashes, list_ts, bool(promote), bool(record),
                                                            use_keys)
@@ -345,7 +352,7 @@ def warm_up() -> float:
     hashes = np.array([1, 2, 3, 1, 2, 4], dtype=np.uint64)
     tiers = [ReplayTier(name="a", policy="lru", capacity_blocks=2), ReplayTier(name="b", policy="belady",
                                                                               capacity_blocks=2)]
-    for chain in (tiers, tiers[:1]):  # the general kernel, then the list kernel
+    for chain in (tiers, tiers[:1], tiers[1:]):  # the general, list and Belady kernels
         replay(offsets, hashes, chain, record=True)
         replay(offsets, hashes, chain)
     return time.perf_counter() - t0

@@ -258,3 +258,22 @@ def test_list_kernel_equals_general_kernel_on_a_long_trace(policies):
     offsets = np.arange(0, 40_001, 4, dtype=np.int64)
     tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c) for i, (p, c) in enumerate(zip(policies, (60, 150, 400)))]
     assert_same_replay(replay(offsets, ids, tiers, record=True), replay(offsets, ids, tiers, record=True, fast=False))
+
+
+@given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),
+       cap=st.integers(1, 12))
+@settings(max_examples=80)
+def test_belady_kernel_equals_general_kernel(rows, cap):
+    offsets, hashes = csr(rows)
+    fast = replay(offsets, hashes, policy="belady", capacity_blocks=cap, record=True)
+    general = replay(offsets, hashes, policy="belady", capacity_blocks=cap, record=True, fast=False)
+    assert_same_replay(fast, general)
+
+
+def test_belady_kernel_equals_general_kernel_on_a_long_trace():
+    rng = np.random.default_rng(12)
+    ids = (rng.zipf(1.2, 40_000) % 3000).astype(np.uint64)
+    offsets = np.arange(0, 40_001, 4, dtype=np.int64)
+    for cap in (1, 60, 700):
+        assert_same_replay(replay(offsets, ids, policy="belady", capacity_blocks=cap, record=True),
+                           replay(offsets, ids, policy="belady", capacity_blocks=cap, record=True, fast=False))

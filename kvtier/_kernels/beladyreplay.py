@@ -1,0 +1,155 @@
+"""The replay's Belady path: one tier, evicting the block whose next use is furthest away.
+
+The general kernel (``kvtier._kernels.replay``) runs Belady as a heap policy over float
+priorities behind a kind dispatch; this one keeps a binary max-heap of packed int64
+priorities, ``next_use << 32 | (2**32 - 1 - stamp)`` (furthest next use first; among equal
+ones, blocks never used again, the least recently stamped), beside the slot it orders, so
+a sift compares neighbouring words and follows no pointer. A miss in a full tier replaces
+the root (the victim) by the new block and sifts it down once. Decisions, and so every
+counter, equal the general kernel's: ties fall only among blocks never used again, and
+which of those leaves changes no later hit. Blocks are found through the same sparse
+table as ``kvtier._kernels.listreplay``'s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvtier._kernels.jit import njit
+from kvtier._kernels.listreplay import PREFETCH_AHEAD, _t_delete, _t_home, _t_insert
+from kvtier._kernels.prefetch import prefetch
+from kvtier._kernels.replay import C_ADMITTED, C_DROPS, C_EVICTIONS, C_HITS, C_MISSES, C_PREFIX_HITS, NUM_COUNTERS
+
+_LOW = (1 << 32) - 1
+
+#: Longest trace this kernel packs (next uses and stamps in 31 and 32 bits).
+MAX_ACCESSES = (1 << 31) - 2
+
+
+@njit(_nrt=False, inline="always")
+def _sift_up(hkey, hslot, pos, i):
+    k = hkey[i]
+    s = hslot[i]
+    while i > 0:
+        parent = (i - 1) >> 1
+        if hkey[parent] >= k:
+            break
+        hkey[i] = hkey[parent]
+        hslot[i] = hslot[parent]
+        pos[hslot[i]] = i
+        i = parent
+    hkey[i] = k
+    hslot[i] = s
+    pos[s] = i
+
+
+@njit(_nrt=False, inline="always")
+def _sift_down(hkey, hslot, pos, i, count):
+    k = hkey[i]
+    s = hslot[i]
+    while True:
+        c = 2 * i + 1
+        if c >= count:
+            break
+        if c + 1 < count and hkey[c + 1] > hkey[c]:
+            c += 1
+        if hkey[c] <= k:
+            break
+        hkey[i] = hkey[c]
+        hslot[i] = hslot[c]
+        pos[hslot[i]] = i
+        i = c
+    hkey[i] = k
+    hslot[i] = s
+    pos[s] = i
+
+
+@njit
+def belady_replay(offsets, hashes, next_use, cap, never, record):
+    """One tier of ``cap`` slots under Belady; ``next_use[k]``: the index of access
+    ``k``'s block's next access, or ``never``. Returns ``(counters, hit_tier,
+    evictions_at)`` as ``kvtier._kernels.replay.replay_trace`` does (one tier)."""
+    n = hashes.shape[0]
+    size = 16
+    while size * 2 <= 8 * cap:  # at most 1/4 full
+        size *= 2
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    vals = np.full(size, -1, dtype=np.int32)
+    key = np.zeros(cap, dtype=np.uint64)
+    hkey = np.zeros(cap, dtype=np.int64)
+    hslot = np.zeros(cap, dtype=np.int32)
+    pos = np.zeros(cap, dtype=np.int32)
+    counters = np.zeros((1, NUM_COUNTERS), dtype=np.int64)
+    hit_tier = np.empty(n if record else 0, dtype=np.int8)
+    evictions_at = np.zeros((n if record else 0, 1), dtype=np.int32)
+    _loop(offsets, hashes, next_use, cap, never, vals, 64 - bits, key, hkey, hslot, pos, counters, hit_tier,
+          evictions_at, record)
+    return counters, hit_tier, evictions_at
+
+
+@njit(_nrt=False)
+def _loop(offsets, hashes, next_use, cap, never, vals, shift, key, hkey, hslot, pos, counters, hit_tier,
+          evictions_at, record):
+    n = hashes.shape[0]
+    mask = vals.shape[0] - 1
+    last = n  # the next use of a block never used again: after every real one
+    count = 0
+    hits = 0
+    prefix_hits = 0
+    evictions = 0
+    for r in range(offsets.shape[0] - 1):
+        prefix = True
+        for k in range(offsets[r], offsets[r + 1]):
+            if k + PREFETCH_AHEAD < n:
+                prefetch(vals, _t_home(hashes[k + PREFETCH_AHEAD], shift))
+            h = hashes[k]
+            nu = next_use[k]
+            prio = ((last if nu == never else nu) << 32) | (_LOW - k)
+            i = _t_home(h, shift)
+            s = -1
+            while True:
+                f = vals[i]
+                if f == -1 or key[f] == h:
+                    s = f
+                    break
+                i = (i + 1) & mask
+            if s >= 0:
+                hits += 1
+                if prefix:
+                    prefix_hits += 1
+                p = pos[s]
+                hkey[p] = prio  # a later next use: only ever up
+                _sift_up(hkey, hslot, pos, p)
+                if record:
+                    hit_tier[k] = 0
+                continue
+            prefix = False
+            if record:
+                hit_tier[k] = -1
+            if count < cap:
+                s = count
+                key[s] = h
+                vals[i] = s
+                hkey[count] = prio
+                hslot[count] = s
+                count += 1
+                _sift_up(hkey, hslot, pos, count - 1)
+                continue
+            s = hslot[0]  # the victim: the furthest next use
+            _t_delete(vals, shift, key, s)
+            evictions += 1
+            if record:
+                evictions_at[k, 0] = 1
+            key[s] = h
+            _t_insert(vals, shift, h, s)
+            hkey[0] = prio
+            _sift_down(hkey, hslot, pos, 0, count)
+    misses = (offsets[-1] - offsets[0]) - hits
+    counters[0, C_HITS] = hits
+    counters[0, C_PREFIX_HITS] = prefix_hits
+    counters[0, C_MISSES] = misses
+    counters[0, C_ADMITTED] = misses
+    counters[0, C_EVICTIONS] = evictions
+    counters[0, C_DROPS] = evictions
