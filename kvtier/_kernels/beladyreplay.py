@@ -65,14 +65,28 @@ def _sift_down(hkey, hslot, pos, i, count):
 
 
 @njit
+def table_cells(cap):
+    """The largest power of two of cells <= 8 per slot (at most 1/4 full)."""
+    size = 16
+    while size * 2 <= 8 * cap:
+        size *= 2
+    return size
+
+
+def state_bytes(cap: int, accesses: int) -> tuple[int, int]:
+    """``(bytes per slot in all, bytes per access)`` ``belady_replay`` and its caller use:
+    key 8, heap key 8, heap slot 4, heap position 4 and the table per slot; the dense id
+    (4) and next use (8) per access."""
+    return 24 * cap + 4 * int(table_cells(cap)), 12 * accesses
+
+
+@njit
 def belady_replay(offsets, hashes, next_use, cap, never, record):
     """One tier of ``cap`` slots under Belady; ``next_use[k]``: the index of access
     ``k``'s block's next access, or ``never``. Returns ``(counters, hit_tier,
     evictions_at)`` as ``kvtier._kernels.replay.replay_trace`` does (one tier)."""
     n = hashes.shape[0]
-    size = 16
-    while size * 2 <= 8 * cap:  # at most 1/4 full
-        size *= 2
+    size = table_cells(cap)
     bits = 0
     while (1 << bits) < size:
         bits += 1

@@ -460,6 +460,41 @@ def _evict(ts, arc_p, t, drop, vals, shift, key, q, bit, lk):
 
 
 @njit
+def ghost_pool(ts, t, use_keys):
+    """Ghost entries tier ``t`` keeps: S3-FIFO its ghost capacity, ARC ``c + 2`` (B1 and B2
+    hold at most ``c`` keys; two spare for removals ARC does not see)."""
+    if use_keys and ts[t, TS_KIND] == S3FIFO:
+        return ts[t, TS_GHOST_CAP]
+    if use_keys and ts[t, TS_KIND] == ARC:
+        return ts[t, TS_CAP] + 2
+    return 0
+
+
+@njit
+def table_cells(R, E):
+    """Cells of the table for ``R`` resident and ``E`` entries in all: the largest power of
+    two within the metadata budget (64 bytes per resident block), 11 cells per entry
+    without ghosts (at most 2/11 full), 3.5 with them (at most 4/7 full)."""
+    size = 16
+    while size * 2 <= (11 * E if E == R else (7 * E) // 2):
+        size *= 2
+    return size
+
+
+@njit
+def state_bytes(ts_init, use_keys):
+    """Bytes ``list_replay`` allocates for the tiers of ``ts_init`` (without the per-access
+    ``record`` arrays): keys, links, tier/list/bit bytes and the table."""
+    T = ts_init.shape[0]
+    R = 0
+    E = 0
+    for t in range(T):
+        R += ts_init[t, TS_CAP]
+        E += ts_init[t, TS_CAP] + ghost_pool(ts_init, t, use_keys)
+    return 8 * (E + 1) + 8 * (E + 4 * T) + R + E + R + 4 * table_cells(R, E) + 8 * T * (TS_SIZE + 1)
+
+
+@njit
 def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
     """Replay every request's blocks through the tiers described by ``ts_init``
     (int64[T, TS_SIZE]: kind, capacity and S3-FIFO parameters filled in; the rest is
@@ -474,11 +509,7 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
         R += ts[t, TS_CAP]
     E = R
     for t in range(T):
-        pool = 0
-        if use_keys and ts[t, TS_KIND] == S3FIFO:
-            pool = ts[t, TS_GHOST_CAP]
-        elif use_keys and ts[t, TS_KIND] == ARC:
-            pool = ts[t, TS_CAP] + 2
+        pool = ghost_pool(ts, t, use_keys)
         ts[t, TS_GLO] = E
         ts[t, TS_GHI] = E + pool
         E += pool
@@ -497,11 +528,7 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
     tier = np.zeros(R, dtype=np.int8)
     q = np.zeros(E, dtype=np.int8)
     bit = np.zeros(R, dtype=np.int8)
-    # The largest power of two of cells within the metadata budget (64 bytes per resident
-    # block): 11 cells per entry without ghosts (at most 2/11 full), 3.5 with (4/7).
-    size = 16
-    while size * 2 <= (11 * E if E == R else (7 * E) // 2):
-        size *= 2
+    size = table_cells(R, E)
     bits = 0
     while (1 << bits) < size:
         bits += 1
