@@ -82,6 +82,8 @@ TS_SIZE = 19
 
 #: Accesses ahead of the current one whose table cell is prefetched.
 PREFETCH_AHEAD = 8
+#: Tables that would be larger than this (512 KiB, half an L2 cache) are made denser.
+DENSE_TABLE_CELLS = 1 << 17
 #: Tables larger than this (1 MiB of cells) also prefetch the entries their cells name.
 DEEP_PREFETCH_CELLS = 1 << 18
 
@@ -474,10 +476,17 @@ def ghost_pool(ts, t, use_keys):
 def table_cells(R, E):
     """Cells of the table for ``R`` resident and ``E`` entries in all: the largest power of
     two within the metadata budget (64 bytes per resident block), 11 cells per entry
-    without ghosts (at most 2/11 full), 3.5 with them (at most 4/7 full)."""
+    without ghosts (at most 2/11 full), 3.5 with them (at most 4/7 full); 4 per entry once
+    that outgrows half the L2 cache."""
     size = 16
     while size * 2 <= (11 * E if E == R else (7 * E) // 2):
         size *= 2
+    if size > DENSE_TABLE_CELLS:
+        # Beyond half the L2 cache a probe costs a cache miss however short its run: a table
+        # at most 1/2 full (at least 1/4) misses the caches less than a sparser one.
+        size = 16
+        while size * 2 <= 4 * E:
+            size *= 2
     return size
 
 
