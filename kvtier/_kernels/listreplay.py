@@ -28,12 +28,15 @@ and compares every counter, hit and eviction). Layout:
 * per tier ``ts[t, TS_*]`` int64 scalars and ``arc_p[t]``;
 * the table ``vals``: a power of two of cells, at most 2/11 full (with ghosts 4/7, so
   that S3-FIFO and ARC stay within 64 bytes per resident block), short probe runs being
-  what makes a miss cheap;
+  what makes a miss cheap; at most 1/2 full once that would outgrow half the L2 cache,
+  where fewer cache misses are worth more than shorter runs. Cells are prefetched ahead
+  of the accesses that read them, and for large tables the entries they name too;
 * one tier of LRU, FIFO, CLOCK or SIEVE runs a shorter path (no chain, no ghosts, counters
   in locals).
 
-Everything is inlined into one loop (numba's ``inline="always"``): a call that passes
-this many arrays costs more than the work it does.
+Everything but ``_ghost_drop_oldest`` is inlined into one loop (numba's
+``inline="always"``): a call that passes this many arrays costs more than the work it
+does. (Inlining that one too gained nothing measurable and made the compile much longer.)
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ TS_HEAD = 17  # the tier's first sentinel
 TS_RELABELED = 18  # the victim's table cell went to its ghost (the victim is dropped)
 TS_SIZE = 19
 
-#: Accesses ahead of the current one whose table cell is prefetched.
+#: Prefetch distance: table cells ``2 * PREFETCH_AHEAD`` accesses ahead, the entries they
+#: name (large tables) ``PREFETCH_AHEAD`` ahead.
 PREFETCH_AHEAD = 8
 #: Tables that would be larger than this (512 KiB, half an L2 cache) are made denser.
 DENSE_TABLE_CELLS = 1 << 17
