@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from kvtier._kernels.jit import njit
-from kvtier._kernels.listreplay import PREFETCH_AHEAD, _t_delete, _t_home, _t_insert
+from kvtier._kernels.listreplay import PREFETCH_AHEAD, _t_home, _t_rekey
 from kvtier._kernels.prefetch import prefetch
 from kvtier._kernels.replay import C_ADMITTED, C_DROPS, C_EVICTIONS, C_HITS, C_MISSES, C_PREFIX_HITS, NUM_COUNTERS
 
@@ -152,12 +152,10 @@ def _loop(offsets, hashes, next_use, cap, never, vals, shift, key, hkey, hslot, 
                 _sift_up(hkey, hslot, pos, count - 1)
                 continue
             s = hslot[0]  # the victim: the furthest next use
-            _t_delete(vals, shift, key, s)
             evictions += 1
             if record:
                 evictions_at[k, 0] = 1
-            key[s] = h
-            _t_insert(vals, shift, h, s)
+            _t_rekey(vals, shift, key, s, h)
             hkey[0] = prio
             _sift_down(hkey, hslot, pos, 0, count)
     misses = (offsets[-1] - offsets[0]) - hits

@@ -167,6 +167,14 @@ def _t_delete(vals, shift, key, e):
 
 
 @njit(_nrt=False, inline="always")
+def _t_rekey(vals, shift, key, e, h):
+    """Entry ``e`` leaves the table under its old key and comes back under ``h``."""
+    _t_delete(vals, shift, key, e)
+    key[e] = h
+    _t_insert(vals, shift, h, e)
+
+
+@njit(_nrt=False, inline="always")
 def _t_find_ghost(ts, t, vals, shift, key, h):
     """Tier ``t``'s ghost entry for ``h``, or -1."""
     mask = vals.shape[0] - 1
@@ -683,14 +691,14 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
                     if used < R:
                         e = used
                         used += 1
+                        key[e] = h
+                        _t_insert(vals, shift, h, e)
                     else:
                         e = _evict_plain(ts, 0, kind0, head0, vals, shift, key, bit, lk)
-                        _t_delete(vals, shift, key, e)
                         evictions0 += 1
                         if record:
                             evictions_at[k, 0] = 1
-                    key[e] = h
-                    _t_insert(vals, shift, h, e)
+                        _t_rekey(vals, shift, key, e, h)
                     _place(kind0, head0, e, bit, lk)
                 if record:
                     hit_tier[k] = 0 if hit else -1
