@@ -240,7 +240,6 @@ def assert_same_replay(a, b):
        caps=st.lists(st.integers(1, 12), min_size=1, max_size=3),
        policies=st.lists(st.sampled_from(LIST_POLICIES), min_size=3, max_size=3), promote=st.booleans(),
        hints=st.sampled_from([True, "keys", False]))
-@settings(max_examples=150)
 def test_list_kernel_equals_general_kernel(rows, caps, policies, promote, hints):
     offsets, hashes = csr(rows)
     tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c) for i, (c, p) in enumerate(zip(caps, policies))]
@@ -262,7 +261,6 @@ def test_list_kernel_equals_general_kernel_on_a_long_trace(policies):
 
 @given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),
        cap=st.integers(1, 12))
-@settings(max_examples=80)
 def test_belady_kernel_equals_general_kernel(rows, cap):
     offsets, hashes = csr(rows)
     fast = replay(offsets, hashes, policy="belady", capacity_blocks=cap, record=True)
