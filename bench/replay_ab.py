@@ -1,0 +1,81 @@
+"""A/B timing of two versions of the list replay kernel, interleaved in one process.
+
+    cp kvtier/_kernels/listreplay.py /tmp/listreplay_b.py      # then edit the copy
+    .venv/bin/python bench/replay_ab.py /tmp/listreplay_b.py --trace zipf --repeats 5
+
+On a shared 2-core VM one cell of ``bench/replay_speed.py`` varies by up to +-30% from run
+to run, more than most single changes to a kernel are worth. Here the committed kernel (A)
+and a candidate file (B) run the same traces turn about, each compiled once, and the
+median of each is compared; an A/A run (B a plain copy) shows the noise floor (about
++-5%). Cases: one LRU tier at 1% of the distinct blocks, a 3-tier LRU chain (1%, 10%, 30%)
+and one ARC tier at 1%. Both versions must keep ``list_replay``'s signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from replay_speed import agent_trace, zipf_trace  # noqa: E402
+
+from kvtier._kernels import listreplay as kernel_a  # noqa: E402
+from kvtier.replay import ReplayTier, _list_tiers, densify  # noqa: E402
+
+
+def load_candidate(path: str):
+    spec = importlib.util.spec_from_file_location("listreplay_candidate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiers(policies, caps):
+    return _list_tiers([ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c)
+                        for i, (p, c) in enumerate(zip(policies, caps))], caps)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("candidate", help="path of the B version of kvtier/_kernels/listreplay.py")
+    ap.add_argument("--trace", choices=("zipf", "agent"), default="zipf")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    kernel_b = load_candidate(args.candidate)
+    if args.trace == "zipf":
+        offsets, hashes = zipf_trace(10_000_000, 1_000_000, 0)
+    else:
+        offsets, hashes, _ = agent_trace(2_000_000, 0)
+    unique = densify(hashes)[1].shape[0]
+    caps = [max(1, int(unique * f)) for f in (0.01, 0.10, 0.30)]
+    cases = {"lru 1 tier": tiers(["lru"], caps[:1]), "lru 3 tiers": tiers(["lru"] * 3, caps),
+             "arc 1 tier": tiers(["arc"], caps[:1])}
+    versions = {"A": kernel_a, "B": kernel_b}
+    for module in versions.values():  # compile (or load) before timing
+        for ts in cases.values():
+            module.list_replay(offsets[:2], hashes[: offsets[1]], ts, True, False, True)
+    rates = {(v, c): [] for v in versions for c in cases}
+    n = hashes.shape[0]
+    for _ in range(args.repeats):
+        for case, ts in cases.items():
+            for name, module in versions.items():
+                t0 = time.perf_counter()
+                module.list_replay(offsets, hashes, ts, True, False, True)
+                rates[(name, case)].append(n / (time.perf_counter() - t0) / 1e6)
+    print(f"{args.trace}: {n:,} accesses, medians of {args.repeats} interleaved runs (M accesses/s)")
+    for case in cases:
+        a, b = np.median(rates[("A", case)]), np.median(rates[("B", case)])
+        print(f"  {case:12s} A {a:6.1f}  B {b:6.1f}  B/A {b / a:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
