@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvtier import ConfigError, TieredStore, UnknownNameError, dram, flash, hbm
+from kvtier.buffers import PAGE_ALIGN_BYTES, aligned_empty
 from kvtier.cli import main
 from kvtier.examples.agent_loop import (
     TIER_NAMES,
@@ -36,7 +37,7 @@ from kvtier.examples.agent_loop import (
     run_agent_loop,
 )
 from kvtier.examples.copy_alignment import OFFSETS, measure_copy_alignment
-from kvtier.examples.transformer import PAGE_ALIGN_BYTES, PagedKV, Transformer, TransformerConfig, aligned_empty
+from kvtier.examples.transformer import PagedKV, Transformer, TransformerConfig
 from kvtier.policies.planners import planner_names
 
 TINY = TransformerConfig.tiny()

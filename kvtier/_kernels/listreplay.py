@@ -779,7 +779,6 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
         counters[0, C_HITS] = hits0
         counters[0, C_PREFIX_HITS] = prefix0
         counters[0, C_EVICTIONS] = evictions0
-        ts[0, TS_COUNT] = used
     # The loop counts hits, prefix hits, promotions and evictions; the rest follows.
     looked = offsets[-1] - offsets[0]  # accesses that looked in the tier
     for t in range(T):

@@ -46,9 +46,10 @@ import crc32c
 import lz4.block
 import numpy as np
 
+from kvtier.buffers import aligned_empty
 from kvtier.cost import recompute_time_s, transfer_time_s
 from kvtier.errors import ConfigError
-from kvtier.examples.transformer import Transformer, TransformerConfig, aligned_empty
+from kvtier.examples.transformer import Transformer, TransformerConfig
 from kvtier.hashing import block_hashes
 from kvtier.model import ModelSpec
 from kvtier.policies.planners import RECOMPUTE, make_planner

@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kvtier.buffers import aligned_empty
 from kvtier.errors import ConfigError
 from kvtier.examples.agent_loop import _flush_caches
-from kvtier.examples.transformer import aligned_empty
 
 #: Start offsets (bytes into a 64-byte cache line) that malloc's 16-byte alignment allows.
 OFFSETS = (0, 16, 32, 48)
