@@ -15,7 +15,9 @@ and 10% of the trace's distinct blocks, every policy.
   layout, which carries next-access times for Belady), object size 1, ``hashpower``
   tuned per trace and capacity (the fastest of 14..20 for LRU); the file is written once
   and its writing is not counted. Miss counts are compared: ``same`` must read ``yes``.
-* A 3-tier LRU replay (1%, 10%, 30% of distinct blocks) against the 1-tier one.
+* A 3-tier replay (1%, 10%, 30% of distinct blocks) against one tier of the first tier's
+  size and one of the three's total: LRU (the LRU-chain kernel) and SIEVE (the list
+  kernel's general chain).
 * Peak memory (max RSS of a subprocess replaying the Zipf trace with every policy) and
   the metadata kvtier keeps per resident block and per distinct block.
 
@@ -128,23 +130,26 @@ def metadata_bytes(capacity: int) -> dict:
     """Bytes kvtier's replay keeps per resident block, for the kernel ``replay`` picks.
 
     List policies (``kvtier._kernels.listreplay``): per entry a key, two links, tier, list
-    and bit bytes; ghost entries for S3-FIFO/ARC; the table. Belady
+    and bit bytes; ghost entries for S3-FIFO; the table. ARC (``arcreplay``): ``2c + 2``
+    entries of key, links and list byte, and the table (2-byte cells up to 16,382
+    blocks). A 3-tier LRU chain (``lruchain``, per block of the three tiers): key, links,
+    tier byte and the table. Belady
     (``kvtier._kernels.beladyreplay``): key, heap key, heap slot, heap position and the
     table per slot, plus 12 bytes per access for the trace's next uses. The others (the
     general kernel): the policy's state arrays plus the replay's slot arrays (free stack
     4, block hash 8, tier 1, depth 4 when used) and its location table (4-byte cells,
     >= 2 per slot)."""
-    from kvtier._kernels import beladyreplay, listreplay
+    from kvtier._kernels import beladyreplay
     from kvtier._kernels.policy import policy_new
-    from kvtier.replay import _list_tiers
+    from kvtier.replay import _list_path, _list_state_bytes, _list_tiers
 
     out = {}
     for name in POLICY_NAMES:
         tier = ReplayTier(name="t", policy=name, capacity_blocks=capacity)
         ts = _list_tiers([tier], [capacity])
         if ts is not None:
-            total = listreplay.state_bytes(ts, True)
-            out[name] = {"kernel": "list", "per_resident_block": round(total / capacity, 1)}
+            total = _list_state_bytes(ts, True)
+            out[name] = {"kernel": _list_path(ts, True), "per_resident_block": round(total / capacity, 1)}
             continue
         if name == "belady":
             per_slot, per_access = beladyreplay.state_bytes(capacity, 1)
@@ -282,23 +287,32 @@ def main(argv=None) -> int:
                     results["runs"].append(row)
                     print(f"| {name} | {frac:.0%} ({cap:,}) | {r.block_hit_ratio:.4f} | "
                           f"{row['kvtier_maccess_per_s']:.1f} | {peer} |")
-            # 3 tiers against 1 tier (LRU).
+            # 3 tiers against 1 tier.
             caps3 = [max(1, int(unique * f)) for f in (0.01, 0.10, 0.30)]
-            one = kv_run(offsets, hashes, "lru", caps3[0], args.repeats)
-            whole = kv_run(offsets, hashes, "lru", sum(caps3), args.repeats)
-            tiers = [ReplayTier(name=nm, policy="lru", capacity_blocks=c)
-                     for nm, c in zip(("hbm", "dram", "flash"), caps3)]
-            best3 = min((replay(offsets, hashes, tiers) for _ in range(args.repeats)), key=lambda x: x.seconds)
-            results["tiers3"].append({"trace": label, "one_tier_s": one.seconds, "one_tier_total_s": whole.seconds,
-                                      "three_tier_s": best3.seconds, "ratio": one.seconds / best3.seconds,
-                                      "ratio_total": whole.seconds / best3.seconds,
-                                      "three_tier_hits": best3.block_hits})
-            print(f"\n3-tier LRU (1%/10%/30%): {n / best3.seconds / 1e6:.1f} M acc/s; one tier of the first tier's "
-                  f"size (1%) {n / one.seconds / 1e6:.1f} M acc/s ({one.seconds / best3.seconds:.0%}), one tier of "
-                  f"the three's total (41%) {n / whole.seconds / 1e6:.1f} M acc/s ({whole.seconds / best3.seconds:.0%})")
+            print()
+            for name in ("lru", "sieve"):
+                one = kv_run(offsets, hashes, name, caps3[0], args.repeats)
+                whole = kv_run(offsets, hashes, name, sum(caps3), args.repeats)
+                tiers = [ReplayTier(name=nm, policy=name, capacity_blocks=c)
+                         for nm, c in zip(("hbm", "dram", "flash"), caps3)]
+                best3 = min((replay(offsets, hashes, tiers) for _ in range(args.repeats)), key=lambda x: x.seconds)
+                results["tiers3"].append({"trace": label, "policy": name, "one_tier_s": one.seconds,
+                                          "one_tier_total_s": whole.seconds, "three_tier_s": best3.seconds,
+                                          "ratio": one.seconds / best3.seconds,
+                                          "ratio_total": whole.seconds / best3.seconds,
+                                          "three_tier_hits": best3.block_hits})
+                print(f"3-tier {name} (1%/10%/30%): {n / best3.seconds / 1e6:.1f} M acc/s; one tier of the first "
+                      f"tier's size (1%) {n / one.seconds / 1e6:.1f} M acc/s ({one.seconds / best3.seconds:.0%}), "
+                      f"one tier of the three's total (41%) {n / whole.seconds / 1e6:.1f} M acc/s "
+                      f"({whole.seconds / best3.seconds:.0%})")
             if label == "zipf-1.0":
                 results["memory"] = measure_memory(offsets, hashes, path, hp, tmp)
                 results["metadata"] = {f"{f:.0%}": metadata_bytes(max(1, int(unique * f))) for f in fractions}
+                from kvtier.replay import _list_state_bytes, _list_tiers
+
+                chain = _list_tiers([ReplayTier(name=f"t{i}", policy="lru", capacity_blocks=c)
+                                     for i, c in enumerate(caps3)], caps3)
+                results["metadata"]["lru 3 tiers"] = round(_list_state_bytes(chain, True) / sum(caps3), 1)
                 print(f"\npeak RSS replaying {n:,} accesses, every policy: kvtier {results['memory']['kvtier']}, "
                       f"libcachesim (its 7 policies, 10%) {results['memory']['libcachesim']}")
                 print("\n| policy | kernel | bytes per resident block, 1% | 10% |\n|---|---|---|---|")
@@ -307,6 +321,7 @@ def main(argv=None) -> int:
                     extra = " (+12 per access)" if name == "belady" else ""
                     print(f"| {name} | {one[name]['kernel']} | {one[name]['per_resident_block']}{extra} | "
                           f"{ten[name]['per_resident_block']} |")
+                print(f"\n3-tier LRU chain (1%/10%/30%): {results['metadata']['lru 3 tiers']} bytes per block held")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))

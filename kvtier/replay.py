@@ -32,8 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier._kernels import policy as _kp
+from kvtier._kernels import arcreplay as _ka
 from kvtier._kernels import beladyreplay as _kb
 from kvtier._kernels import listreplay as _kl
+from kvtier._kernels import lruchain as _lc
 from kvtier._kernels import replay as _kr
 from kvtier._kernels.hashtable import densify_ids, next_use_index
 from kvtier.errors import ConfigError, UnknownNameError
@@ -219,6 +221,27 @@ def _list_tiers(tiers: list[ReplayTier], slots: list[int]) -> np.ndarray | None:
     return ts
 
 
+def _list_path(ts: np.ndarray, use_keys: bool) -> str:
+    """Which kernel replays the list-policy tiers ``ts``: ``"arc"`` (one ARC tier that sees
+    keys, ``kvtier._kernels.arcreplay``), ``"lru-chain"`` (two or more LRU tiers,
+    ``kvtier._kernels.lruchain``) or ``"list"`` (``kvtier._kernels.listreplay``)."""
+    if _ka.applies(ts, use_keys):
+        return "arc"
+    if _lc.applies(ts):
+        return "lru-chain"
+    return "list"
+
+
+def _list_state_bytes(ts: np.ndarray, use_keys: bool) -> int:
+    """Bytes of replay state the kernel ``_list_path`` picks allocates for ``ts``."""
+    path = _list_path(ts, use_keys)
+    if path == "arc":
+        return int(_ka.state_bytes(ts))
+    if path == "lru-chain":
+        return int(_lc.state_bytes(ts))
+    return int(_kl.state_bytes(ts, use_keys))
+
+
 def densify(block_hashes) -> tuple[np.ndarray, np.ndarray]:
     """``(ids int32[n], unique uint64[n_unique])``: each hash's dense id, in order of first
     appearance (a numba hash table; no sort)."""
@@ -257,8 +280,10 @@ def replay(
     ``record``: also return, per access, the tier that hit and the evictions per tier.
     ``fast``: when every tier runs a list policy, use the list kernel
     (``kvtier._kernels.listreplay``: one entry per block for its whole stay, so moves touch
-    no table), and for one Belady tier the Belady kernel (``kvtier._kernels.beladyreplay``);
-    ``False`` forces the general kernel. They give the same results.
+    no table), or its special cases: one ARC tier (``arcreplay``: a victim turns ghost where
+    it stands) and a chain of LRU tiers (``lruchain``: one LRU list cut into segments); for
+    one Belady tier the Belady kernel (``beladyreplay``). ``False`` forces the general
+    kernel. They all give the same results.
     Raises ``ConfigError`` for malformed arrays or tiers.
     """
     raw_offsets, hashes = np.asarray(block_offsets), np.asarray(block_hashes)
@@ -313,9 +338,16 @@ def replay(
         counters, hit_tier, evictions_at = _kb.belady_replay(offsets, hashes, next_use, slots[0], _kp.NEVER,
                                                              bool(record))
     elif list_ts is not None:
+        path = _list_path(list_ts, use_keys)
         t1 = time.perf_counter()
-        counters, hit_tier, evictions_at = _kl.list_replay(offsets, hashes, list_ts, bool(promote), bool(record),
-                                                           use_keys)
+        if path == "arc":
+            counters, hit_tier, evictions_at = _ka.arc_replay(offsets, hashes, list_ts, bool(record))
+        elif path == "lru-chain":
+            counters, hit_tier, evictions_at = _lc.lru_chain_replay(offsets, hashes, list_ts, bool(promote),
+                                                                    bool(record))
+        else:
+            counters, hit_tier, evictions_at = _kl.list_replay(offsets, hashes, list_ts, bool(promote),
+                                                               bool(record), use_keys)
     else:
         I, K, F, M = _state_arrays(spec_tiers, slots)
         caps = np.asarray(slots, dtype=np.int64)
@@ -352,7 +384,11 @@ def warm_up() -> float:
     hashes = np.array([1, 2, 3, 1, 2, 4], dtype=np.uint64)
     tiers = [ReplayTier(name="a", policy="lru", capacity_blocks=2), ReplayTier(name="b", policy="belady",
                                                                               capacity_blocks=2)]
-    for chain in (tiers, tiers[:1], tiers[1:]):  # the general, list and Belady kernels
+    arc = [ReplayTier(name="a", policy="arc", capacity_blocks=2)]
+    arc_wide = [ReplayTier(name="a", policy="arc", capacity_blocks=1 << 14)]  # 4-byte table cells
+    lru2 = [tiers[0], ReplayTier(name="b", policy="lru", capacity_blocks=2)]
+    # The general, list and Belady kernels; ARC's (both cell widths); the LRU chain's.
+    for chain in (tiers, tiers[:1], tiers[1:], arc, arc_wide, lru2):
         replay(offsets, hashes, chain, record=True)
         replay(offsets, hashes, chain)
     return time.perf_counter() - t0

@@ -249,7 +249,7 @@ def test_list_kernel_equals_general_kernel(rows, caps, policies, promote, hints)
 
 
 @pytest.mark.parametrize("policies", [["lru"], ["arc"], ["s3fifo"], ["sieve", "clock", "fifo"], ["arc", "s3fifo", "lru"],
-                                      ["s3fifo", "arc"]])
+                                      ["s3fifo", "arc"], ["lru", "lru", "lru"]])
 def test_list_kernel_equals_general_kernel_on_a_long_trace(policies):
     """Ghost pools fill, wrap and exhaust (promotions remove blocks ARC never saw leave)."""
     rng = np.random.default_rng(11)
@@ -257,6 +257,60 @@ def test_list_kernel_equals_general_kernel_on_a_long_trace(policies):
     offsets = np.arange(0, 40_001, 4, dtype=np.int64)
     tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c) for i, (p, c) in enumerate(zip(policies, (60, 150, 400)))]
     assert_same_replay(replay(offsets, ids, tiers, record=True), replay(offsets, ids, tiers, record=True, fast=False))
+
+
+@given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),
+       caps=st.lists(st.integers(1, 12), min_size=2, max_size=3), promote=st.booleans())
+def test_lru_chain_kernel_equals_general_kernel(rows, caps, promote):
+    """A chain of LRU tiers replays as one LRU list cut into segments (``lruchain``)."""
+    offsets, hashes = csr(rows)
+    tiers = [ReplayTier(name=f"t{i}", policy="lru", capacity_blocks=c) for i, c in enumerate(caps)]
+    fast = replay(offsets, hashes, tiers, promote=promote, record=True)
+    general = replay(offsets, hashes, tiers, promote=promote, record=True, fast=False)
+    assert_same_replay(fast, general)
+
+
+@given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),
+       cap=st.integers(1, 12), hints=st.sampled_from([True, "keys"]))
+def test_arc_kernel_equals_general_kernel(rows, cap, hints):
+    """One ARC tier runs ``arcreplay`` (victims turn ghost in place)."""
+    offsets, hashes = csr(rows)
+    fast = replay(offsets, hashes, policy="arc", capacity_blocks=cap, hints=hints, record=True)
+    general = replay(offsets, hashes, policy="arc", capacity_blocks=cap, hints=hints, record=True, fast=False)
+    assert_same_replay(fast, general)
+
+
+def test_arc_kernel_with_wide_table_cells_equals_general_kernel():
+    """From 16,383 blocks ARC's entry numbers outgrow 2-byte cells; the 4-byte table decides alike."""
+    rng = np.random.default_rng(13)
+    ids = (rng.zipf(1.1, 150_000) % 60_000).astype(np.uint64)
+    offsets = np.arange(0, 150_001, 5, dtype=np.int64)
+    for cap in (16_382, 16_383):
+        fast = replay(offsets, ids, policy="arc", capacity_blocks=cap, record=True)
+        assert fast.tiers[0].evictions > 10_000
+        assert_same_replay(fast, replay(offsets, ids, policy="arc", capacity_blocks=cap, record=True, fast=False))
+
+
+def test_list_replay_picks_the_special_kernels():
+    """The tests above exercise ``arcreplay`` and ``lruchain`` only if ``replay`` picks them."""
+    from kvtier.replay import _list_path, _list_tiers
+
+    def path(policies, use_keys=True):
+        tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=4) for i, p in enumerate(policies)]
+        return _list_path(_list_tiers(tiers, [4] * len(tiers)), use_keys)
+
+    assert path(["arc"]) == "arc" and path(["arc"], use_keys=False) == "list"
+    assert path(["lru", "lru"]) == path(["lru", "lru", "lru"]) == "lru-chain"
+    assert path(["lru"]) == path(["lru", "fifo"]) == path(["arc", "lru"]) == "list"
+
+
+@pytest.mark.parametrize("cap", [16, 100, 7_626, 16_382, 16_383, 76_262, 500_000])
+def test_arc_kernel_state_fits_64_bytes_per_block(cap):
+    from kvtier._kernels import arcreplay
+    from kvtier.replay import _list_tiers
+
+    ts = _list_tiers([ReplayTier(name="t", policy="arc", capacity_blocks=cap)], [cap])
+    assert arcreplay.state_bytes(ts) <= 64 * cap
 
 
 @given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),

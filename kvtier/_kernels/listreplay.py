@@ -20,11 +20,11 @@ and compares every counter, hit and eviction). Layout:
   range ``TS_GLO .. TS_GHI - 1``, then one scratch entry; ``key[e]``; ``tier[e]`` of a
   resident entry; ``q[e]`` its list (S3-FIFO small/main, ARC T1/T2; a ghost's B1/B2);
   ``bit[e]`` (CLOCK/SIEVE reference, S3-FIFO hit count);
-* ``lk`` links entries into doubly linked lists, an entry's two links side by side (one
-  cache line): ``lk[2e]`` the previous (newer) member, ``lk[2e + 1]`` the next (older).
+* ``lk`` links entries into circular doubly linked lists, an entry's two links side by
+  side (one cache line): ``lk[2e]`` its older neighbour, ``lk[2e + 1]`` its newer one.
   Sentinels are ``E + 4t + j`` (``E``: entries): ``j`` = 0, 1 resident lists, 2, 3 ghost
-  lists; a sentinel's next is its list's oldest member, its previous the newest. Free
-  ghost entries are a stack linked by next;
+  lists; a sentinel's newer neighbour is its list's oldest member, its older one the
+  newest. Free ghost entries are a stack linked by ``lk[2e + 1]``;
 * per tier ``ts[t, TS_*]`` int64 scalars and ``arc_p[t]``;
 * the table ``vals``: a power of two of cells, at most 2/11 full (with ghosts 4/7, so
   that S3-FIFO and ARC stay within 64 bytes per resident block), short probe runs being
@@ -451,7 +451,7 @@ def _evict_plain(ts, t, kind, head, vals, shift, key, bit, lk):
     o = lk[2 * head + 1]
     if o != head:
         prefetch(vals, _t_home(key[o], shift))
-        o2 = lk[2 * o]
+        o2 = lk[2 * o + 1]
         prefetch(lk, 2 * o2)
         prefetch(key, o2)
     return s
@@ -561,6 +561,7 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
     evictions_at = np.zeros((n if record else 0, T), dtype=np.int32)
     _loop(offsets, hashes, ts, arc_p, T, R, vals, 64 - bits, key, tier, q, bit, lk, counters, hit_tier,
           evictions_at, promote, record, use_keys)
+    derive_counters(offsets, counters)
     return counters, hit_tier, evictions_at
 
 
@@ -779,7 +780,13 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
         counters[0, C_HITS] = hits0
         counters[0, C_PREFIX_HITS] = prefix0
         counters[0, C_EVICTIONS] = evictions0
-    # The loop counts hits, prefix hits, promotions and evictions; the rest follows.
+
+
+@njit(_nrt=False)
+def derive_counters(offsets, counters):
+    """Fill in the counters a replay loop leaves out: it counts hits, prefix hits,
+    promotions and evictions per tier; misses, admissions, demotions and drops follow."""
+    T = counters.shape[0]
     looked = offsets[-1] - offsets[0]  # accesses that looked in the tier
     for t in range(T):
         looked -= counters[t, C_HITS]
