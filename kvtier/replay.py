@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier._kernels import policy as _kp
-from kvtier._kernels import arcreplay as _ka
 from kvtier._kernels import beladyreplay as _kb
+from kvtier._kernels import ghostreplay as _kg
 from kvtier._kernels import listreplay as _kl
 from kvtier._kernels import lruchain as _lc
 from kvtier._kernels import replay as _kr
@@ -222,11 +222,11 @@ def _list_tiers(tiers: list[ReplayTier], slots: list[int]) -> np.ndarray | None:
 
 
 def _list_path(ts: np.ndarray, use_keys: bool) -> str:
-    """Which kernel replays the list-policy tiers ``ts``: ``"arc"`` (one ARC tier that sees
-    keys, ``kvtier._kernels.arcreplay``), ``"lru-chain"`` (two or more LRU tiers,
-    ``kvtier._kernels.lruchain``) or ``"list"`` (``kvtier._kernels.listreplay``)."""
-    if _ka.applies(ts, use_keys):
-        return "arc"
+    """Which kernel replays the list-policy tiers ``ts``: ``"ghost"`` (one ARC or S3-FIFO
+    tier that sees keys, ``kvtier._kernels.ghostreplay``), ``"lru-chain"`` (two or more LRU
+    tiers, ``kvtier._kernels.lruchain``) or ``"list"`` (``kvtier._kernels.listreplay``)."""
+    if _kg.applies(ts, use_keys):
+        return "ghost"
     if _lc.applies(ts):
         return "lru-chain"
     return "list"
@@ -235,8 +235,8 @@ def _list_path(ts: np.ndarray, use_keys: bool) -> str:
 def _list_state_bytes(ts: np.ndarray, use_keys: bool) -> int:
     """Bytes of replay state the kernel ``_list_path`` picks allocates for ``ts``."""
     path = _list_path(ts, use_keys)
-    if path == "arc":
-        return int(_ka.state_bytes(ts))
+    if path == "ghost":
+        return int(_kg.state_bytes(ts))
     if path == "lru-chain":
         return int(_lc.state_bytes(ts))
     return int(_kl.state_bytes(ts, use_keys))
@@ -280,8 +280,9 @@ def replay(
     ``record``: also return, per access, the tier that hit and the evictions per tier.
     ``fast``: when every tier runs a list policy, use the list kernel
     (``kvtier._kernels.listreplay``: one entry per block for its whole stay, so moves touch
-    no table), or its special cases: one ARC tier (``arcreplay``: a victim turns ghost where
-    it stands) and a chain of LRU tiers (``lruchain``: one LRU list cut into segments); for
+    no table), or its special cases: one ARC or S3-FIFO tier (``ghostreplay``: a victim
+    turns ghost where it stands) and a chain of LRU tiers (``lruchain``: one LRU list cut
+    into segments); for
     one Belady tier the Belady kernel (``beladyreplay``). ``False`` forces the general
     kernel. They all give the same results.
     Raises ``ConfigError`` for malformed arrays or tiers.
@@ -340,8 +341,8 @@ def replay(
     elif list_ts is not None:
         path = _list_path(list_ts, use_keys)
         t1 = time.perf_counter()
-        if path == "arc":
-            counters, hit_tier, evictions_at = _ka.arc_replay(offsets, hashes, list_ts, bool(record))
+        if path == "ghost":
+            counters, hit_tier, evictions_at = _kg.ghost_replay(offsets, hashes, list_ts, bool(record))
         elif path == "lru-chain":
             counters, hit_tier, evictions_at = _lc.lru_chain_replay(offsets, hashes, list_ts, bool(promote),
                                                                     bool(record))
@@ -384,11 +385,11 @@ def warm_up() -> float:
     hashes = np.array([1, 2, 3, 1, 2, 4], dtype=np.uint64)
     tiers = [ReplayTier(name="a", policy="lru", capacity_blocks=2), ReplayTier(name="b", policy="belady",
                                                                               capacity_blocks=2)]
-    arc = [ReplayTier(name="a", policy="arc", capacity_blocks=2)]
-    arc_wide = [ReplayTier(name="a", policy="arc", capacity_blocks=1 << 14)]  # 4-byte table cells
+    ghost = [ReplayTier(name="a", policy="arc", capacity_blocks=2)]
+    ghost_wide = [ReplayTier(name="a", policy="arc", capacity_blocks=1 << 14)]  # 4-byte table cells
     lru2 = [tiers[0], ReplayTier(name="b", policy="lru", capacity_blocks=2)]
-    # The general, list and Belady kernels; ARC's (both cell widths); the LRU chain's.
-    for chain in (tiers, tiers[:1], tiers[1:], arc, arc_wide, lru2):
+    # The general, list and Belady kernels; the one-tier ghost kernel (both cell widths); the LRU chain's.
+    for chain in (tiers, tiers[:1], tiers[1:], ghost, ghost_wide, lru2):
         replay(offsets, hashes, chain, record=True)
         replay(offsets, hashes, chain)
     return time.perf_counter() - t0

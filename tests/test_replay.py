@@ -271,46 +271,51 @@ def test_lru_chain_kernel_equals_general_kernel(rows, caps, promote):
 
 
 @given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),
-       cap=st.integers(1, 12), hints=st.sampled_from([True, "keys"]))
-def test_arc_kernel_equals_general_kernel(rows, cap, hints):
-    """One ARC tier runs ``arcreplay`` (victims turn ghost in place)."""
+       cap=st.integers(1, 12), policy=st.sampled_from(["arc", "s3fifo"]), hints=st.sampled_from([True, "keys"]))
+def test_ghost_kernel_equals_general_kernel(rows, cap, policy, hints):
+    """One ARC or S3-FIFO tier runs ``ghostreplay`` (victims turn ghost in place)."""
     offsets, hashes = csr(rows)
-    fast = replay(offsets, hashes, policy="arc", capacity_blocks=cap, hints=hints, record=True)
-    general = replay(offsets, hashes, policy="arc", capacity_blocks=cap, hints=hints, record=True, fast=False)
+    fast = replay(offsets, hashes, policy=policy, capacity_blocks=cap, hints=hints, record=True)
+    general = replay(offsets, hashes, policy=policy, capacity_blocks=cap, hints=hints, record=True, fast=False)
     assert_same_replay(fast, general)
 
 
-def test_arc_kernel_with_wide_table_cells_equals_general_kernel():
-    """From 16,383 blocks ARC's entry numbers outgrow 2-byte cells; the 4-byte table decides alike."""
+@pytest.mark.parametrize(("policy", "caps"), [("arc", (16_382, 16_383)), ("s3fifo", (17_245, 17_246))])
+def test_ghost_kernel_with_wide_table_cells_equals_general_kernel(policy, caps):
+    """Past 32,766 entries the entry numbers outgrow 2-byte cells; the 4-byte table decides alike."""
     rng = np.random.default_rng(13)
     ids = (rng.zipf(1.1, 150_000) % 60_000).astype(np.uint64)
     offsets = np.arange(0, 150_001, 5, dtype=np.int64)
-    for cap in (16_382, 16_383):
-        fast = replay(offsets, ids, policy="arc", capacity_blocks=cap, record=True)
+    for cap in caps:
+        fast = replay(offsets, ids, policy=policy, capacity_blocks=cap, record=True)
         assert fast.tiers[0].evictions > 10_000
-        assert_same_replay(fast, replay(offsets, ids, policy="arc", capacity_blocks=cap, record=True, fast=False))
+        assert_same_replay(fast, replay(offsets, ids, policy=policy, capacity_blocks=cap, record=True, fast=False))
 
 
 def test_list_replay_picks_the_special_kernels():
-    """The tests above exercise ``arcreplay`` and ``lruchain`` only if ``replay`` picks them."""
+    """The tests above exercise ``ghostreplay`` and ``lruchain`` only if ``replay`` picks them."""
     from kvtier.replay import _list_path, _list_tiers
 
     def path(policies, use_keys=True):
         tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=4) for i, p in enumerate(policies)]
         return _list_path(_list_tiers(tiers, [4] * len(tiers)), use_keys)
 
-    assert path(["arc"]) == "arc" and path(["arc"], use_keys=False) == "list"
+    assert path(["arc"]) == path(["s3fifo"]) == "ghost"
+    assert path(["arc"], use_keys=False) == path(["s3fifo"], use_keys=False) == "list"
     assert path(["lru", "lru"]) == path(["lru", "lru", "lru"]) == "lru-chain"
     assert path(["lru"]) == path(["lru", "fifo"]) == path(["arc", "lru"]) == "list"
 
 
-@pytest.mark.parametrize("cap", [16, 100, 7_626, 16_382, 16_383, 76_262, 500_000])
-def test_arc_kernel_state_fits_64_bytes_per_block(cap):
-    from kvtier._kernels import arcreplay
+@pytest.mark.parametrize("policy", ["arc", "s3fifo"])
+@pytest.mark.parametrize("cap", [16, 100, 7_626, 16_382, 16_383, 17_245, 17_246, 76_262, 500_000])
+def test_ghost_kernel_state_fits_64_bytes_per_block(policy, cap):
+    from kvtier._kernels import ghostreplay, listreplay
     from kvtier.replay import _list_tiers
 
-    ts = _list_tiers([ReplayTier(name="t", policy="arc", capacity_blocks=cap)], [cap])
-    assert arcreplay.state_bytes(ts) <= 64 * cap
+    ts = _list_tiers([ReplayTier(name="t", policy=policy, capacity_blocks=cap)], [cap])
+    size = ghostreplay.table_cells(ts)
+    assert ghostreplay.state_bytes(ts) <= 64 * cap
+    assert size & (size - 1) == 0 and size >= ghostreplay._layout(ts)[0]  # a power of two, room for every entry
 
 
 @given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),

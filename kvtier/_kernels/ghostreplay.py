@@ -1,0 +1,412 @@
+"""The replay's path for one tier of ARC or S3-FIFO: ghosts that stay where they were.
+
+ARC and S3-FIFO remember keys they recently evicted (ARC up to ``c`` on its lists B1 and
+B2, S3-FIFO up to its ghost capacity on one FIFO) beside the ``c`` blocks they hold. The
+list kernel (``kvtier._kernels.listreplay``) gives a ghost an entry of its own, so a miss
+costs it up to three table updates: the oldest ghost leaves, the victim's cell passes to
+a new ghost, the new block comes in. Here all entries are alike and an entry's list says
+what it is (``q``; ARC: 0 T1, 1 T2, 2 B1, 3 B2; S3-FIFO: 0 small, 1 main, 2 ghost): a
+victim becomes a ghost where it stands, and a block whose ghost is hit takes the ghost's
+entry back. The table then changes only when a key is forgotten and a new key arrives:
+two updates on an ordinary miss, none on a ghost hit. A key has one entry, so one probe
+answers hit, ghost hit or miss. While entry numbers fit, table cells take 2 bytes, so the
+64-byte budget buys a table twice as sparse.
+
+The decisions are the list kernel's (and the store's policies') event for event: ARC's
+adaptation of ``p``, choice of victim list and ghost trims; S3-FIFO's small and main
+queues, frequency bits and ghost FIFO (a test replays random traces through these kernels
+and the general one and compares every counter, hit and eviction). Links are
+``listreplay``'s (``lk[2e]`` older, ``lk[2e + 1]`` newer neighbour); sentinels follow the
+``P`` entries, one per list; forgotten entries form a stack linked by ``lk[2e + 1]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvtier._kernels.jit import njit
+from kvtier._kernels.listreplay import (
+    ARC,
+    DEEP_PREFETCH_CELLS,
+    DENSE_TABLE_CELLS,
+    PREFETCH_AHEAD,
+    S3FIFO,
+    TS_CAP,
+    TS_GHOST_CAP,
+    TS_KIND,
+    TS_MAIN_CAP,
+    TS_SMALL_CAP,
+    TS_THRESH,
+    _push,
+    _t_delete,
+    _t_home,
+    _t_insert,
+    _unlink,
+    derive_counters,
+)
+from kvtier._kernels.prefetch import prefetch
+from kvtier._kernels.replay import C_EVICTIONS, C_HITS, C_PREFIX_HITS, NUM_COUNTERS
+
+
+def applies(ts_init, use_keys: bool) -> bool:
+    """Whether ``ts_init`` (``listreplay``'s per-tier scalars) is one ARC or S3-FIFO tier
+    that sees keys (without keys their ghosts never hit, and the list kernel runs them)."""
+    return bool(use_keys) and ts_init.shape[0] == 1 and int(ts_init[0, TS_KIND]) in (ARC, S3FIFO)
+
+
+@njit
+def _layout(ts_init):
+    """``(entries, lists, bytes per entry)``: ARC ``2c + 2`` entries (T1, T2, B1, B2) of
+    key, links and list byte; S3-FIFO ``c + ghost capacity + 1`` (small, main, ghost) with a
+    frequency byte more."""
+    c = ts_init[0, TS_CAP]
+    if ts_init[0, TS_KIND] == ARC:
+        return 2 * c + 2, 4, 17
+    return c + ts_init[0, TS_GHOST_CAP] + 1, 3, 18
+
+
+@njit
+def _narrow(P):
+    """Whether entry numbers fit 2-byte table cells (-1 marks an empty one)."""
+    return P < (1 << 15) - 1
+
+
+@njit
+def table_cells(ts_init):
+    """Cells of the table: the largest power of two that keeps the state within 64 bytes
+    per block and at most 11 cells per entry (the list kernel's sparsest); at most 4 per
+    entry once that outgrows half the L2 cache. Cells take 2 bytes while entry numbers fit
+    (up to 32,766 entries: ARC of 16,382 blocks, S3-FIFO of 17,245), else 4: the same
+    budget then buys a table twice as sparse, which is what a miss's probes cost."""
+    P, L, per_entry = _layout(ts_init)
+    cell = 2 if _narrow(P) else 4
+    budget = (64 * ts_init[0, TS_CAP] - per_entry * P - 8 * L) // cell
+    size = 16
+    while size * 2 <= min(11 * P, budget):
+        size *= 2
+    if size * cell > 4 * DENSE_TABLE_CELLS:
+        size = 16
+        while size * 2 <= min(4 * P, budget):
+            size *= 2
+    return size
+
+
+@njit
+def state_bytes(ts_init):
+    """Bytes ``ghost_replay`` allocates (without the per-access ``record`` arrays)."""
+    P, L, per_entry = _layout(ts_init)
+    return per_entry * P + 8 * L + (2 if _narrow(P) else 4) * table_cells(ts_init)
+
+
+@njit
+def ghost_replay(offsets, hashes, ts_init, record):
+    """Replay through one ARC or S3-FIFO tier (``ts_init``: ``listreplay``'s scalars for
+    it); returns ``(counters, hit_tier, evictions_at)`` as
+    ``kvtier._kernels.replay.replay_trace``."""
+    P, L, _ = _layout(ts_init)
+    lk = np.empty(2 * (P + L), dtype=np.int32)
+    for x in range(P, P + L):
+        lk[2 * x] = x
+        lk[2 * x + 1] = x
+    key = np.zeros(P, dtype=np.uint64)
+    q = np.zeros(P, dtype=np.int8)
+    bit = np.zeros(P if ts_init[0, TS_KIND] == S3FIFO else 0, dtype=np.int8)
+    size = table_cells(ts_init)
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    counters = np.zeros((1, NUM_COUNTERS), dtype=np.int64)
+    n = hashes.shape[0]
+    hit_tier = np.empty(n if record else 0, dtype=np.int8)
+    evictions_at = np.zeros((n if record else 0, 1), dtype=np.int32)
+    if _narrow(P):
+        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int16), 64 - bits, key, q, bit, lk, counters,
+             hit_tier, evictions_at, record)
+    else:
+        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int32), 64 - bits, key, q, bit, lk, counters,
+             hit_tier, evictions_at, record)
+    derive_counters(offsets, counters)
+    return counters, hit_tier, evictions_at
+
+
+@njit(_nrt=False)
+def _run(offsets, hashes, ts_init, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
+    if ts_init[0, TS_KIND] == ARC:
+        _arc_loop(offsets, hashes, ts_init[0, TS_CAP], P, vals, shift, key, q, lk, counters, hit_tier,
+                  evictions_at, record)
+    else:
+        _s3fifo_loop(offsets, hashes, ts_init[0, TS_CAP], ts_init[0, TS_SMALL_CAP], ts_init[0, TS_MAIN_CAP],
+                     ts_init[0, TS_THRESH], ts_init[0, TS_GHOST_CAP], P, vals, shift, key, q, bit, lk, counters,
+                     hit_tier, evictions_at, record)
+
+
+@njit(_nrt=False, inline="always")
+def _prefetch_ahead(hashes, k, n, vals, shift, key, lk, deep):
+    """The table cell of the access ``2 * PREFETCH_AHEAD`` ahead; for large tables the
+    entry named by the (by now cached) cell of the one ``PREFETCH_AHEAD`` ahead."""
+    if k + 2 * PREFETCH_AHEAD < n:
+        prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
+    if deep and k + PREFETCH_AHEAD < n:
+        x = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
+        if x >= 0:
+            prefetch(key, x)
+            prefetch(lk, 2 * x)
+
+
+@njit(_nrt=False, inline="always")
+def _find(vals, shift, key, h):
+    """The entry (block or ghost) of key ``h``, or -1."""
+    mask = vals.shape[0] - 1
+    i = _t_home(h, shift)
+    while True:
+        x = vals[i]
+        if x == -1:
+            return -1
+        if key[x] == h:
+            return x
+        i = (i + 1) & mask
+
+
+@njit(_nrt=False, inline="always")
+def _forget(vals, shift, key, lk, x, free):
+    """Entry ``x`` (unlinked) leaves the table for the free stack; returns the new top."""
+    _t_delete(vals, shift, key, x)
+    lk[2 * x + 1] = free
+    return x
+
+
+@njit(_nrt=False, inline="always")
+def _victim_list(t1, t2, p, ghost_hit):
+    """ARC's REPLACE: 0 evicts from T1, 1 from T2 (``ghost_hit`` 2: the key was in B2)."""
+    if (t1 > 0 and (t1 > p or (t1 == p and ghost_hit == 2))) or t2 == 0:
+        return 0
+    return 1
+
+
+@njit(_nrt=False, inline="always")
+def _new_entry(vals, shift, key, lk, h, free, used):
+    """Enter key ``h`` on a free entry (the stack's top, else the next never used);
+    returns ``(entry, free, used)``."""
+    if free >= 0:
+        e = free
+        free = lk[2 * e + 1]
+    else:
+        e = used
+        used += 1
+    key[e] = h
+    _t_insert(vals, shift, h, e)
+    return e, free, used
+
+
+@njit(_nrt=False)
+def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier, evictions_at, record):
+    S = P  # sentinels: S T1, S + 1 T2, S + 2 B1, S + 3 B2
+    cf = float(c)
+    p = 0.0
+    t1 = 0
+    t2 = 0
+    b1 = 0
+    b2 = 0
+    free = -1
+    used = 0
+    hits = 0
+    prefix_hits = 0
+    evictions = 0
+    n = hashes.shape[0]
+    deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
+    for r in range(offsets.shape[0] - 1):
+        prefix = True
+        for k in range(offsets[r], offsets[r + 1]):
+            _prefetch_ahead(hashes, k, n, vals, shift, key, lk, deep)
+            h = hashes[k]
+            f = _find(vals, shift, key, h)
+            qf = 0
+            if f >= 0:
+                qf = q[f]
+                if qf < 2:  # a hit: to the front of T2
+                    hits += 1
+                    if prefix:
+                        prefix_hits += 1
+                    if record:
+                        hit_tier[k] = 0
+                    _unlink(lk, f)
+                    _push(lk, S + 1, f)
+                    if qf == 0:
+                        q[f] = 1
+                        t1 -= 1
+                        t2 += 1
+                    continue
+            prefix = False
+            if record:
+                hit_tier[k] = -1
+            ghost_hit = 0
+            if f >= 0:  # a ghost: adapt p, and the block takes the ghost's entry back
+                _unlink(lk, f)
+                if qf == 2:
+                    p = min(p + max(b2 / b1, 1.0), cf)
+                    ghost_hit = 1
+                    b1 -= 1
+                else:
+                    p = max(p - max(b1 / b2, 1.0), 0.0)
+                    ghost_hit = 2
+                    b2 -= 1
+            if t1 + t2 >= c:
+                ghost = True
+                trim = -1
+                if ghost_hit != 0:
+                    lst = _victim_list(t1, t2, p, ghost_hit)
+                elif t1 + b1 + 1 > c:
+                    if b1 > 0:
+                        lst = _victim_list(t1, t2, p, 0)
+                        trim = 0
+                    else:
+                        lst = 0
+                        ghost = False
+                else:
+                    lst = _victim_list(t1, t2, p, 0)
+                    if t1 + b1 + t2 + b2 >= 2 * c and b2 > 0:
+                        trim = 1
+                if trim >= 0:  # forget the oldest ghost of B1 or B2
+                    g = lk[2 * (S + 2 + trim) + 1]
+                    _unlink(lk, g)
+                    free = _forget(vals, shift, key, lk, g, free)
+                    if trim == 0:
+                        b1 -= 1
+                    else:
+                        b2 -= 1
+                    o = lk[2 * (S + 2 + trim) + 1]
+                    if o < P:  # the next ghost to go: its table cell
+                        prefetch(vals, _t_home(key[o], shift))
+                s = lk[2 * (S + lst) + 1]
+                _unlink(lk, s)
+                if lst == 0:
+                    t1 -= 1
+                else:
+                    t2 -= 1
+                if ghost:  # the victim's entry stays, on B1 or B2
+                    q[s] = 2 + lst
+                    _push(lk, S + 2 + lst, s)
+                    if lst == 0:
+                        b1 += 1
+                    else:
+                        b2 += 1
+                else:
+                    free = _forget(vals, shift, key, lk, s, free)
+                o = lk[2 * (S + lst) + 1]
+                prefetch(lk, 2 * lk[2 * o + 1])
+                evictions += 1
+                if record:
+                    evictions_at[k, 0] = 1
+            if f >= 0:
+                e = f
+            else:
+                e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
+            if ghost_hit != 0:
+                q[e] = 1
+                _push(lk, S + 1, e)
+                t2 += 1
+            else:
+                q[e] = 0
+                _push(lk, S, e)
+                t1 += 1
+    counters[0, C_HITS] = hits
+    counters[0, C_PREFIX_HITS] = prefix_hits
+    counters[0, C_EVICTIONS] = evictions
+
+
+@njit(_nrt=False)
+def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, vals, shift, key, q, bit, lk,
+                 counters, hit_tier, evictions_at, record):
+    S = P  # sentinels: S small, S + 1 main, S + 2 ghost
+    small = 0
+    main = 0
+    ghosts = 0
+    has_evicted = False
+    free = -1
+    used = 0
+    hits = 0
+    prefix_hits = 0
+    evictions = 0
+    n = hashes.shape[0]
+    deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
+    for r in range(offsets.shape[0] - 1):
+        prefix = True
+        for k in range(offsets[r], offsets[r + 1]):
+            _prefetch_ahead(hashes, k, n, vals, shift, key, lk, deep)
+            h = hashes[k]
+            f = _find(vals, shift, key, h)
+            if f >= 0 and q[f] < 2:  # a hit: count it (up to 3)
+                hits += 1
+                if prefix:
+                    prefix_hits += 1
+                if record:
+                    hit_tier[k] = 0
+                if bit[f] < 3:
+                    bit[f] += 1
+                continue
+            prefix = False
+            if record:
+                hit_tier[k] = -1
+            if f >= 0:  # a ghost: the block takes its entry back, into main
+                _unlink(lk, f)
+                ghosts -= 1
+            if small + main >= c:
+                has_evicted = True
+                done = False
+                if main <= main_cap and small > 0:
+                    # Small's oldest moves to main if it was used often enough, else it
+                    # leaves (a ghost); when small runs dry, main gives the victim.
+                    while small > 0:
+                        s = lk[2 * S + 1]
+                        _unlink(lk, s)
+                        small -= 1
+                        if bit[s] >= thresh:
+                            _push(lk, S + 1, s)
+                            q[s] = 1
+                            bit[s] = 0
+                            main += 1
+                            continue
+                        if ghost_cap > 0:
+                            if ghosts >= ghost_cap:  # forget the oldest ghost
+                                g = lk[2 * (S + 2) + 1]
+                                _unlink(lk, g)
+                                free = _forget(vals, shift, key, lk, g, free)
+                                ghosts -= 1
+                            q[s] = 2
+                            _push(lk, S + 2, s)
+                            ghosts += 1
+                        else:
+                            free = _forget(vals, shift, key, lk, s, free)
+                        done = True
+                        break
+                while not done:
+                    # Main's oldest leaves unless it was used: then back to the front.
+                    s = lk[2 * (S + 1) + 1]
+                    u = bit[s]
+                    _unlink(lk, s)
+                    if u >= 1:
+                        _push(lk, S + 1, s)
+                        bit[s] = min(u, 3) - 1
+                    else:
+                        main -= 1
+                        free = _forget(vals, shift, key, lk, s, free)
+                        done = True
+                evictions += 1
+                if record:
+                    evictions_at[k, 0] = 1
+            if f >= 0:
+                e = f
+                kk = 1
+            else:
+                e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
+                kk = 1 if (not has_evicted and small >= small_cap) else 0
+            q[e] = kk
+            bit[e] = 0
+            _push(lk, S + kk, e)
+            if kk == 0:
+                small += 1
+            else:
+                main += 1
+    counters[0, C_HITS] = hits
+    counters[0, C_PREFIX_HITS] = prefix_hits
+    counters[0, C_EVICTIONS] = evictions
