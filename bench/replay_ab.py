@@ -8,9 +8,9 @@ to run, more than most single changes to a kernel are worth. Here the committed 
 and a candidate file (B) run the same traces turn about, each compiled once, and the
 median of each is compared; an A/A run (B a plain copy) shows the noise floor (about
 +-5%). Cases, all of which ``replay`` sends to this kernel: one LRU tier at 1% of the
-distinct blocks, one S3-FIFO tier at 1% and a 3-tier SIEVE chain (1%, 10%, 30%). (One ARC
-tier and LRU chains have kernels of their own, ``arcreplay`` and ``lruchain``.) Both
-versions must keep ``list_replay``'s signature.
+distinct blocks, and 3-tier chains (1%, 10%, 30%) of SIEVE and of S3-FIFO. (One ARC or
+S3-FIFO tier and LRU chains have kernels of their own, ``ghostreplay`` and ``lruchain``.)
+Both versions must keep ``list_replay``'s signature.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def main(argv=None) -> int:
         offsets, hashes, _ = agent_trace(2_000_000, 0)
     unique = densify(hashes)[1].shape[0]
     caps = [max(1, int(unique * f)) for f in (0.01, 0.10, 0.30)]
-    cases = {"lru 1 tier": tiers(["lru"], caps[:1]), "s3fifo 1 tier": tiers(["s3fifo"], caps[:1]),
-             "sieve 3 tiers": tiers(["sieve"] * 3, caps)}
+    cases = {"lru 1 tier": tiers(["lru"], caps[:1]), "sieve 3 tiers": tiers(["sieve"] * 3, caps),
+             "s3fifo 3 tiers": tiers(["s3fifo"] * 3, caps)}
     versions = {"A": kernel_a, "B": kernel_b}
     for module in versions.values():  # compile (or load) before timing
         for ts in cases.values():

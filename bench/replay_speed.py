@@ -130,10 +130,11 @@ def metadata_bytes(capacity: int) -> dict:
     """Bytes kvtier's replay keeps per resident block, for the kernel ``replay`` picks.
 
     List policies (``kvtier._kernels.listreplay``): per entry a key, two links, tier, list
-    and bit bytes; ghost entries for S3-FIFO; the table. ARC (``arcreplay``): ``2c + 2``
-    entries of key, links and list byte, and the table (2-byte cells up to 16,382
-    blocks). A 3-tier LRU chain (``lruchain``, per block of the three tiers): key, links,
-    tier byte and the table. Belady
+    and bit bytes; the table. ARC and S3-FIFO (``ghostreplay``): an entry per block and per
+    ghost (ARC ``2c + 2``, S3-FIFO ``c`` + ghost capacity + 1) of key, links, list byte (and
+    S3-FIFO's frequency byte), and the table (2-byte cells up to 32,766 entries). A 3-tier
+    LRU chain (``lruchain``, per block of the three tiers): key, links, tier byte and the
+    table. Belady
     (``kvtier._kernels.beladyreplay``): key, heap key, heap slot, heap position and the
     table per slot, plus 12 bytes per access for the trace's next uses. The others (the
     general kernel): the policy's state arrays plus the replay's slot arrays (free stack
