@@ -280,6 +280,17 @@ def test_ghost_kernel_equals_general_kernel(rows, cap, policy, hints):
     assert_same_replay(fast, general)
 
 
+@pytest.mark.parametrize("policy", ["arc", "s3fifo"])
+def test_ghost_kernel_equals_general_kernel_on_long_traces(policy):
+    """Ghost lists fill and trim, S3-FIFO's counters saturate, at capacities from 1 to 1/4 of the keys."""
+    rng = np.random.default_rng(14)
+    ids = (rng.zipf(1.2, 30_000) % 2000).astype(np.uint64)
+    offsets = np.arange(0, 30_001, 3, dtype=np.int64)
+    for cap in (1, 2, 7, 60, 500):
+        assert_same_replay(replay(offsets, ids, policy=policy, capacity_blocks=cap, record=True),
+                           replay(offsets, ids, policy=policy, capacity_blocks=cap, record=True, fast=False))
+
+
 @pytest.mark.parametrize(("policy", "caps"), [("arc", (16_382, 16_383)), ("s3fifo", (17_245, 17_246))])
 def test_ghost_kernel_with_wide_table_cells_equals_general_kernel(policy, caps):
     """Past 32,766 entries the entry numbers outgrow 2-byte cells; the 4-byte table decides alike."""
