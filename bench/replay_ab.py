@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +35,12 @@ from kvtier._kernels import listreplay as kernel_a  # noqa: E402
 from kvtier.replay import ReplayTier, _list_tiers, densify  # noqa: E402
 
 
-def load_candidate(path: str):
-    spec = importlib.util.spec_from_file_location("listreplay_candidate", path)
+def load_candidate(path: str, workdir: str):
+    """Import the candidate from a copy in ``workdir``: numba caches a module's kernels next
+    to its file, and a second run could not load a dynamically imported module's cache."""
+    copy = Path(workdir) / "listreplay_candidate.py"
+    shutil.copyfile(path, copy)
+    spec = importlib.util.spec_from_file_location("listreplay_candidate", copy)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,7 +57,11 @@ def main(argv=None) -> int:
     ap.add_argument("--trace", choices=("zipf", "agent"), default="zipf")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-    kernel_b = load_candidate(args.candidate)
+    with tempfile.TemporaryDirectory() as workdir:
+        return run(args, load_candidate(args.candidate, workdir))
+
+
+def run(args, kernel_b) -> int:
     if args.trace == "zipf":
         offsets, hashes = zipf_trace(10_000_000, 1_000_000, 0)
     else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -327,6 +330,23 @@ def test_ghost_kernel_state_fits_64_bytes_per_block(policy, cap):
     size = ghostreplay.table_cells(ts)
     assert ghostreplay.state_bytes(ts) <= 64 * cap
     assert size & (size - 1) == 0 and size >= ghostreplay._layout(ts)[0]  # a power of two, room for every entry
+
+
+def test_replay_kernels_run_as_plain_python():
+    """``NUMBA_DISABLE_JIT=1`` (coverage, debugging) runs the kernels, prefetch hints
+    included, as Python, with the compiled kernels' results."""
+    code = ("import numpy as np; from kvtier.replay import replay, ReplayTier; "
+            "ids = (np.arange(300) * 7 % 23).astype(np.uint64); off = np.arange(0, 301, 3); "
+            "print([replay(off, ids, [ReplayTier(name=str(i), policy=p, capacity_blocks=4 + i) "
+            "for i, p in enumerate(ps)]).block_hits for ps in (['lru'], ['arc'], ['lru', 'lru'], ['sieve', 'fifo'])])")
+    ids = (np.arange(300) * 7 % 23).astype(np.uint64)
+    off = np.arange(0, 301, 3)
+    want = [replay(off, ids, [ReplayTier(name=str(i), policy=p, capacity_blocks=4 + i) for i, p in enumerate(ps)]).block_hits
+            for ps in (["lru"], ["arc"], ["lru", "lru"], ["sieve", "fifo"])]
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == str(want)
 
 
 @given(rows=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=8), min_size=1, max_size=80),

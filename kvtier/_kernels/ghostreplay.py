@@ -29,7 +29,6 @@ from kvtier._kernels.listreplay import (
     ARC,
     DEEP_PREFETCH_CELLS,
     DENSE_TABLE_CELLS,
-    PREFETCH_AHEAD,
     S3FIFO,
     TS_CAP,
     TS_GHOST_CAP,
@@ -37,8 +36,10 @@ from kvtier._kernels.listreplay import (
     TS_MAIN_CAP,
     TS_SMALL_CAP,
     TS_THRESH,
+    _prefetch_ahead,
     _push,
     _t_delete,
+    _t_find,
     _t_home,
     _t_insert,
     _unlink,
@@ -141,33 +142,6 @@ def _run(offsets, hashes, ts_init, P, vals, shift, key, q, bit, lk, counters, hi
 
 
 @njit(_nrt=False, inline="always")
-def _prefetch_ahead(hashes, k, n, vals, shift, key, lk, deep):
-    """The table cell of the access ``2 * PREFETCH_AHEAD`` ahead; for large tables the
-    entry named by the (by now cached) cell of the one ``PREFETCH_AHEAD`` ahead."""
-    if k + 2 * PREFETCH_AHEAD < n:
-        prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
-    if deep and k + PREFETCH_AHEAD < n:
-        x = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
-        if x >= 0:
-            prefetch(key, x)
-            prefetch(lk, 2 * x)
-
-
-@njit(_nrt=False, inline="always")
-def _find(vals, shift, key, h):
-    """The entry (block or ghost) of key ``h``, or -1."""
-    mask = vals.shape[0] - 1
-    i = _t_home(h, shift)
-    while True:
-        x = vals[i]
-        if x == -1:
-            return -1
-        if key[x] == h:
-            return x
-        i = (i + 1) & mask
-
-
-@njit(_nrt=False, inline="always")
 def _forget(vals, shift, key, lk, x, free):
     """Entry ``x`` (unlinked) leaves the table for the free stack; returns the new top."""
     _t_delete(vals, shift, key, x)
@@ -212,14 +186,13 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
     hits = 0
     prefix_hits = 0
     evictions = 0
-    n = hashes.shape[0]
     deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            _prefetch_ahead(hashes, k, n, vals, shift, key, lk, deep)
+            _prefetch_ahead(hashes, k, vals, shift, key, lk, q, deep)
             h = hashes[k]
-            f = _find(vals, shift, key, h)
+            f = _t_find(vals, shift, key, h)
             qf = 0
             if f >= 0:
                 qf = q[f]
@@ -327,14 +300,13 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
     hits = 0
     prefix_hits = 0
     evictions = 0
-    n = hashes.shape[0]
     deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            _prefetch_ahead(hashes, k, n, vals, shift, key, lk, deep)
+            _prefetch_ahead(hashes, k, vals, shift, key, lk, q, deep)
             h = hashes[k]
-            f = _find(vals, shift, key, h)
+            f = _t_find(vals, shift, key, h)
             if f >= 0 and q[f] < 2:  # a hit: count it (up to 3)
                 hits += 1
                 if prefix:

@@ -190,6 +190,38 @@ def _t_find_ghost(ts, t, vals, shift, key, h):
         i = (i + 1) & mask
 
 
+@njit(_nrt=False, inline="always")
+def _t_find(vals, shift, key, h):
+    """The entry of key ``h``, or -1, in a table where a key has at most one entry."""
+    mask = vals.shape[0] - 1
+    i = _t_home(h, shift)
+    while True:
+        e = vals[i]
+        if e == -1:
+            return -1
+        if key[e] == h:
+            return e
+        i = (i + 1) & mask
+
+
+@njit(_nrt=False, inline="always")
+def _prefetch_ahead(hashes, k, vals, shift, key, lk, state, deep):
+    """Prefetch the table cell of the access ``2 * PREFETCH_AHEAD`` ahead of ``k`` and, for
+    tables that outgrow the L2 cache (``deep``), the key, links and byte of ``state`` (the
+    tier or list; entries below its length) of the entry the by now cached cell names, for
+    the access ``PREFETCH_AHEAD`` ahead."""
+    n = hashes.shape[0]
+    if k + 2 * PREFETCH_AHEAD < n:
+        prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
+    if deep and k + PREFETCH_AHEAD < n:
+        c = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
+        if c >= 0:
+            prefetch(key, c)
+            prefetch(lk, 2 * c)
+            if c < state.shape[0]:
+                prefetch(state, c)
+
+
 # -- ghosts -----------------------------------------------------------------------------
 
 
@@ -693,22 +725,11 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
     hits0 = 0
     prefix0 = 0
     evictions0 = 0
-    n = hashes.shape[0]
     deep = vals.shape[0] > DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            # Prefetch the table cell of the access 2D ahead and, when the table outgrows
-            # the L2 cache, the entry the (now cached) cell names for the access D ahead.
-            if k + 2 * PREFETCH_AHEAD < n:
-                prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
-            if deep and k + PREFETCH_AHEAD < n:
-                c = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
-                if c >= 0:
-                    prefetch(key, c)
-                    prefetch(lk, 2 * c)
-                    if c < R:
-                        prefetch(tier, c)
+            _prefetch_ahead(hashes, k, vals, shift, key, lk, tier, deep)
             h = hashes[k]
             # One probe finds the resident entry and tier 0's ghost.
             i = _t_home(h, shift)

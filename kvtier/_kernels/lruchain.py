@@ -26,10 +26,11 @@ from kvtier._kernels.jit import njit
 from kvtier._kernels.listreplay import (
     DEEP_PREFETCH_CELLS,
     LRU,
-    PREFETCH_AHEAD,
     TS_CAP,
     TS_KIND,
+    _prefetch_ahead,
     _push,
+    _t_find,
     _t_home,
     _t_insert,
     _t_rekey,
@@ -108,32 +109,14 @@ def _loop(offsets, hashes, cap, count, tail, R, vals, shift, key, tier, lk, coun
           record):
     T = cap.shape[0]
     S = R  # the sentinel
-    mask = vals.shape[0] - 1
     used = 0
-    n = hashes.shape[0]
     deep = vals.shape[0] > DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            if k + 2 * PREFETCH_AHEAD < n:
-                prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
-            if deep and k + PREFETCH_AHEAD < n:
-                c = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
-                if c >= 0:
-                    prefetch(key, c)
-                    prefetch(lk, 2 * c)
-                    prefetch(tier, c)
+            _prefetch_ahead(hashes, k, vals, shift, key, lk, tier, deep)
             h = hashes[k]
-            i = _t_home(h, shift)
-            e = -1
-            while True:
-                f = vals[i]
-                if f == -1:
-                    break
-                if key[f] == h:
-                    e = f
-                    break
-                i = (i + 1) & mask
+            e = _t_find(vals, shift, key, h)
             if e >= 0:
                 j = np.int64(tier[e])
                 counters[j, C_HITS] += 1

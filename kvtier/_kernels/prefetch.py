@@ -6,7 +6,7 @@ never faults, changes no value, and costs one instruction where the target ignor
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -30,3 +30,9 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
+
+
+if config.DISABLE_JIT:  # kernels run as plain Python (NUMBA_DISABLE_JIT=1): a hint is a no-op
+
+    def prefetch(array, index):  # noqa: F811
+        """Prefetch ``array[index]`` (a no-op without the JIT)."""
