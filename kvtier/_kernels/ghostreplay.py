@@ -7,10 +7,11 @@ costs it up to three table updates: the oldest ghost leaves, the victim's cell p
 a new ghost, the new block comes in. Here all entries are alike and an entry's list says
 what it is (``q``; ARC: 0 T1, 1 T2, 2 B1, 3 B2; S3-FIFO: 0 small, 1 main, 2 ghost): a
 victim becomes a ghost where it stands, and a block whose ghost is hit takes the ghost's
-entry back. The table then changes only when a key is forgotten and a new key arrives:
-two updates on an ordinary miss, none on a ghost hit. A key has one entry, so one probe
-answers hit, ghost hit or miss. While entry numbers fit, table cells take 2 bytes, so the
-64-byte budget buys a table twice as sparse.
+entry back. The table then changes only when a key is forgotten (the oldest ghost, or a
+victim not remembered) and when a new key arrives: an ordinary miss makes two updates, a
+ghost hit at most one (ARC's: none). A key has one entry, so one probe answers hit, ghost
+hit or miss. While entry numbers fit, table cells take 2 bytes, so the 64-byte budget
+buys a table twice as sparse.
 
 The decisions are the list kernel's (and the store's policies') event for event: ARC's
 adaptation of ``p``, choice of victim list and ghost trims; S3-FIFO's small and main
@@ -57,28 +58,30 @@ def applies(ts_init, use_keys: bool) -> bool:
 
 @njit
 def _layout(ts_init):
-    """``(entries, lists, bytes per entry)``: ARC ``2c + 2`` entries (T1, T2, B1, B2) of
-    key, links and list byte; S3-FIFO ``c + ghost capacity + 1`` (small, main, ghost) with a
-    frequency byte more."""
+    """``(entries, lists, bytes per entry)``. ARC: ``2c`` entries (T1, T2, B1, B2: ARC keeps
+    |T1| + |T2| + |B1| + |B2| <= 2c, and a miss frees or reuses an entry before it takes
+    one) of key, links and list byte. S3-FIFO: ``c`` + ghost capacity (small, main, ghost),
+    with a frequency byte more."""
     c = ts_init[0, TS_CAP]
     if ts_init[0, TS_KIND] == ARC:
-        return 2 * c + 2, 4, 17
-    return c + ts_init[0, TS_GHOST_CAP] + 1, 3, 18
+        return 2 * c, 4, 17
+    return c + ts_init[0, TS_GHOST_CAP], 3, 18
 
 
 @njit
 def _narrow(P):
-    """Whether entry numbers fit 2-byte table cells (-1 marks an empty one)."""
-    return P < (1 << 15) - 1
+    """Whether the entry numbers ``0 .. P - 1`` fit 2-byte table cells (-1 marks an empty one)."""
+    return P <= (1 << 15) - 1
 
 
 @njit
 def table_cells(ts_init):
     """Cells of the table: the largest power of two that keeps the state within 64 bytes
-    per block and at most 11 cells per entry (the list kernel's sparsest); at most 4 per
-    entry once that outgrows half the L2 cache. Cells take 2 bytes while entry numbers fit
-    (up to 32,766 entries: ARC of 16,382 blocks, S3-FIFO of 17,245), else 4: the same
-    budget then buys a table twice as sparse, which is what a miss's probes cost."""
+    per block (from 16 blocks on) and at most 11 cells per entry (the list kernel's
+    sparsest); at most 4 per entry once that outgrows half the L2 cache; always more cells
+    than entries. Cells take 2 bytes while entry numbers fit (up to 32,767 entries: ARC of
+    16,383 blocks, S3-FIFO of 17,246), else 4. Halving the cell buys a table twice as
+    sparse within the same budget, and a sparse table is what makes a miss's probes cheap."""
     P, L, per_entry = _layout(ts_init)
     cell = 2 if _narrow(P) else 4
     budget = (64 * ts_init[0, TS_CAP] - per_entry * P - 8 * L) // cell
@@ -89,6 +92,8 @@ def table_cells(ts_init):
         size = 16
         while size * 2 <= min(4 * P, budget):
             size *= 2
+    while size <= P:  # an empty cell ends every probe (tiny tiers outgrow the budget)
+        size *= 2
     return size
 
 

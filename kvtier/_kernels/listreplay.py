@@ -196,7 +196,7 @@ def _t_find(vals, shift, key, h):
     mask = vals.shape[0] - 1
     i = _t_home(h, shift)
     while True:
-        e = vals[i]
+        e = np.int64(vals[i])  # (2-byte cells: callers double it; so would plain Python)
         if e == -1:
             return -1
         if key[e] == h:
