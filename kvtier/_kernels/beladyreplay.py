@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.hashtable import ht_shift
 from kvtier._kernels.jit import njit
 from kvtier._kernels.listreplay import PREFETCH_AHEAD, _t_home, _t_rekey
 from kvtier._kernels.prefetch import prefetch
@@ -87,9 +88,6 @@ def belady_replay(offsets, hashes, next_use, cap, never, record):
     evictions_at)`` as ``kvtier._kernels.replay.replay_trace`` does (one tier)."""
     n = hashes.shape[0]
     size = table_cells(cap)
-    bits = 0
-    while (1 << bits) < size:
-        bits += 1
     vals = np.full(size, -1, dtype=np.int32)
     key = np.zeros(cap, dtype=np.uint64)
     hkey = np.zeros(cap, dtype=np.int64)
@@ -98,7 +96,7 @@ def belady_replay(offsets, hashes, next_use, cap, never, record):
     counters = np.zeros((1, NUM_COUNTERS), dtype=np.int64)
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, 1), dtype=np.int32)
-    _loop(offsets, hashes, next_use, cap, never, vals, 64 - bits, key, hkey, hslot, pos, counters, hit_tier,
+    _loop(offsets, hashes, next_use, cap, never, vals, ht_shift(size), key, hkey, hslot, pos, counters, hit_tier,
           evictions_at, record)
     return counters, hit_tier, evictions_at
 

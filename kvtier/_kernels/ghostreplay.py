@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.hashtable import ht_shift
 from kvtier._kernels.jit import njit
 from kvtier._kernels.listreplay import (
     ARC,
@@ -118,18 +119,15 @@ def ghost_replay(offsets, hashes, ts_init, record):
     q = np.zeros(P, dtype=np.int8)
     bit = np.zeros(P if ts_init[0, TS_KIND] == S3FIFO else 0, dtype=np.int8)
     size = table_cells(ts_init)
-    bits = 0
-    while (1 << bits) < size:
-        bits += 1
     counters = np.zeros((1, NUM_COUNTERS), dtype=np.int64)
     n = hashes.shape[0]
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, 1), dtype=np.int32)
     if _narrow(P):
-        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int16), 64 - bits, key, q, bit, lk, counters,
+        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int16), ht_shift(size), key, q, bit, lk, counters,
              hit_tier, evictions_at, record)
     else:
-        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int32), 64 - bits, key, q, bit, lk, counters,
+        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int32), ht_shift(size), key, q, bit, lk, counters,
              hit_tier, evictions_at, record)
     derive_counters(offsets, counters)
     return counters, hit_tier, evictions_at

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.hashtable import ht_shift
 from kvtier._kernels.jit import njit
 from kvtier._kernels.policy import ARC, CLOCK, FIFO, LRU, S3FIFO, SIEVE
 from kvtier._kernels.prefetch import prefetch
@@ -582,16 +583,13 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
     q = np.zeros(E, dtype=np.int8)
     bit = np.zeros(R, dtype=np.int8)
     size = table_cells(R, E)
-    bits = 0
-    while (1 << bits) < size:
-        bits += 1
     vals = np.full(size, -1, dtype=np.int32)
     arc_p = np.zeros(T, dtype=np.float64)
     counters = np.zeros((T, NUM_COUNTERS), dtype=np.int64)
     n = hashes.shape[0]
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, T), dtype=np.int32)
-    _loop(offsets, hashes, ts, arc_p, T, R, vals, 64 - bits, key, tier, q, bit, lk, counters, hit_tier,
+    _loop(offsets, hashes, ts, arc_p, T, R, vals, ht_shift(size), key, tier, q, bit, lk, counters, hit_tier,
           evictions_at, promote, record, use_keys)
     derive_counters(offsets, counters)
     return counters, hit_tier, evictions_at

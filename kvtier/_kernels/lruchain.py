@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.hashtable import ht_shift
 from kvtier._kernels.jit import njit
 from kvtier._kernels.listreplay import (
     DEEP_PREFETCH_CELLS,
@@ -73,9 +74,6 @@ def lru_chain_replay(offsets, hashes, ts_init, promote, record):
     key = np.zeros(R, dtype=np.uint64)
     tier = np.zeros(R, dtype=np.int8)
     size = table_cells(R, R)
-    bits = 0
-    while (1 << bits) < size:
-        bits += 1
     vals = np.full(size, -1, dtype=np.int32)
     counters = np.zeros((T, NUM_COUNTERS), dtype=np.int64)
     n = hashes.shape[0]
@@ -83,7 +81,7 @@ def lru_chain_replay(offsets, hashes, ts_init, promote, record):
     evictions_at = np.zeros((n if record else 0, T), dtype=np.int32)
     count = np.zeros(T, dtype=np.int64)  # blocks per tier
     tail = np.full(T, -1, dtype=np.int64)  # each tier's oldest block
-    _loop(offsets, hashes, cap, count, tail, R, vals, 64 - bits, key, tier, lk, counters, hit_tier, evictions_at,
+    _loop(offsets, hashes, cap, count, tail, R, vals, ht_shift(size), key, tier, lk, counters, hit_tier, evictions_at,
           promote, record)
     derive_counters(offsets, counters)
     return counters, hit_tier, evictions_at
