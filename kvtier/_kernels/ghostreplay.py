@@ -45,6 +45,8 @@ from kvtier._kernels.listreplay import (
     _t_home,
     _t_insert,
     _unlink,
+    arc_adapt,
+    arc_victim_list,
     derive_counters,
 )
 from kvtier._kernels.prefetch import prefetch
@@ -153,14 +155,6 @@ def _forget(vals, shift, key, lk, x, free):
 
 
 @njit(_nrt=False, inline="always")
-def _victim_list(t1, t2, p, ghost_hit):
-    """ARC's REPLACE: 0 evicts from T1, 1 from T2 (``ghost_hit`` 2: the key was in B2)."""
-    if (t1 > 0 and (t1 > p or (t1 == p and ghost_hit == 2))) or t2 == 0:
-        return 0
-    return 1
-
-
-@njit(_nrt=False, inline="always")
 def _new_entry(vals, shift, key, lk, h, free, used):
     """Enter key ``h`` on a free entry (the stack's top, else the next never used);
     returns ``(entry, free, used)``."""
@@ -218,28 +212,27 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
             ghost_hit = 0
             if f >= 0:  # a ghost: adapt p, and the block takes the ghost's entry back
                 _unlink(lk, f)
+                p = arc_adapt(p, b1, b2, cf, qf == 2)
                 if qf == 2:
-                    p = min(p + max(b2 / b1, 1.0), cf)
                     ghost_hit = 1
                     b1 -= 1
                 else:
-                    p = max(p - max(b1 / b2, 1.0), 0.0)
                     ghost_hit = 2
                     b2 -= 1
             if t1 + t2 >= c:
                 ghost = True
                 trim = -1
                 if ghost_hit != 0:
-                    lst = _victim_list(t1, t2, p, ghost_hit)
+                    lst = arc_victim_list(t1, t2, p, ghost_hit)
                 elif t1 + b1 + 1 > c:
                     if b1 > 0:
-                        lst = _victim_list(t1, t2, p, 0)
+                        lst = arc_victim_list(t1, t2, p, 0)
                         trim = 0
                     else:
                         lst = 0
                         ghost = False
                 else:
-                    lst = _victim_list(t1, t2, p, 0)
+                    lst = arc_victim_list(t1, t2, p, 0)
                     if t1 + b1 + t2 + b2 >= 2 * c and b2 > 0:
                         trim = 1
                 if trim >= 0:  # forget the oldest ghost of B1 or B2

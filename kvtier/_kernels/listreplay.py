@@ -290,15 +290,8 @@ def _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, lk):
     if kind == S3FIFO:
         ts[t, TS_GHOST_HIT] = 1
     else:
-        b1 = ts[t, TS_G0]
-        b2 = ts[t, TS_G1]
-        c = float(ts[t, TS_CAP])
-        if q[g] == 0:
-            arc_p[t] = min(arc_p[t] + max(b2 / b1, 1.0), c)
-            ts[t, TS_GHOST_HIT] = 1
-        else:
-            arc_p[t] = max(arc_p[t] - max(b1 / b2, 1.0), 0.0)
-            ts[t, TS_GHOST_HIT] = 2
+        arc_p[t] = arc_adapt(arc_p[t], ts[t, TS_G0], ts[t, TS_G1], float(ts[t, TS_CAP]), q[g] == 0)
+        ts[t, TS_GHOST_HIT] = 1 if q[g] == 0 else 2
     if cell >= 0:
         vals[cell] = key.shape[0] - 1
         _ghost_free(ts, t, g, q, lk)
@@ -417,12 +410,24 @@ def _s3_evict(ts, t, drop, vals, shift, key, q, bit, lk):
 
 @njit(_nrt=False, inline="always")
 def _arc_replace_list(ts, arc_p, t):
-    t1 = ts[t, TS_Q0]
-    t2 = ts[t, TS_Q1]
-    p = arc_p[t]
-    if (t1 > 0 and (t1 > p or (t1 == p and ts[t, TS_GHOST_HIT] == 2))) or t2 == 0:
+    return arc_victim_list(ts[t, TS_Q0], ts[t, TS_Q1], arc_p[t], ts[t, TS_GHOST_HIT])
+
+
+@njit(_nrt=False, inline="always")
+def arc_victim_list(t1, t2, p, ghost_hit):
+    """ARC's REPLACE: 0 evicts from T1, 1 from T2 (``ghost_hit`` 2: the key was in B2)."""
+    if (t1 > 0 and (t1 > p or (t1 == p and ghost_hit == 2))) or t2 == 0:
         return 0
     return 1
+
+
+@njit(_nrt=False, inline="always")
+def arc_adapt(p, b1, b2, c, in_b1):
+    """ARC's target size of T1 after a ghost hit in B1 (``in_b1``) or B2 (``b1``, ``b2``:
+    the ghost lists' sizes before the ghost leaves; ``c`` the capacity)."""
+    if in_b1:
+        return min(p + max(b2 / b1, 1.0), c)
+    return max(p - max(b1 / b2, 1.0), 0.0)
 
 
 @njit(_nrt=False, inline="always")
