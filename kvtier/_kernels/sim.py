@@ -25,6 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from kvtier._kernels.jit import njit
+from kvtier._kernels.timing import (  # noqa: F401  (re-exported for kvtier.sim)
+    PLAN_ALWAYS_FETCH,
+    PLAN_ALWAYS_RECOMPUTE,
+    PLAN_COST_OPTIMAL,
+    PLAN_THRESHOLD,
+    decode_step_s,
+    price_request,
+    to_ns,
+)
 from kvtier._kernels.policy import (
     M_SIZE,
     NEVER,
@@ -74,10 +83,6 @@ def _drop_stale_cache() -> None:
 
 _drop_stale_cache()
 
-PLAN_ALWAYS_FETCH = 0
-PLAN_ALWAYS_RECOMPUTE = 1
-PLAN_COST_OPTIMAL = 2
-PLAN_THRESHOLD = 3
 
 REGIME_RESIDENT = 0  # the turn's KV sits in the compute tier for its decode
 REGIME_STREAMED = 1  # part of it is read over a link at every decode step
@@ -101,128 +106,6 @@ F_PLAN_TTFT = 0  # s: the plan's predicted TTFT once it has the compute engine
 F_STEP = 1  # s per decode step (output token)
 F_COMPUTE = 2  # s of prefill compute
 NUM_F_OUT = 3
-
-
-# ---------------------------------------------------------------------------------------
-# pricing
-# ---------------------------------------------------------------------------------------
-
-
-@njit
-def _plan_times(ti, n, mask, r, c_new, tier_bw, tier_lat, tier_link, num_links, busy, block_bytes, num_layers,
-                layerwise, cnt, cf, ct, t, d, a):
-    """TTFT for every split k = 0..n fetching blocks >= k of tiers in bitmask ``mask``
-    (into ``t[:n+1]``); the planners' ``_Request.times``."""
-    T = tier_bw.shape[0]
-    cf[0] = 0.0
-    for i in range(n):
-        cf[i + 1] = cf[i] + (r[i] if ti[i] != 0 else 0.0)
-    # suffix sums accumulate from the end, as numpy's reversed cumsum does
-    acc = 0.0
-    ct[n] = c_new + 0.0
-    for i in range(n - 1, -1, -1):
-        tier = ti[i]
-        if tier != 0 and not (tier > 0 and (mask >> tier) & 1):
-            acc += r[i]
-        ct[i] = c_new + acc
-    for k in range(n + 1):
-        t[k] = cf[k] + ct[k] if layerwise else cf[k]
-    for link in range(num_links):
-        any_tier = False
-        for tier in range(1, T):
-            if tier_link[tier] == link and (mask >> tier) & 1:
-                any_tier = True
-        if not any_tier:
-            continue
-        for k in range(n + 1):
-            d[k] = 0.0
-            a[k] = busy[link]
-        for tier in range(1, T):
-            if tier_link[tier] != link or not (mask >> tier) & 1:
-                continue
-            per = block_bytes / tier_bw[tier]
-            for k in range(n + 1):
-                c = cnt[tier, k]
-                d[k] += c * per
-                if c > 0:
-                    a[k] += tier_lat[tier]
-        for k in range(n + 1):
-            if d[k] > 0:
-                if layerwise:
-                    x = a[k] + d[k] / num_layers + ct[k]
-                    if x > t[k]:
-                        t[k] = x
-                    x = a[k] + d[k] + ct[k] / num_layers
-                    if x > t[k]:
-                        t[k] = x
-                else:
-                    x = a[k] + d[k]
-                    if x > t[k]:
-                        t[k] = x
-    if not layerwise:
-        for k in range(n + 1):
-            t[k] = t[k] + ct[k]
-
-
-@njit
-def _suffix_counts(ti, n, T, cnt):
-    for tier in range(T):
-        cnt[tier, n] = 0
-    for i in range(n - 1, -1, -1):
-        for tier in range(T):
-            cnt[tier, i] = cnt[tier, i + 1]
-        if ti[i] >= 0:
-            cnt[ti[i], i] += 1
-
-
-@njit
-def price_request(ti, n, planner, subsets, threshold_tokens, block_tokens, r, c_new, tier_bw, tier_lat, tier_link,
-                  num_links, busy, block_bytes, num_layers, layerwise, scratch_cnt, scratch):
-    """Choose a plan for one request: ``(ttft_s, split, fetch_mask)``.
-
-    ``ti[:n]``: tier per prefix block (-1 missing). ``subsets``: bitmasks of lower tiers
-    to try, in the cost-optimal planner's order (more tiers first). ``busy``: seconds each
-    link is held by earlier transfers. ``scratch``: float64[5, >= n+1].
-    """
-    T = tier_bw.shape[0]
-    _suffix_counts(ti, n, T, scratch_cnt)
-    cf, ct, t, d, a = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
-    all_lower = 0
-    for tier in range(1, T):
-        all_lower |= 1 << tier
-    if planner == PLAN_THRESHOLD:
-        lower = 0
-        for i in range(n):
-            if ti[i] > 0:
-                lower += 1
-        if lower > 0 and lower * block_tokens >= threshold_tokens:
-            planner = PLAN_ALWAYS_FETCH
-        else:
-            planner = PLAN_ALWAYS_RECOMPUTE
-    if planner == PLAN_ALWAYS_FETCH:
-        _plan_times(ti, n, all_lower, r, c_new, tier_bw, tier_lat, tier_link, num_links, busy, block_bytes,
-                    num_layers, layerwise, scratch_cnt, cf, ct, t, d, a)
-        return t[0], 0, all_lower
-    if planner == PLAN_ALWAYS_RECOMPUTE:
-        _plan_times(ti, n, 0, r, c_new, tier_bw, tier_lat, tier_link, num_links, busy, block_bytes,
-                    num_layers, layerwise, scratch_cnt, cf, ct, t, d, a)
-        return t[n], n, 0
-    best = np.inf
-    best_k = 0
-    best_mask = 0
-    for s in range(subsets.shape[0]):
-        mask = subsets[s]
-        _plan_times(ti, n, mask, r, c_new, tier_bw, tier_lat, tier_link, num_links, busy, block_bytes,
-                    num_layers, layerwise, scratch_cnt, cf, ct, t, d, a)
-        k_min = 0
-        for k in range(1, n + 1):
-            if t[k] < t[k_min]:
-                k_min = k
-        if t[k_min] < best:
-            best = t[k_min]
-            best_k = k_min
-            best_mask = mask
-    return best, best_k, best_mask
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,7 +155,7 @@ def _hpop(tk, rk, count):
 
 
 @njit
-def _to_ns(s):
+def to_ns(s):
     if s <= 0.0:
         return np.int64(0)
     return np.int64(np.ceil(s * 1e9 - 1e-6))
@@ -497,7 +380,7 @@ def simulate_kernel(
             out_f[q, F_PLAN_TTFT] = np.nan
             out_f[q, F_STEP] = np.nan
         else:
-            first = cstart + _to_ns(ttft_s)
+            first = cstart + to_ns(ttft_s)
             compute_free = first
             # the fetched blocks, per link: the plan books them behind earlier transfers
             recompute = 0
@@ -529,7 +412,7 @@ def simulate_kernel(
                         dur += out_fetch_blocks[q, t] * block_bytes / tier_bw[t]
                         nbytes += out_fetch_blocks[q, t] * block_bytes
                 s0 = cstart if cstart > read_free[link] else read_free[link]
-                d_ns = _to_ns(dur)
+                d_ns = to_ns(dur)
                 read_free[link] = s0 + d_ns
                 link_busy_ns[link, 0] += d_ns
                 link_bytes[link, 0] += nbytes
@@ -552,22 +435,14 @@ def simulate_kernel(
                     kv_sum += ctx_bytes[e]
                     flops_sum += dec_flops_s[e]
                     stream_sum += out_i[e, O_STREAM_BYTES]
-            step = kv_sum / bw0
-            if weights_in_tier0:
-                step += weights_s
-            elif weights_s > step:
-                step = weights_s
-            if stream_sum > 0.0 and stream_sum / stream_bw > step:
-                step = stream_sum / stream_bw
-            if flops_sum > step:
-                step = flops_sum
-            step += step_latency_s
+            step = decode_step_s(kv_sum, weights_s, weights_in_tier0, bw0, stream_sum, stream_bw, flops_sum,
+                                 step_latency_s)
             out_f[q, F_STEP] = step
-            end = first + _to_ns(out_tokens[q] * step)
+            end = first + to_ns(out_tokens[q] * step)
             if stream_b > 0.0 and out_tokens[q] > 0:
                 nb = stream_b * out_tokens[q]
                 s0 = first if first > read_free[stream_link] else read_free[stream_link]
-                d_ns = _to_ns(nb / stream_bw)
+                d_ns = to_ns(nb / stream_bw)
                 read_free[stream_link] = s0 + d_ns
                 link_busy_ns[stream_link, 0] += d_ns
                 link_bytes[stream_link, 0] += nb
@@ -585,7 +460,7 @@ def simulate_kernel(
                 link = tier_link[t]
                 nbytes = moved * block_bytes
                 s0 = now if now > write_free[link] else write_free[link]
-                d_ns = _to_ns(tier_wlat[t] + nbytes / tier_wbw[t])
+                d_ns = to_ns(tier_wlat[t] + nbytes / tier_wbw[t])
                 write_free[link] = s0 + d_ns
                 link_busy_ns[link, 1] += d_ns
                 link_bytes[link, 1] += nbytes
