@@ -40,9 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvtier.buffers import PAGE_ALIGN_BYTES, aligned_empty
+from kvtier.buffers import aligned_empty
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
+from kvtier.validation import check_int, check_number
 
 #: Rows per forward call; longer ranges are split (bitwise the same: rows are independent).
 PREFILL_CHUNK_TOKENS = 256
@@ -50,11 +51,6 @@ PREFILL_CHUNK_TOKENS = 256
 def _einsum(spec: str, *ops: np.ndarray) -> np.ndarray:
     # optimize=False keeps numpy's own loops (no BLAS): a fixed summation order per element.
     return np.einsum(spec, *ops, optimize=False)
-
-
-def _check_int(field: str, value, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{field}: got {value!r}, expected an integer >= {minimum}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +74,8 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for field in ("vocab_size", "num_layers", "d_model", "num_q_heads", "num_kv_heads", "head_dim", "d_ff",
                       "max_positions"):
-            _check_int(field, getattr(self, field))
-        _check_int("seed", self.seed, minimum=0)
+            check_int(getattr(self, field), field, minimum=1)
+        check_int(self.seed, "seed", minimum=0)
         if self.num_q_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_q_heads: got {self.num_q_heads}, expected a multiple of num_kv_heads ({self.num_kv_heads})"
@@ -87,9 +83,7 @@ class TransformerConfig:
         if self.head_dim % 2:
             raise ConfigError(f"head_dim: got {self.head_dim}, expected an even number (RoPE rotates pairs)")
         for field in ("rope_theta", "norm_eps"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"{field}: got {v!r}, expected a finite number > 0")
+            check_number(getattr(self, field), field, minimum=0, min_exclusive=True)
 
     @classmethod
     def tiny(cls, **changes) -> "TransformerConfig":
@@ -136,8 +130,8 @@ class PagedKV:
     """
 
     def __init__(self, config: TransformerConfig, block_tokens: int, max_tokens: int) -> None:
-        _check_int("block_tokens", block_tokens)
-        _check_int("max_tokens", max_tokens)
+        check_int(block_tokens, "block_tokens", minimum=1)
+        check_int(max_tokens, "max_tokens", minimum=1)
         if max_tokens > config.max_positions:
             raise ConfigError(f"max_tokens: got {max_tokens}, expected <= max_positions ({config.max_positions})")
         self.config = config
@@ -159,9 +153,7 @@ class PagedKV:
 
     def page(self, i: int) -> np.ndarray:
         """Page ``i`` (a writeable view): the array to fetch a block into or put from."""
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_pages:
-            raise ConfigError(f"page: got {i!r}, expected 0 <= i < {self.num_pages}")
-        return self.pages[i]
+        return self.pages[check_int(i, "page", minimum=0, maximum=self.num_pages - 1)]
 
     def mark_full(self, i: int) -> None:
         """Declare page ``i`` complete (after filling it from a store)."""
@@ -326,7 +318,7 @@ class Transformer:
             raise ConfigError(f"tokens: got an array of dtype {toks.dtype} and shape {toks.shape}, expected 1-D integers")
         if toks.min() < 0 or toks.max() >= self.config.vocab_size:
             raise ConfigError(f"tokens: got ids in [{toks.min()}, {toks.max()}], expected 0 <= id < {self.config.vocab_size}")
-        _check_int("start", start, minimum=0)
+        check_int(start, "start", minimum=0)
         if start + toks.size > kv.max_tokens:
             raise ConfigError(f"tokens: positions {start}..{start + toks.size - 1} exceed the cache ({kv.max_tokens} tokens)")
         kv._check_ready(start)
@@ -352,8 +344,8 @@ class Transformer:
         every block before ``first_block`` in ``kv``. Bitwise equal to the KV the same
         positions got when first computed, whatever the batch was then."""
         b = kv.block_tokens
-        _check_int("first_block", first_block, minimum=0)
-        _check_int("end_block", end_block, minimum=first_block + 1)
+        check_int(first_block, "first_block", minimum=0)
+        check_int(end_block, "end_block", minimum=first_block + 1)
         toks = np.asarray(token_ids)
         if toks.ndim != 1 or toks.size < end_block * b:
             raise ConfigError(f"token_ids: got {toks.size} tokens, expected at least end_block * block_tokens = {end_block * b}")
