@@ -25,11 +25,11 @@ from kvtier.examples.agent_loop import (
     calibration_check,
     compare_runs,
     error_summary,
-    flash_slot_bytes,
     local_cpu_target,
     run_agent_loop,
     turn_header,
 )
+from kvtier.examples.agent_loop.config import FLASH_CODECS
 from kvtier.examples.transformer import Transformer, TransformerConfig
 from kvtier.policies.planners import planner_names
 
@@ -130,9 +130,7 @@ def run_example(args) -> int:
         os.makedirs(args.dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kvtier-example-", dir=args.dir) as d:
         cal = calibrate(model, base.block_tokens, flash_dir=d, flash_codec=base.flash_codec, clock=clock)
-        bb = base.model.model_spec().block_bytes(base.block_tokens)
-        target = local_cpu_target(cal, hbm_bytes=base.hbm_blocks * bb, dram_bytes=base.dram_blocks * bb,
-                                  flash_bytes=base.flash_blocks * flash_slot_bytes(bb))
+        target = local_cpu_target(cal, **base.tier_bytes()._asdict())
         for line in _describe_calibration(cal, target):
             print(line)
         spec = base.model.model_spec()
@@ -188,7 +186,7 @@ def register(subparsers) -> None:
     p.add_argument("--hbm-blocks", type=int, default=d.hbm_blocks)
     p.add_argument("--dram-blocks", type=int, default=d.dram_blocks)
     p.add_argument("--flash-blocks", type=int, default=d.flash_blocks)
-    p.add_argument("--flash-codec", default=d.flash_codec, choices=["lz4", "none"])
+    p.add_argument("--flash-codec", default=d.flash_codec, choices=list(FLASH_CODECS))
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="time with the wall clock (default) or this process's CPU time (steadier on a shared machine)")

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import numpy as np
 
 from kvtier.buffers import aligned_empty
-from kvtier.errors import ConfigError
-from kvtier.examples.agent_loop import _flush_caches
+from kvtier.examples.agent_loop.timing import flush_caches
+from kvtier.validation import check_int
 
 #: Start offsets (bytes into a 64-byte cache line) that malloc's 16-byte alignment allows.
 OFFSETS = (0, 16, 32, 48)
@@ -56,8 +56,7 @@ def measure_copy_alignment(*, block_bytes: int = 64 << 10, blocks: int = 64, rep
     noise spreads over all of them. About ``16 * repeats`` cache flushes (a few seconds at
     the defaults). Reports the machine; asserts nothing."""
     for name, v in (("block_bytes", block_bytes), ("blocks", blocks), ("repeats", repeats)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name}: got {v!r}, expected an integer >= 1")
+        check_int(v, name, minimum=1)
     span = blocks * block_bytes
     src_raw = aligned_empty(span + 64, np.uint8)
     dst_raw = aligned_empty(span + 64, np.uint8)
@@ -68,7 +67,7 @@ def measure_copy_alignment(*, block_bytes: int = 64 << 10, blocks: int = 64, rep
         for a, b in times:
             src = src_raw[a : a + span].reshape(blocks, block_bytes)
             dst = dst_raw[b : b + span].reshape(blocks, block_bytes)
-            _flush_caches()
+            flush_caches()
             t0 = clock()
             for i in range(blocks):
                 dst[i] = src[i]
