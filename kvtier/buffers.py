@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kvtier.errors import ConfigError
+from kvtier.validation import is_int
 
 #: Where KV pages start: a multiple of the 4 KiB memory page (so of the 64-byte cache line).
 PAGE_ALIGN_BYTES = 4096
@@ -22,13 +23,14 @@ def aligned_empty(shape, dtype, *, align_bytes: int = PAGE_ALIGN_BYTES) -> np.nd
     example's ``PagedKV`` pages and its calibration buffers: give ``TieredStore.fetch`` an
     ``out`` made here.
     """
-    if isinstance(align_bytes, bool) or not isinstance(align_bytes, int) or align_bytes < 1 \
-            or align_bytes & (align_bytes - 1):
+    if not is_int(align_bytes) or align_bytes < 1 or align_bytes & (align_bytes - 1):
         raise ConfigError(f"align_bytes: got {align_bytes!r}, expected a power of two >= 1")
+    align_bytes = int(align_bytes)
     dtype = np.dtype(dtype)
-    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
-    if any(n < 0 for n in shape):
-        raise ConfigError(f"shape: got {shape}, expected sizes >= 0")
+    dims = (shape,) if is_int(shape) else tuple(shape)
+    if not all(is_int(n) and n >= 0 for n in dims):
+        raise ConfigError(f"shape: got {shape!r}, expected sizes >= 0")
+    shape = tuple(int(n) for n in dims)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(nbytes + align_bytes, dtype=np.uint8)
     start = -raw.ctypes.data % align_bytes

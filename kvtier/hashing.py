@@ -13,6 +13,7 @@ import numpy as np
 
 from kvtier._kernels.hashing import chained_block_hashes
 from kvtier.errors import ConfigError
+from kvtier.validation import check_int, check_uint64
 
 #: Parent hash of a sequence's first block ("kvtier" in ASCII). Pass ``root=`` to namespace
 #: hashes, e.g. per model or per LoRA adapter, so that their blocks never alias.
@@ -27,10 +28,8 @@ def block_hashes(token_ids, block_tokens: int, *, root: int = DEFAULT_ROOT) -> n
     Raises ``ConfigError`` naming the argument for negative ids, non-integer input or a
     bad block size. Does not mutate its input.
     """
-    if isinstance(block_tokens, bool) or not isinstance(block_tokens, (int, np.integer)) or block_tokens <= 0:
-        raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
-    if not isinstance(root, (int, np.integer)) or not 0 <= int(root) < 2**64:
-        raise ConfigError(f"root: got {root!r}, expected an integer in [0, 2**64)")
+    block_tokens = check_int(block_tokens, "block_tokens")
+    root = check_uint64(root, "root")
     arr = np.asarray(token_ids)
     if arr.ndim != 1:
         raise ConfigError(f"token_ids: got an array of shape {arr.shape}, expected 1-D")
@@ -39,4 +38,4 @@ def block_hashes(token_ids, block_tokens: int, *, root: int = DEFAULT_ROOT) -> n
     if arr.size and arr.dtype.kind == "i" and arr.min() < 0:
         raise ConfigError(f"token_ids: got negative id {int(arr.min())}, expected ids >= 0")
     tokens = np.ascontiguousarray(arr, dtype=np.uint64)
-    return chained_block_hashes(tokens, int(block_tokens), np.uint64(int(root)))
+    return chained_block_hashes(tokens, block_tokens, np.uint64(root))

@@ -21,6 +21,7 @@ import numpy as np
 
 from kvtier._data import hardware_data
 from kvtier.errors import ConfigError, UnknownNameError
+from kvtier.validation import check_choice, check_int, check_number
 
 _DTYPE_BY_BYTES = {1: np.dtype(np.uint8), 2: np.dtype(np.float16), 4: np.dtype(np.float32)}
 
@@ -55,31 +56,27 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         for field in ("num_layers", "num_q_heads", "head_dim"):
-            _check_positive_int(field, getattr(self, field))
+            object.__setattr__(self, field, check_int(getattr(self, field), field))
         if self.mla_latent_dim is None:
             if self.num_kv_heads is None:
                 raise ConfigError("num_kv_heads: got None, expected a positive integer (or set mla_latent_dim for MLA)")
-            _check_positive_int("num_kv_heads", self.num_kv_heads)
+            object.__setattr__(self, "num_kv_heads", check_int(self.num_kv_heads, "num_kv_heads"))
         else:
-            _check_positive_int("mla_latent_dim", self.mla_latent_dim)
-        if type(self.dtype_bytes) is not int or self.dtype_bytes not in _DTYPE_BY_BYTES:
-            raise ConfigError(f"dtype_bytes: got {self.dtype_bytes!r}, expected one of {sorted(_DTYPE_BY_BYTES)}")
-        if not _is_number(self.active_params) or not self.active_params > 0:
-            raise ConfigError(f"active_params: got {self.active_params!r}, expected a number > 0")
-        if self.total_params is not None and (not _is_number(self.total_params) or not self.total_params > 0):
-            raise ConfigError(f"total_params: got {self.total_params!r}, expected None or a number > 0")
-        if self.attn_flops_coef is not None and (not _is_number(self.attn_flops_coef) or not self.attn_flops_coef > 0):
-            raise ConfigError(f"attn_flops_coef: got {self.attn_flops_coef!r}, expected > 0")
-        for field in ("sliding_window_layers", "sliding_window_tokens"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"{field}: got {value!r}, expected an integer")
-        if not 0 <= self.sliding_window_layers < self.num_layers:
-            raise ConfigError(
-                f"sliding_window_layers: got {self.sliding_window_layers!r}, expected 0 <= n < num_layers ({self.num_layers})"
-            )
-        if self.sliding_window_tokens < 0 or (self.sliding_window_layers and self.sliding_window_tokens <= 0):
-            raise ConfigError(f"sliding_window_tokens: got {self.sliding_window_tokens!r}, expected > 0 with sliding layers")
+            object.__setattr__(self, "mla_latent_dim", check_int(self.mla_latent_dim, "mla_latent_dim"))
+        dtype_bytes = check_choice(check_int(self.dtype_bytes, "dtype_bytes"), "dtype_bytes", _DTYPE_BY_BYTES)
+        object.__setattr__(self, "dtype_bytes", dtype_bytes)
+        object.__setattr__(self, "active_params",
+                           check_number(self.active_params, "active_params", minimum=0, min_exclusive=True))
+        for field in ("total_params", "attn_flops_coef"):
+            value = check_number(getattr(self, field), field, minimum=0, min_exclusive=True, optional=True)
+            object.__setattr__(self, field, value)
+        object.__setattr__(self, "sliding_window_layers",
+                           check_int(self.sliding_window_layers, "sliding_window_layers", minimum=0,
+                                     maximum=self.num_layers - 1))
+        sliding_tokens = check_int(self.sliding_window_tokens, "sliding_window_tokens", minimum=0)
+        if self.sliding_window_layers and sliding_tokens == 0:
+            raise ConfigError("sliding_window_tokens: got 0, expected a positive integer with sliding layers")
+        object.__setattr__(self, "sliding_window_tokens", sliding_tokens)
 
     # -- geometry ---------------------------------------------------------------------
 
@@ -119,8 +116,7 @@ class ModelSpec:
 
     def block_bytes(self, block_tokens: int) -> int:
         """Payload bytes of one prefix block of ``block_tokens`` tokens."""
-        _check_positive_int("block_tokens", block_tokens)
-        return block_tokens * self.kv_bytes_per_token
+        return check_int(block_tokens, "block_tokens") * self.kv_bytes_per_token
 
     def block_shape(self, block_tokens: int) -> tuple[int, ...]:
         """Array shape of one block's KV as the store holds it.
@@ -128,7 +124,7 @@ class ModelSpec:
         GQA: ``(layers, 2, block_tokens, kv_heads, head_dim)`` (K and V); MLA:
         ``(layers, block_tokens, latent_dim)``. Sliding-window layers are not included.
         """
-        _check_positive_int("block_tokens", block_tokens)
+        block_tokens = check_int(block_tokens, "block_tokens")
         if self.is_mla:
             return (self.full_attention_layers, block_tokens, self.mla_latent_dim)
         return (self.full_attention_layers, 2, block_tokens, self.num_kv_heads, self.head_dim)
@@ -193,15 +189,6 @@ class ModelSpec:
             return _presets()[name]
         except (KeyError, TypeError):
             raise UnknownNameError(f"model: got {name!r}, expected one of {sorted(_presets())}") from None
-
-
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-
-
-def _check_positive_int(field: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigError(f"{field}: got {value!r}, expected a positive integer")
 
 
 #: A model small enough for tests and the README: 256 KV bytes per token (float32),

@@ -19,7 +19,6 @@ holds one re-entrant lock, so a store may be shared by threads.
 from __future__ import annotations
 
 import functools
-import operator
 import threading
 from typing import NamedTuple
 
@@ -30,6 +29,7 @@ from kvtier.errors import BlockNotFoundError, BlockPinnedError, ConfigError, Pay
 from kvtier.model import ModelSpec
 from kvtier.stats import StoreStats
 from kvtier.tiers import Tier, TierSpec, make_tier
+from kvtier.validation import check_uint64, is_int
 
 PLACEMENTS = ("exclusive", "inclusive")
 
@@ -80,9 +80,7 @@ def _locked(method):
 def _as_hash(block_hash) -> int:
     if type(block_hash) is int and 0 <= block_hash < 2**64:  # the common case, checked cheaply
         return block_hash
-    if isinstance(block_hash, bool) or not isinstance(block_hash, (int, np.integer)) or not 0 <= int(block_hash) < 2**64:
-        raise ConfigError(f"block_hash: got {block_hash!r}, expected an integer in [0, 2**64)")
-    return int(block_hash)
+    return check_uint64(block_hash, "block_hash")
 
 
 class TieredStore:
@@ -119,12 +117,10 @@ class TieredStore:
             raise ConfigError(f"tiers: got names {names}, expected unique names")
         if placement not in PLACEMENTS:
             raise ConfigError(f"placement: got {placement!r}, expected one of {list(PLACEMENTS)}")
-        try:
-            self.block_shape = tuple(operator.index(d) for d in block_shape)
-        except TypeError:
-            raise ConfigError(f"block_shape: got {block_shape!r}, expected a tuple of positive integers") from None
-        if not self.block_shape or any(d <= 0 for d in self.block_shape):
+        dims = tuple(block_shape) if hasattr(block_shape, "__iter__") else ()
+        if not dims or not all(is_int(d) and d > 0 for d in dims):
             raise ConfigError(f"block_shape: got {block_shape!r}, expected a tuple of positive integers")
+        self.block_shape = tuple(int(d) for d in dims)
         try:
             self.dtype = np.dtype(dtype)
         except TypeError:

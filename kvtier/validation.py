@@ -89,6 +89,14 @@ def check_number(value, field: str, *, minimum: float | None = None, maximum: fl
     return float(value)
 
 
+def check_uint64(value, field: str, *, error: type[Exception] = ConfigError) -> int:
+    """``value`` as an ``int`` if it is an integer in ``[0, 2**64)`` (a block hash or a hash
+    root: one unsigned 64-bit word); else raise ``error`` naming ``field``."""
+    if not is_int(value) or not 0 <= int(value) < 2**64:
+        raise error(f"{field}: got {value!r}, expected an integer in [0, 2**64)")
+    return int(value)
+
+
 def check_bool(value, field: str, *, error: type[Exception] = ConfigError) -> bool:
     """``value`` if it is a ``bool`` (numpy's too); else raise ``error`` naming ``field``."""
     if not isinstance(value, (bool, np.bool_)):
@@ -117,4 +125,5 @@ def check_choice(value, field: str, choices, *, error: type[Exception] = ConfigE
     return value
 
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_name", "check_number", "is_int", "is_number"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_name", "check_number", "check_uint64", "is_int",
+           "is_number"]

@@ -22,6 +22,7 @@ from kvtier.errors import ConfigError
 from kvtier.policies import make_policy
 from kvtier.stats import TierStats
 from kvtier.tiers.spec import TierSpec
+from kvtier.validation import check_int
 
 
 class CorruptSlot(Exception):
@@ -36,8 +37,7 @@ class Tier:
     def __init__(self, spec: TierSpec, block_bytes: int) -> None:
         if spec.kind != self.kind:
             raise ConfigError(f"TierSpec.kind: got {spec.kind!r} for a {type(self).__name__}, expected {self.kind!r}")
-        if isinstance(block_bytes, bool) or not isinstance(block_bytes, int) or block_bytes <= 0:
-            raise ConfigError(f"block_bytes: got {block_bytes!r}, expected a positive integer")
+        block_bytes = check_int(block_bytes, "block_bytes")
         self.spec = spec
         self.name = spec.name
         self.block_bytes = block_bytes
