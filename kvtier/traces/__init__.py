@@ -22,6 +22,7 @@ from kvtier.traces.model import (
     TRIGGER_COMPLETION,
     TRIGGER_DISPATCH,
     TRIGGER_NAMES,
+    Dep,
     RequestView,
     Trace,
     TraceBuilder,
@@ -29,7 +30,7 @@ from kvtier.traces.model import (
 from kvtier.traces.stats import TraceStats, trace_stats
 
 __all__ = [
-    "NO_PARENT", "READ_FORMATS", "RELATION_JOIN", "RELATION_NAMES", "RELATION_SEQUENCE", "RELATION_SPAWN",
+    "Dep", "NO_PARENT", "READ_FORMATS", "RELATION_JOIN", "RELATION_NAMES", "RELATION_SEQUENCE", "RELATION_SPAWN",
     "RequestView", "TRIGGER_COMPLETION", "TRIGGER_DISPATCH", "TRIGGER_NAMES", "Trace", "TraceBuilder",
     "TraceStats", "WORKLOADS", "WRITE_FORMATS", "CodingAgentConfig", "detect_format", "generate_trace",
     "read_trace", "trace_stats", "workload_config", "write_trace",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from kvtier.errors import TraceFormatError
+from kvtier.validation import is_int, is_number
 
 
 def open_text(path) -> io.TextIOBase:
@@ -81,27 +82,31 @@ class Row:
     def has(self, key: str) -> bool:
         return key in self.obj and self.obj[key] is not None
 
-    def integer(self, key: str, *, default=None, minimum: int = 0) -> int:
+    def _get(self, key: str, default, expected: str):
+        """The field's value, or ``None`` when it is absent or null and has a ``default``
+        (a required field, ``default`` None, that is absent raises naming ``expected``)."""
         v = self.obj.get(key, None)
+        if v is None and default is None:
+            raise TraceFormatError(f"{self.where}: {key}: missing, expected {expected}")
+        return v
+
+    def integer(self, key: str, *, default=None, minimum: int = 0) -> int:
+        v = self._get(key, default, f"an integer >= {minimum}")
         if v is None:
-            if default is None:
-                raise TraceFormatError(f"{self.where}: {key}: missing, expected an integer >= {minimum}")
             return default
         if isinstance(v, float) and v.is_integer():
             v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        if not is_int(v) or v < minimum:
             raise self.error(key, v, f"an integer >= {minimum}")
         if v >= 2**63:
             raise self.error(key, v, "an integer < 2**63")
         return v
 
     def number(self, key: str, *, default=None, minimum: float | None = 0.0) -> float:
-        v = self.obj.get(key, None)
+        v = self._get(key, default, "a number")
         if v is None:
-            if default is None:
-                raise TraceFormatError(f"{self.where}: {key}: missing, expected a number")
             return default
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_number(v):
             raise self.error(key, v, "a number")
         f = float(v)
         if not math.isfinite(f) or (minimum is not None and f < minimum):
@@ -110,20 +115,22 @@ class Row:
 
     def ids(self, key: str) -> np.ndarray:
         """A list of non-negative integers < 2**64 as uint64 (required field)."""
-        v = self.obj.get(key, None)
-        if v is None:
-            raise TraceFormatError(f"{self.where}: {key}: missing, expected a list of integers")
-        return id_array(v, self, key)
+        return id_array(self._get(key, None, "a list of integers"), self, key)
 
     def string_or_int(self, key: str, *, default=None):
-        v = self.obj.get(key, None)
+        v = self._get(key, default, "a string or integer id")
         if v is None:
-            if default is None:
-                raise TraceFormatError(f"{self.where}: {key}: missing, expected a string or integer id")
             return default
-        if isinstance(v, bool) or not isinstance(v, (str, int)):
+        if not is_id(v):
             raise self.error(key, v, "a string or integer id")
         return v
+
+    def choice(self, key: str, names: tuple[str, ...], default: str) -> int:
+        """The index in ``names`` of the field's value (``default`` when absent)."""
+        v = self.obj.get(key, default)
+        if v not in names:
+            raise self.error(key, v, " or ".join(f'"{n}"' for n in names))
+        return names.index(v)
 
     def list_of(self, key: str, *, default=()) -> list:
         v = self.obj.get(key, None)
@@ -132,6 +139,12 @@ class Row:
         if not isinstance(v, list):
             raise self.error(key, v, "a list")
         return v
+
+
+def is_id(v) -> bool:
+    """Whether ``v`` is a request or session id as trace files write them: a string or an
+    integer (JSON ``true`` is neither, though Python counts it equal to 1)."""
+    return isinstance(v, str) or is_int(v)
 
 
 def id_array(v, row: Row, key: str) -> np.ndarray:

@@ -33,7 +33,8 @@ import numpy as np
 from kvtier._kernels.traces import prefix_delta_decode, prefix_delta_encode
 from kvtier.codec import checksum
 from kvtier.errors import ConfigError, TraceFormatError
-from kvtier.traces.model import _COLUMNS, COLUMN_NAMES, Trace
+from kvtier.traces.model import COLUMN_DTYPES, COLUMN_NAMES, Trace, check_meta
+from kvtier.validation import check_int
 
 MAGIC = b"KVTRBIN\x00"
 VERSION = 1
@@ -50,10 +51,7 @@ def is_binary(path) -> bool:
 
 def write_binary(trace: Trace, path, *, compress: bool = True) -> None:
     """Write ``trace`` (atomically: a temporary file renamed into place)."""
-    try:
-        meta_json = json.dumps(trace.meta, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"meta: not JSON-serialisable ({e})") from None
+    meta_json = check_meta(trace.meta)
     payloads, columns = [], []
     for name in COLUMN_NAMES:
         arr = np.ascontiguousarray(getattr(trace, name))
@@ -110,9 +108,7 @@ def read_binary(path, *, block_tokens: int | None = None) -> Trace:
         names = [c.get("name") if isinstance(c, dict) else None for c in cols] if isinstance(cols, list) else None
         if names != list(COLUMN_NAMES):
             raise TraceFormatError(f"{p}: header.columns: expected the columns {list(COLUMN_NAMES)} in order")
-        bt = header.get("block_tokens")
-        if isinstance(bt, bool) or not isinstance(bt, int) or bt <= 0:
-            raise TraceFormatError(f"{p}: header.block_tokens: got {bt!r}, expected a positive integer")
+        bt = check_int(header.get("block_tokens"), f"{p}: header.block_tokens", error=TraceFormatError)
         if block_tokens is not None and block_tokens != bt:
             raise TraceFormatError(f"{p}: header.block_tokens: got {bt}, "
                                    f"expected {block_tokens} (the --block-tokens given)")
@@ -127,9 +123,9 @@ def read_binary(path, *, block_tokens: int | None = None) -> Trace:
                 count, stored, crc, codec = int(c["count"]), int(c["stored_bytes"]), int(c["crc32c"]), c["codec"]
             except (KeyError, TypeError, ValueError) as e:
                 raise TraceFormatError(f"{where}: malformed column entry ({e})") from None
-            if dtype.newbyteorder("=") != np.dtype(_COLUMNS[name][0]) or count < 0 or stored < 0:
+            if dtype.newbyteorder("=") != COLUMN_DTYPES[name] or count < 0 or stored < 0:
                 raise TraceFormatError(f"{where}: dtype/count: got {c['dtype']}/{count}, "
-                                       f"expected {np.dtype(_COLUMNS[name][0]).str} and a count >= 0")
+                                       f"expected {COLUMN_DTYPES[name].str} and a count >= 0")
             data = f.read(stored)
             if len(data) != stored:
                 raise TraceFormatError(f"{where}: stored_bytes: file ends after {len(data)} of {stored} bytes "
@@ -149,7 +145,7 @@ def read_binary(path, *, block_tokens: int | None = None) -> Trace:
             if len(data) != count * dtype.itemsize:
                 raise TraceFormatError(f"{where}: count: {len(data)} bytes hold {len(data) / dtype.itemsize:g} "
                                        f"values, expected {count}")
-            arrays[name] = np.frombuffer(data, dtype=dtype).astype(_COLUMNS[name][0])
+            arrays[name] = np.frombuffer(data, dtype=dtype).astype(COLUMN_DTYPES[name])
         if f.read(1):
             raise TraceFormatError(f"{p}: trailing bytes after the last column")
     try:

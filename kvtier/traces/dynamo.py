@@ -32,19 +32,19 @@ import os
 import numpy as np
 
 from kvtier.errors import ConfigError, TraceFormatError
-from kvtier.traces._parse import Row, iter_json_rows
-from kvtier.traces.jsonl import MOONCAKE_BLOCK_TOKENS, _check_meta, _num
+from kvtier.traces._parse import Row, is_id, iter_json_rows
+from kvtier.traces.jsonl import MOONCAKE_BLOCK_TOKENS, json_number
 from kvtier.traces.model import (
     NO_PARENT,
-    RELATION_JOIN,
     RELATION_NAMES,
     RELATION_SEQUENCE,
     RELATION_SPAWN,
-    TRIGGER_COMPLETION,
     TRIGGER_DISPATCH,
     TRIGGER_NAMES,
+    Dep,
     Trace,
     TraceBuilder,
+    check_meta,
 )
 
 SCHEMA = "dynamo.agentic_mooncake"
@@ -123,10 +123,9 @@ def _read_rows(path, rows, *, version: int, block_tokens, meta: dict, expected) 
             for k, dep_id in enumerate(wait):
                 src = _dep_row(r, f"wait_for[{k}]", dep_id, id_to_row)
                 if row_key[src] == key:
-                    rel = RELATION_SEQUENCE
+                    deps.append(Dep.sequence(src, delay))
                 else:
-                    rel = RELATION_SPAWN if new_session else RELATION_JOIN
-                deps.append((src, delay, TRIGGER_COMPLETION, rel))
+                    deps.append(Dep.spawn(src, delay) if new_session else Dep.join(src, delay))
             tool_wait = r.number("tool_wait_ms", default=delay)
         else:
             for k, d in enumerate(r.list_of("dependencies")):
@@ -134,24 +133,24 @@ def _read_rows(path, rows, *, version: int, block_tokens, meta: dict, expected) 
                     raise r.error(f"dependencies[{k}]", d, "an object with request_id, trigger, delay_ms, relation")
                 dr = Row(path, lineno, d, context=f"dependencies[{k}]")
                 src = _dep_row(dr, "request_id", dr.string_or_int("request_id"), id_to_row)
-                trig = _enum(dr, "trigger", TRIGGER_NAMES, "completion")
-                rel = _enum(dr, "relation", RELATION_NAMES, "sequence")
-                deps.append((src, dr.number("delay_ms", default=0.0), trig, rel))
-            seq = [d[1] for d in deps if d[3] == RELATION_SEQUENCE]
+                trig = dr.choice("trigger", TRIGGER_NAMES, "completion")
+                rel = dr.choice("relation", RELATION_NAMES, "sequence")
+                deps.append(Dep(src, dr.number("delay_ms", default=0.0), trig, rel))
+            seq = [d.delay_ms for d in deps if d.relation == RELATION_SEQUENCE]
             tool_wait = r.number("tool_wait_ms", default=max(seq) if seq else 0.0)
 
         if r.has("parent_session_id"):
             parent = r.integer("parent_session_id", minimum=NO_PARENT)
         else:
-            spawn = [d for d in deps if d[3] == RELATION_SPAWN]
+            spawn = [d for d in deps if d.relation == RELATION_SPAWN]
             if key not in key_parent and spawn and new_session:
-                key_parent[key] = ("key", row_key[spawn[0][0]])
+                key_parent[key] = ("key", row_key[spawn[0].request])
             parent = key_parent.get(key)
 
         ts_key = "timestamp" if version == 1 else "not_before_ms"
         if r.has("kvtier_timestamp_ms"):
             ts = r.number("kvtier_timestamp_ms", minimum=None)
-            latest = max((row_ts[src] for src, _, _, _ in deps), default=ts)
+            latest = max((row_ts[d.request] for d in deps), default=ts)
             if ts < latest:
                 raise r.error("kvtier_timestamp_ms", ts, f"a time >= its dependencies' ({latest})")
         elif not deps:
@@ -159,7 +158,7 @@ def _read_rows(path, rows, *, version: int, block_tokens, meta: dict, expected) 
                 raise r.error("timestamp", None, "a time in ms on a row without wait_for")
             ts = r.number(ts_key, default=0.0, minimum=None)
         else:
-            ts = max(row_ts[src] + delay_ms for src, delay_ms, _, _ in deps)
+            ts = max(row_ts[d.request] + d.delay_ms for d in deps)
             if r.has(ts_key):
                 ts = max(ts, r.number(ts_key, minimum=None))
         b.add(timestamp_ms=ts, session_id=0, input_length=r.integer("input_length"),
@@ -191,16 +190,9 @@ def _read_rows(path, rows, *, version: int, block_tokens, meta: dict, expected) 
 
 
 def _dep_row(r: Row, field: str, dep_id, id_to_row: dict) -> int:
-    if isinstance(dep_id, bool) or not isinstance(dep_id, (str, int)) or dep_id not in id_to_row:
+    if not is_id(dep_id) or dep_id not in id_to_row:
         raise r.error(field, dep_id, "the request_id of an earlier row")
     return id_to_row[dep_id]
-
-
-def _enum(row: Row, key: str, names: tuple[str, ...], default: str) -> int:
-    v = row.obj.get(key, default)
-    if v not in names:
-        raise row.error(key, v, " or ".join(f'"{n}"' for n in names))
-    return names.index(v)
 
 
 def write_dynamo(trace: Trace, path, *, version: int = 2) -> None:
@@ -213,7 +205,7 @@ def write_dynamo(trace: Trace, path, *, version: int = 2) -> None:
     """
     if version not in (1, 2):
         raise ConfigError(f"version: got {version!r}, expected 1 or 2")
-    _check_meta(trace.meta)
+    check_meta(trace.meta)
     do = trace.dep_offsets
     if version == 1:
         for i in range(trace.num_requests):
@@ -230,7 +222,7 @@ def write_dynamo(trace: Trace, path, *, version: int = 2) -> None:
                                 "num_requests": trace.num_requests, "kvtier_meta": trace.meta}, sort_keys=True) + "\n")
         for i in range(trace.num_requests):
             lo, hi = int(do[i]), int(do[i + 1])
-            ts = _num(float(trace.timestamps_ms[i]))
+            ts = json_number(float(trace.timestamps_ms[i]))
             row = {"request_id": i, "session_id": int(trace.session_ids[i])}
             if version == 2:
                 row["play_id"] = int(trace.session_ids[i])
@@ -240,18 +232,18 @@ def write_dynamo(trace: Trace, path, *, version: int = 2) -> None:
                 row["timestamp" if version == 1 else "not_before_ms"] = ts
             elif version == 1:
                 row["wait_for"] = trace.dep_requests[lo:hi].tolist()
-                row["delay"] = _num(float(trace.dep_delay_ms[lo]))
+                row["delay"] = json_number(float(trace.dep_delay_ms[lo]))
             else:
                 row["dependencies"] = [
                     {"request_id": int(trace.dep_requests[k]), "trigger": TRIGGER_NAMES[trace.dep_triggers[k]],
-                     "delay_ms": _num(float(trace.dep_delay_ms[k])),
+                     "delay_ms": json_number(float(trace.dep_delay_ms[k])),
                      "relation": RELATION_NAMES[trace.dep_relations[k]]}
                     for k in range(lo, hi)
                 ]
             if version == 1 and trace.block_tokens != MOONCAKE_BLOCK_TOKENS:
                 row["block_size"] = trace.block_tokens
             row["kvtier_timestamp_ms"] = ts
-            row["tool_wait_ms"] = _num(float(trace.tool_wait_ms[i]))
+            row["tool_wait_ms"] = json_number(float(trace.tool_wait_ms[i]))
             row["parent_session_id"] = int(trace.parent_session_ids[i])
             f.write(json.dumps(row, separators=(",", ":")) + "\n")
     os.replace(tmp, path)

@@ -44,15 +44,8 @@ import numpy as np
 
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.hashing import DEFAULT_ROOT
-from kvtier.traces.model import (
-    NO_PARENT,
-    RELATION_JOIN,
-    RELATION_SEQUENCE,
-    RELATION_SPAWN,
-    TRIGGER_COMPLETION,
-    Trace,
-    TraceBuilder,
-)
+from kvtier.traces.model import NO_PARENT, Dep, Trace, TraceBuilder
+from kvtier.validation import check_int, check_number
 
 _MASK = (1 << 64) - 1
 
@@ -63,6 +56,15 @@ def _mix(x: int) -> int:
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
     return x ^ (x >> 31)
+
+
+# Knobs that must be > 0 (the others >= 0), and knobs that are shares in [0, 1].
+_POSITIVE_KNOBS = frozenset({
+    "num_agents", "block_tokens", "system_prompt_tokens", "num_repos", "output_tokens_median",
+    "tool_result_tokens_median", "requests_per_agent", "compact_at_tokens", "loop_turns_mean", "subagents_max",
+    "subagent_turns_mean", "prefill_tokens_per_s", "decode_tokens_per_s", "long_context_tool_result_scale",
+})
+_SHARE_KNOBS = ("long_context_share", "subagent_prob")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,33 +113,15 @@ class CodingAgentConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # an int or a float knob, each stored as a plain Python value
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ConfigError(f"{f.name}: got {v!r}, expected a finite number")
-        positive = ("num_agents", "block_tokens", "system_prompt_tokens", "num_repos", "output_tokens_median",
-                    "tool_result_tokens_median", "requests_per_agent", "compact_at_tokens", "loop_turns_mean",
-                    "subagents_max", "subagent_turns_mean", "prefill_tokens_per_s", "decode_tokens_per_s",
-                    "long_context_tool_result_scale")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: got {getattr(self, name)!r}, expected > 0")
-        ints = ("num_agents", "block_tokens", "system_prompt_tokens", "tool_definition_tokens", "num_repos",
-                "repo_context_tokens", "task_prompt_tokens", "progress_file_tokens", "requests_per_agent",
-                "compact_at_tokens", "long_context_compact_at_tokens", "compaction_summary_tokens",
-                "compaction_output_tokens", "subagents_max", "subagent_task_tokens", "subagent_result_tokens", "seed")
-        for name in ints:
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 0:
-                raise ConfigError(f"{name}: got {v!r}, expected an integer >= 0")
-        for name in ("output_tokens_sigma", "tool_result_tokens_sigma", "tool_wait_ms_sigma", "tool_wait_ms_median",
-                     "stagger_ms"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: got {getattr(self, name)!r}, expected >= 0")
-        if not 0.0 <= self.long_context_share <= 1.0:
-            raise ConfigError(f"long_context_share: got {self.long_context_share!r}, expected a share in [0, 1]")
-        if not 0.0 <= self.subagent_prob <= 1.0:
-            raise ConfigError(f"subagent_prob: got {self.subagent_prob!r}, expected a probability in [0, 1]")
+            if f.type in ("int", int):
+                v = check_int(v, f.name, minimum=1 if f.name in _POSITIVE_KNOBS else 0)
+            elif f.name in _SHARE_KNOBS:
+                v = check_number(v, f.name, minimum=0, maximum=1)
+            else:
+                v = check_number(v, f.name, minimum=0, min_exclusive=f.name in _POSITIVE_KNOBS)
+            object.__setattr__(self, f.name, v)
         base = self.base_prefix_tokens + self.compaction_summary_tokens
         if self.compact_at_tokens <= base:
             raise ConfigError(f"compact_at_tokens: got {self.compact_at_tokens}, expected more than the prefix a "
@@ -323,8 +307,8 @@ class _Gen:
             compacting = ctx.tokens >= window
             output = c.compaction_output_tokens if compacting else self.lognormal(c.output_tokens_median,
                                                                                   c.output_tokens_sigma)
-            deps = [] if prev_row is None else [(prev_row, wait, TRIGGER_COMPLETION, RELATION_SEQUENCE)]
-            deps += [(j, wait, TRIGGER_COMPLETION, RELATION_JOIN) for j in joins]
+            deps = [] if prev_row is None else [Dep.sequence(prev_row, wait)]
+            deps += [Dep.join(j, wait) for j in joins]
             if joins:
                 ready = max([ready] + [self.row_done_ms[j] + wait for j in joins])
             row, done = self.request(ctx, session=session, parent=NO_PARENT, ready_ms=ready, output=output,
@@ -370,7 +354,7 @@ class _Gen:
             session = self.new_session()
             ctx = parent_ctx.copy()
             ctx.append(self.seed(), c.subagent_task_tokens)
-            deps = [(spawn_row, 0.0, TRIGGER_COMPLETION, RELATION_SPAWN)]
+            deps = [Dep.spawn(spawn_row)]
             ready, prev_tokens, wait = spawn_ms, parent_ctx.tokens, 0.0
             for _ in range(self.geometric(c.subagent_turns_mean)):
                 output = self.lognormal(c.output_tokens_median, c.output_tokens_sigma)
@@ -380,7 +364,7 @@ class _Gen:
                 ctx.append(self.seed(), output)
                 ctx.append(self.seed(), self.tool_result(tool_scale))
                 wait = self.wait_ms()
-                deps = [(row, wait, TRIGGER_COMPLETION, RELATION_SEQUENCE)]
+                deps = [Dep.sequence(row, wait)]
                 ready = done + wait
             lasts.append(row)
         return lasts

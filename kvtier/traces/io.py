@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from kvtier.errors import ConfigError, TraceFormatError, UnknownNameError
 from kvtier.traces import bailian, binary, dynamo, ids, jsonl, kvcache_tester
 from kvtier.traces._parse import iter_lines
 from kvtier.traces.model import Trace
+from kvtier.validation import check_int
 
 _READERS = {
     "kvtier": jsonl.read_kvtier,
@@ -46,10 +45,7 @@ def read_trace(path, format: str = "auto", *, block_tokens: int | None = None) -
     raises ``TraceFormatError`` naming the file, the line (where there are lines) and the
     field; an unknown format name raises ``UnknownNameError``.
     """
-    if block_tokens is not None:
-        if isinstance(block_tokens, bool) or not isinstance(block_tokens, (int, np.integer)) or block_tokens <= 0:
-            raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
-        block_tokens = int(block_tokens)
+    block_tokens = check_int(block_tokens, "block_tokens", optional=True)
     p = os.fspath(path)
     fmt = detect_format(p) if format == "auto" else format
     reader = _READERS.get(fmt)

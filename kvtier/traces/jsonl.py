@@ -18,14 +18,8 @@ import os
 
 from kvtier.errors import TraceFormatError
 from kvtier.traces._parse import Row, iter_json_rows
-from kvtier.traces.model import (
-    NO_PARENT,
-    RELATION_NAMES,
-    TRIGGER_NAMES,
-    Trace,
-    TraceBuilder,
-    check_finite,
-)
+from kvtier.traces.model import NO_PARENT, RELATION_NAMES, TRIGGER_NAMES, Dep, Trace, TraceBuilder, check_meta
+from kvtier.validation import check_number
 
 HEADER_FORMAT = "kvtier-trace"
 VERSION = 1
@@ -85,8 +79,8 @@ def _read_rows(path, rows, *, block_tokens: int, meta: dict, fmt: str, expected:
             src = dr.integer("request")
             if src >= index:
                 raise dr.error("request", src, f"an earlier row (< {index})")
-            deps.append((src, dr.number("delay_ms", default=0.0), _enum(dr, "trigger", TRIGGER_NAMES, "completion"),
-                         _enum(dr, "relation", RELATION_NAMES, "sequence")))
+            deps.append(Dep(src, dr.number("delay_ms", default=0.0), dr.choice("trigger", TRIGGER_NAMES, "completion"),
+                            dr.choice("relation", RELATION_NAMES, "sequence")))
         ts = r.number("timestamp", minimum=None)
         if fmt == "kvtier" and index and ts < last_ts:
             # kvtier's own files are written in time order; Mooncake files are sorted on load
@@ -109,14 +103,7 @@ def _read_rows(path, rows, *, block_tokens: int, meta: dict, fmt: str, expected:
                    sort=fmt != "kvtier")
 
 
-def _enum(row: Row, key: str, names: tuple[str, ...], default: str) -> int:
-    v = row.obj.get(key, default)
-    if v not in names:
-        raise row.error(key, v, " or ".join(f'"{n}"' for n in names))
-    return names.index(v)
-
-
-def _num(x: float):
+def json_number(x: float):
     """A float as JSON: integral values as ints (shorter, and Mooncake writes ints)."""
     return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
 
@@ -124,7 +111,7 @@ def _num(x: float):
 def write_kvtier(trace: Trace, path, *, mooncake_only: bool = False) -> None:
     """Write kvtier JSONL (header + rows). ``mooncake_only`` writes bare Mooncake rows instead
     (no header, no kvtier fields): readable by any Mooncake tool, lossy for kvtier's fields."""
-    _check_meta(trace.meta)
+    check_meta(trace.meta)
     tmp = os.fspath(path) + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         if not mooncake_only:
@@ -140,17 +127,17 @@ def write_kvtier(trace: Trace, path, *, mooncake_only: bool = False) -> None:
         bo = trace.block_offsets
         do = trace.dep_offsets.tolist()
         for i in range(trace.num_requests):
-            row = {"timestamp": _num(check_finite("timestamp", ts[i])), "input_length": inl[i],
+            row = {"timestamp": json_number(check_number(ts[i], "timestamp")), "input_length": inl[i],
                    "output_length": outl[i], "hash_ids": trace.block_hashes[bo[i] : bo[i + 1]].tolist()}
             if not mooncake_only:
                 row["session_id"] = sess[i]
                 if par[i] != NO_PARENT:
                     row["parent_session_id"] = par[i]
                 if wait[i]:
-                    row["tool_wait_ms"] = _num(wait[i])
+                    row["tool_wait_ms"] = json_number(wait[i])
                 if do[i + 1] > do[i]:
                     row["deps"] = [
-                        {"request": int(trace.dep_requests[k]), "delay_ms": _num(trace.dep_delay_ms[k]),
+                        {"request": int(trace.dep_requests[k]), "delay_ms": json_number(trace.dep_delay_ms[k]),
                          "trigger": TRIGGER_NAMES[trace.dep_triggers[k]],
                          "relation": RELATION_NAMES[trace.dep_relations[k]]}
                         for k in range(do[i], do[i + 1])
@@ -161,14 +148,3 @@ def write_kvtier(trace: Trace, path, *, mooncake_only: bool = False) -> None:
 
 def write_mooncake(trace: Trace, path) -> None:
     write_kvtier(trace, path, mooncake_only=True)
-
-
-def _check_meta(meta: dict) -> None:
-    from kvtier.errors import ConfigError
-
-    try:
-        json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"meta: not JSON-serialisable ({e}); expected plain dicts, lists, strings, numbers") from None
-
-

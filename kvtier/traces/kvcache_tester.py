@@ -34,15 +34,7 @@ import numpy as np
 from kvtier._kernels.traces import chain_rekey
 from kvtier.errors import TraceFormatError
 from kvtier.traces._parse import Row
-from kvtier.traces.model import (
-    NO_PARENT,
-    RELATION_JOIN,
-    RELATION_SEQUENCE,
-    RELATION_SPAWN,
-    TRIGGER_COMPLETION,
-    Trace,
-    TraceBuilder,
-)
+from kvtier.traces.model import NO_PARENT, Dep, Trace, TraceBuilder
 
 #: kv-cache-tester's trace docs: "block_size: token block size (typically 64)".
 KVCT_BLOCK_TOKENS = 64
@@ -143,13 +135,13 @@ class _Walker:
             think_ms = r.number("think_time", default=0.0) * 1000.0
             deps = []
             if last is not None:
-                deps.append((last, think_ms, TRIGGER_COMPLETION, RELATION_SEQUENCE))
+                deps.append(Dep.sequence(last, think_ms))
             elif spawn_from is not None:
-                deps.append((spawn_from, 0.0, TRIGGER_COMPLETION, RELATION_SPAWN))
-            deps.extend((j, 0.0, TRIGGER_COMPLETION, RELATION_JOIN) for j in pending_join)
+                deps.append(Dep.spawn(spawn_from))
+            deps.extend(Dep.join(j) for j in pending_join)
             pending_join = []
-            for src, delay, _, _ in deps:  # keep time order consistent with dependencies
-                t_ms = max(t_ms, self.row_ts[src])
+            for d in deps:  # keep time order consistent with dependencies
+                t_ms = max(t_ms, self.row_ts[d.request])
             idx = self.b.add(timestamp_ms=t_ms, session_id=session, parent_session_id=parent,
                              input_length=r.integer("in"), output_length=r.integer("out"),
                              tool_wait_ms=think_ms, block_hashes=r.ids("hash_ids"), deps=deps)

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from kvtier.errors import ConfigError
+from kvtier.validation import check_int, is_int
 
 #: ``dep_triggers`` values: the dependency releases at the source's completion or dispatch.
 TRIGGER_COMPLETION = 0
@@ -44,24 +44,48 @@ RELATION_NAMES = ("sequence", "spawn", "join")
 #: ``parent_session_ids`` value of a session that has no parent.
 NO_PARENT = -1
 
-_COLUMNS = {
-    # name: (dtype, one row per request?)
-    "timestamps_ms": (np.float64, True),
-    "session_ids": (np.int64, True),
-    "parent_session_ids": (np.int64, True),
-    "input_lengths": (np.int64, True),
-    "output_lengths": (np.int64, True),
-    "tool_wait_ms": (np.float64, True),
-    "block_offsets": (np.int64, False),
-    "block_hashes": (np.uint64, False),
-    "dep_offsets": (np.int64, False),
-    "dep_requests": (np.int64, False),
-    "dep_delay_ms": (np.float64, False),
-    "dep_triggers": (np.uint8, False),
-    "dep_relations": (np.uint8, False),
+_ROW_DTYPES = {  # one entry per request
+    "timestamps_ms": np.float64, "session_ids": np.int64, "parent_session_ids": np.int64,
+    "input_lengths": np.int64, "output_lengths": np.int64, "tool_wait_ms": np.float64,
 }
+_CSR_DTYPES = {  # the CSR of input blocks, then the CSR of dependencies
+    "block_offsets": np.int64, "block_hashes": np.uint64,
+    "dep_offsets": np.int64, "dep_requests": np.int64, "dep_delay_ms": np.float64,
+    "dep_triggers": np.uint8, "dep_relations": np.uint8,
+}
+#: Each column's dtype, in the order binary files store the columns.
+COLUMN_DTYPES = {name: np.dtype(dtype) for name, dtype in {**_ROW_DTYPES, **_CSR_DTYPES}.items()}
 #: Column names in the order binary files store them.
-COLUMN_NAMES = tuple(_COLUMNS)
+COLUMN_NAMES = tuple(COLUMN_DTYPES)
+#: The columns with one entry per request (the others are the two CSRs).
+ROW_COLUMNS = tuple(_ROW_DTYPES)
+
+
+class Dep(NamedTuple):
+    """One dependency of a request: it may start ``delay_ms`` after row ``request`` (an
+    earlier row) completes (``trigger`` ``TRIGGER_COMPLETION``) or is dispatched
+    (``TRIGGER_DISPATCH``); ``relation`` says why (``RELATION_*``). A plain tuple of the
+    four values is accepted wherever a ``Dep`` is."""
+
+    request: int
+    delay_ms: float
+    trigger: int
+    relation: int
+
+    @classmethod
+    def sequence(cls, request: int, delay_ms: float = 0.0) -> Dep:
+        """The next turn of the same session, after ``request`` completes."""
+        return cls(request, delay_ms, TRIGGER_COMPLETION, RELATION_SEQUENCE)
+
+    @classmethod
+    def spawn(cls, request: int, delay_ms: float = 0.0) -> Dep:
+        """A sub-agent's first request, after the parent's ``request`` completes."""
+        return cls(request, delay_ms, TRIGGER_COMPLETION, RELATION_SPAWN)
+
+    @classmethod
+    def join(cls, request: int, delay_ms: float = 0.0) -> Dep:
+        """A parent's request that waits for a sub-agent's last ``request`` to complete."""
+        return cls(request, delay_ms, TRIGGER_COMPLETION, RELATION_JOIN)
 
 
 class RequestView(NamedTuple):
@@ -74,7 +98,7 @@ class RequestView(NamedTuple):
     output_length: int
     tool_wait_ms: float
     block_hashes: np.ndarray
-    deps: list  # [(request_index, delay_ms, trigger, relation)]
+    deps: list[Dep]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -116,10 +140,7 @@ class Trace:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bt = self.block_tokens
-        if isinstance(bt, bool) or not isinstance(bt, (int, np.integer)) or bt <= 0:
-            raise ConfigError(f"block_tokens: got {bt!r}, expected a positive integer")
-        object.__setattr__(self, "block_tokens", int(bt))
+        object.__setattr__(self, "block_tokens", check_int(self.block_tokens, "block_tokens"))
         n = len(np.asarray(self.timestamps_ms))
         if self.dep_offsets is None:
             for name in ("dep_requests", "dep_delay_ms", "dep_triggers", "dep_relations"):
@@ -127,13 +148,13 @@ class Trace:
                     raise ConfigError(f"{name}: given without dep_offsets")
             object.__setattr__(self, "dep_offsets", np.zeros(n + 1, np.int64))
             for name in ("dep_requests", "dep_delay_ms", "dep_triggers", "dep_relations"):
-                object.__setattr__(self, name, np.zeros(0, _COLUMNS[name][0]))
-        for name, (dtype, per_row) in _COLUMNS.items():
+                object.__setattr__(self, name, np.zeros(0, COLUMN_DTYPES[name]))
+        for name, dtype in COLUMN_DTYPES.items():
             value = getattr(self, name)
             if value is None:
                 raise ConfigError(f"{name}: missing, expected an array")
             arr = _as_column(name, value, dtype)
-            if per_row and arr.shape[0] != n:
+            if name in ROW_COLUMNS and arr.shape[0] != n:
                 raise ConfigError(f"{name}: got {arr.shape[0]} rows, expected {n} (one per request)")
             object.__setattr__(self, name, arr)
         if not isinstance(self.meta, dict):
@@ -212,8 +233,8 @@ class Trace:
         i %= n
         lo, hi = self.dep_offsets[i], self.dep_offsets[i + 1]
         deps = [
-            (int(self.dep_requests[k]), float(self.dep_delay_ms[k]), int(self.dep_triggers[k]),
-             int(self.dep_relations[k]))
+            Dep(int(self.dep_requests[k]), float(self.dep_delay_ms[k]), int(self.dep_triggers[k]),
+                int(self.dep_relations[k]))
             for k in range(lo, hi)
         ]
         return RequestView(
@@ -253,7 +274,7 @@ class Trace:
         k = max(0, min(int(num_requests), self.num_requests))
         d = int(self.dep_offsets[k])
         return self.replace(
-            **{name: getattr(self, name)[:k] for name, (_, per_row) in _COLUMNS.items() if per_row},
+            **{name: getattr(self, name)[:k] for name in ROW_COLUMNS},
             block_offsets=self.block_offsets[: k + 1],
             block_hashes=self.block_hashes[: self.block_offsets[k]],
             dep_offsets=self.dep_offsets[: k + 1],
@@ -276,7 +297,7 @@ class TraceBuilder:
     """
 
     def __init__(self) -> None:
-        self._rows: dict[str, list] = {name: [] for name, (_, per_row) in _COLUMNS.items() if per_row}
+        self._rows: dict[str, list] = {name: [] for name in ROW_COLUMNS}
         self._blocks = _Growable(np.uint64)
         self._block_counts: list[int] = []
         self._dep_counts: list[int] = []
@@ -291,9 +312,10 @@ class TraceBuilder:
     def add(self, *, timestamp_ms: float, session_id: int, input_length: int, output_length: int,
             block_hashes, parent_session_id: int = NO_PARENT, tool_wait_ms: float = 0.0,
             deps=()) -> int:
-        """Append one request; returns its (insertion) index. ``deps``: ``(row, delay_ms,
-        trigger, relation)`` tuples naming earlier insertion indices. Values are checked when
-        the trace is built; block ids must already be a sequence of non-negative ints."""
+        """Append one request; returns its (insertion) index. ``deps``: ``Dep`` values (or
+        ``(row, delay_ms, trigger, relation)`` tuples) naming earlier insertion indices.
+        Values are checked when the trace is built; block ids must already be a sequence of
+        non-negative ints."""
         r = self._rows
         r["timestamps_ms"].append(timestamp_ms)
         r["session_ids"].append(session_id)
@@ -313,7 +335,7 @@ class TraceBuilder:
     def build(self, *, block_tokens: int, meta: dict | None = None, sort: bool = False) -> Trace:
         """The trace of every row added so far (``ConfigError`` if a value is invalid)."""
         try:
-            cols = {name: np.asarray(vals, dtype=_COLUMNS[name][0]) if vals else np.zeros(0, _COLUMNS[name][0])
+            cols = {name: np.asarray(vals, dtype=COLUMN_DTYPES[name]) if vals else np.zeros(0, COLUMN_DTYPES[name])
                     for name, vals in self._rows.items()}
             dep_requests = np.asarray(self._dep_requests, np.int64)
             dep_delay = np.asarray(self._dep_delay_ms, np.float64)
@@ -354,8 +376,8 @@ class _Growable:
             arr = values
         else:
             values = list(values)
-            if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values):
-                bad = next(x for x in values if not isinstance(x, (int, np.integer)) or isinstance(x, bool))
+            if not all(map(is_int, values)):
+                bad = next(x for x in values if not is_int(x))
                 raise ConfigError(f"block_hashes: got {bad!r}, expected integers in [0, 2**64)")
             try:
                 arr = np.array(values, dtype=self._buf.dtype)
@@ -432,9 +454,11 @@ def _json_equal(a, b) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-def check_finite(name: str, value: float) -> float:
-    """``value`` as a float, or ``ConfigError`` if it is NaN/inf (shared by writers)."""
-    v = float(value)
-    if not math.isfinite(v):
-        raise ConfigError(f"{name}: got {value!r}, expected a finite number")
-    return v
+def check_meta(meta: dict) -> str:
+    """``meta`` as JSON text (shared by writers), or ``ConfigError`` when it holds something
+    JSON cannot carry (NaN, sets, arbitrary objects)."""
+    try:
+        return json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"meta: not JSON-serialisable ({e}); expected plain dicts, lists, strings, numbers") from None
+
