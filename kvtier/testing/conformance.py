@@ -58,20 +58,14 @@ def check_policy_sequence(factory: Callable[[int], EvictionPolicy], num_slots: i
             op = "access"
         if op in ("access", "remove") and slot not in tracked:
             op = "insert"
-        if op == "insert":
+        if op in ("insert", "access", "remove"):
             for q in (p, ref):
                 if q is not None:
-                    q.insert(slot)
-            tracked.add(slot)
-        elif op == "access":
-            for q in (p, ref):
-                if q is not None:
-                    q.access(slot)
-        elif op == "remove":
-            for q in (p, ref):
-                if q is not None:
-                    q.remove(slot)
-            tracked.discard(slot)
+                    getattr(q, op)(slot)
+            if op == "insert":
+                tracked.add(slot)
+            elif op == "remove":
+                tracked.discard(slot)
         elif op == "evict":
             v = p.victim()
             got = p.evict()

@@ -21,9 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier.errors import ConfigError
-from kvtier.tiers.flash_tier import _SLOT_HEADER, SLOT_HEADER_BYTES, FileIO, _parse_slot_header
+from kvtier.tiers.flash_tier import SLOT_HEADER_BYTES, SLOT_HEADER_USED_BYTES, FileIO, parse_slot_header
+from kvtier.validation import check_number
 
-FAULT_KINDS = ("write_enospc", "write_eio", "torn_write", "read_eio", "bitflip")
+_WRITE_FAULTS = ("write_enospc", "write_eio", "torn_write")
+_READ_FAULTS = ("read_eio", "bitflip")
+FAULT_KINDS = _WRITE_FAULTS + _READ_FAULTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +41,8 @@ class FaultRates:
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
-            p = getattr(self, kind)
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-                raise ConfigError(f"FaultRates.{kind}: got {p!r}, expected a probability in [0, 1]")
+            rate = check_number(getattr(self, kind), f"FaultRates.{kind}", minimum=0, maximum=1)
+            object.__setattr__(self, kind, rate)
         if self.write_enospc + self.write_eio + self.torn_write > 1.0:
             raise ConfigError("FaultRates: write_enospc + write_eio + torn_write must not exceed 1")
         if self.read_eio + self.bitflip > 1.0:
@@ -62,43 +64,46 @@ class FaultyFileIO(FileIO):
         self.injected: Counter[str] = Counter()
         self.armed = True
 
-    def pwritev(self, fd, buffers, offset):
+    def _draw(self, kinds: tuple[str, ...]) -> str | None:
+        """One draw of the schedule: the fault of ``kinds`` to inject now (counted), or
+        ``None``. The kinds' rates are consecutive bands of [0, 1), so at most one fires."""
         if not self.armed:
-            return self.inner.pwritev(fd, buffers, offset)
-        r, u = self.rates, self._rng.random()
-        if u < r.write_enospc:
-            self.injected["write_enospc"] += 1
+            return None
+        u = self._rng.random()
+        for kind in kinds:
+            rate = getattr(self.rates, kind)
+            if u < rate:
+                self.injected[kind] += 1
+                return kind
+            u -= rate
+        return None
+
+    def pwritev(self, fd, buffers, offset):
+        fault = self._draw(_WRITE_FAULTS)
+        if fault == "write_enospc":
             raise OSError(errno.ENOSPC, "No space left on device (injected)")
-        u -= r.write_enospc
-        if u < r.write_eio:
-            self.injected["write_eio"] += 1
+        if fault == "write_eio":
             raise OSError(errno.EIO, "Input/output error (injected)")
-        u -= r.write_eio
-        if u < r.torn_write:
-            self.injected["torn_write"] += 1
+        if fault == "torn_write":
             data = b"".join(bytes(memoryview(b).cast("B")) for b in buffers)
             self.inner.pwrite(fd, data[: len(data) // 2], offset)
             return len(data)  # the caller is told everything landed
         return self.inner.pwritev(fd, buffers, offset)
 
     def preadv(self, fd, buffers, offset):
-        if self.armed:
-            r, u = self.rates, self._rng.random()
-            if u < r.read_eio:
-                self.injected["read_eio"] += 1
-                raise OSError(errno.EIO, "Input/output error (injected)")
-            u -= r.read_eio
-            if u < r.bitflip:
-                self.injected["bitflip"] += 1
-                self._flip_a_stored_bit(fd, offset)
+        fault = self._draw(_READ_FAULTS)
+        if fault == "read_eio":
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        if fault == "bitflip":
+            self._flip_a_stored_bit(fd, offset)
         return self.inner.preadv(fd, buffers, offset)
 
     def _flip_a_stored_bit(self, fd: int, offset: int) -> None:
         """Flip one bit inside the slot's header or stored payload (never in padding)."""
         head = self.inner.pread(fd, SLOT_HEADER_BYTES, offset)
-        parsed = _parse_slot_header(head) if len(head) == SLOT_HEADER_BYTES else None
-        covered = _SLOT_HEADER.size + 4  # header fields and their CRC; the rest is zero padding
-        k = int(self._rng.integers(covered + (parsed[4] if parsed else 0)))
+        parsed = parse_slot_header(head) if len(head) == SLOT_HEADER_BYTES else None
+        covered = SLOT_HEADER_USED_BYTES  # the rest of the header is zero padding
+        k = int(self._rng.integers(covered + (parsed.stored_len if parsed else 0)))
         pos = offset + (k if k < covered else SLOT_HEADER_BYTES + k - covered)
         byte = self.inner.pread(fd, 1, pos)
         self.inner.pwrite(fd, bytes([byte[0] ^ (1 << int(self._rng.integers(8)))]), pos)

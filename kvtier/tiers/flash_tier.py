@@ -25,6 +25,7 @@ import fcntl
 import os
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,8 @@ SLOT_MAGIC = b"KVBK"
 SLOT_VERSION = 1
 SLOT_HEADER_BYTES = 64
 _SLOT_HEADER = struct.Struct("<4sHBBQQIII")  # magic, ver, codec, flags, hash, seq, raw, stored, payload crc
+#: Leading bytes of a slot header that its fields and their CRC32C fill; the rest is zero padding.
+SLOT_HEADER_USED_BYTES = _SLOT_HEADER.size + 4
 _ALIGN = 4096
 _ZERO_HEADER = bytes(SLOT_HEADER_BYTES)
 
@@ -91,13 +94,25 @@ class RecoveryReport:
     duplicate_slots: list[int] = field(default_factory=list)  # older copies of a hash kept elsewhere
 
 
+class SlotHeader(NamedTuple):
+    """The fields of a slot header that verified (``crc`` is the payload's CRC32C)."""
+
+    codec: int
+    block_hash: int
+    seq: int
+    raw_len: int
+    stored_len: int
+    crc: int
+
+
 def _pack_slot_header(codec: int, block_hash: int, seq: int, raw_len: int, stored_len: int, crc: int) -> bytes:
     body = _SLOT_HEADER.pack(SLOT_MAGIC, SLOT_VERSION, codec, 0, block_hash, seq, raw_len, stored_len, crc)
-    return body + struct.pack("<I", checksum(body)) + bytes(SLOT_HEADER_BYTES - _SLOT_HEADER.size - 4)
+    return body + struct.pack("<I", checksum(body)) + bytes(SLOT_HEADER_BYTES - SLOT_HEADER_USED_BYTES)
 
 
-def _parse_slot_header(buf) -> tuple | None:
-    """(codec, hash, seq, raw_len, stored_len, crc) or None when the header does not verify."""
+def parse_slot_header(buf) -> SlotHeader | None:
+    """The header at the start of ``buf`` (at least ``SLOT_HEADER_USED_BYTES`` long), or
+    ``None`` when its magic, version, codec or CRC does not verify."""
     body = bytes(buf[: _SLOT_HEADER.size])
     magic, version, codec, _flags, block_hash, seq, raw_len, stored_len, crc = _SLOT_HEADER.unpack(body)
     if magic != SLOT_MAGIC or version != SLOT_VERSION or codec not in CODEC_NAMES:
@@ -105,7 +120,7 @@ def _parse_slot_header(buf) -> tuple | None:
     (header_crc,) = struct.unpack_from("<I", buf, _SLOT_HEADER.size)
     if header_crc != checksum(body):
         return None
-    return codec, block_hash, seq, raw_len, stored_len, crc
+    return SlotHeader(codec, block_hash, seq, raw_len, stored_len, crc)
 
 
 class FlashTier(Tier):
@@ -200,10 +215,10 @@ class FlashTier(Tier):
                 continue
             if len(head) < SLOT_HEADER_BYTES or head == _ZERO_HEADER:
                 continue
-            parsed = _parse_slot_header(head)
+            parsed = parse_slot_header(head)
             if parsed is not None and self.spec.verify_on_open:
                 parsed = self._verify_payload(slot, parsed)
-            if parsed is None or parsed[3] != self.block_bytes or parsed[4] > self.block_bytes:
+            if parsed is None or parsed.raw_len != self.block_bytes or parsed.stored_len > self.block_bytes:
                 report.corrupt_slots.append(slot)
                 continue
             codec, block_hash, seq, _raw, _stored, _crc = parsed
@@ -236,8 +251,8 @@ class FlashTier(Tier):
         self.stats.bytes_in += report.recovered * self.block_bytes
         return report
 
-    def _verify_payload(self, slot: int, parsed: tuple) -> tuple | None:
-        stored_len, crc = parsed[4], parsed[5]
+    def _verify_payload(self, slot: int, parsed: SlotHeader) -> SlotHeader | None:
+        stored_len, crc = parsed.stored_len, parsed.crc
         if stored_len > self.slot_stride - SLOT_HEADER_BYTES:
             return None
         try:
@@ -268,7 +283,7 @@ class FlashTier(Tier):
             n = self.io.preadv(self._fd, [self._head, out], self._offset(slot))
         else:
             n = self.io.preadv(self._fd, [self._view], self._offset(slot))
-        parsed = _parse_slot_header(self._head) if n >= SLOT_HEADER_BYTES else None
+        parsed = parse_slot_header(self._head) if n >= SLOT_HEADER_BYTES else None
         if parsed is None:
             raise CorruptSlot
         codec, got_hash, _seq, raw_len, stored_len, crc = parsed
