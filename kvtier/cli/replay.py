@@ -15,6 +15,7 @@ import re
 import sys
 
 from kvtier.errors import ConfigError
+from kvtier.validation import check_int
 
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
           "TIB": 2**40}
@@ -69,8 +70,7 @@ def run(args) -> int:
     from kvtier.replay import replay, warm_up
     from kvtier.traces.io import read_trace
 
-    if args.capacity_blocks is not None and args.capacity_blocks <= 0:
-        raise ConfigError(f"--capacity-blocks: got {args.capacity_blocks}, expected a positive integer")
+    check_int(args.capacity_blocks, "--capacity-blocks", optional=True)
     tiers = parse_tiers(args.tiers, args.policy) if args.tiers else None
     trace = read_trace(args.trace, format=args.format, block_tokens=args.block_tokens)
     model = ModelSpec.preset(args.model)

@@ -54,6 +54,7 @@ from kvtier.policies import POLICIES
 from kvtier.sim.engine import _PLANNER_CODES
 from kvtier.targets import target_names
 from kvtier.traces import WORKLOADS, CodingAgentConfig
+from kvtier.validation import check_bool, check_choice, check_int, check_number, is_int
 
 def is_target_file(entry: str) -> bool:
     """Whether a ``targets`` entry is a user target file (``kvtier.targets.load_target``)."""
@@ -112,31 +113,25 @@ class SuiteConfig:
                 raise UnknownNameError(f"suite.targets: got {t!r}, expected some of {known} or a .toml/.json "
                                        "target file")
         for p in self.policies + (self.headline_policy,):
-            if p not in POLICIES:
-                raise UnknownNameError(f"suite.policies: got {p!r}, expected some of {sorted(POLICIES)}")
+            check_choice(p, "suite.policies", POLICIES, error=UnknownNameError)
         for p in self.planners + (self.headline_planner,):
-            if p not in _PLANNER_CODES:
-                raise UnknownNameError(f"suite.planners: got {p!r}, expected some of {sorted(_PLANNER_CODES)}")
-        for a in self.agents + (self.headline_agents,):
-            if isinstance(a, bool) or not isinstance(a, int) or a < 1:
-                raise ConfigError(f"suite.agents: got {a!r}, expected positive integers")
-        if isinstance(self.slo_ttft_s, bool) or not isinstance(self.slo_ttft_s, (int, float)) or not self.slo_ttft_s > 0:
-            raise ConfigError(f"suite.slo_ttft_s: got {self.slo_ttft_s!r}, expected a number of seconds > 0")
-        if isinstance(self.min_chips, bool) or not isinstance(self.min_chips, int) or self.min_chips < 1:
-            raise ConfigError(f"suite.min_chips: got {self.min_chips!r}, expected a positive integer")
-        if not isinstance(self.chips, dict) or not all(
-                k in known and isinstance(v, int) and not isinstance(v, bool) and v > 0 for k, v in self.chips.items()):
+            check_choice(p, "suite.planners", _PLANNER_CODES, error=UnknownNameError)
+        if not isinstance(self.chips, dict) or not all(k in known and is_int(v) and v > 0 for k, v in self.chips.items()):
             raise ConfigError(f"suite.chips: got {self.chips!r}, expected a table of target name = chip count")
-        if not isinstance(self.estimates, bool):
-            raise ConfigError(f"suite.estimates: got {self.estimates!r}, expected true or false")
-        c = self.capacity_max_agents
-        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
-            raise ConfigError(f"suite.capacity_max_agents: got {c!r}, expected an agent count >= 0 (0: no search)")
-        if not isinstance(self.long_context_tokens, int) or self.long_context_tokens < 1:
-            raise ConfigError(f"suite.long_context_tokens: got {self.long_context_tokens!r}, expected a token count")
-        lat = self.decode_layer_latency_s
-        if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not 0 <= lat < 1:
-            raise ConfigError(f"suite.decode_layer_latency_s: got {lat!r}, expected seconds in [0, 1)")
+        checked = {
+            "agents": tuple(check_int(a, "suite.agents") for a in self.agents),
+            "headline_agents": check_int(self.headline_agents, "suite.headline_agents"),
+            "slo_ttft_s": check_number(self.slo_ttft_s, "suite.slo_ttft_s", minimum=0, min_exclusive=True),
+            "min_chips": check_int(self.min_chips, "suite.min_chips"),
+            "chips": {k: int(v) for k, v in self.chips.items()},
+            "estimates": check_bool(self.estimates, "suite.estimates"),
+            "capacity_max_agents": check_int(self.capacity_max_agents, "suite.capacity_max_agents", minimum=0),
+            "long_context_tokens": check_int(self.long_context_tokens, "suite.long_context_tokens"),
+            "decode_layer_latency_s": check_number(self.decode_layer_latency_s, "suite.decode_layer_latency_s",
+                                                   minimum=0, maximum=1, max_exclusive=True),
+        }
+        for name, value in checked.items():  # plain Python values: the config is written out as JSON
+            object.__setattr__(self, name, value)
         if not isinstance(self.workload, dict):
             raise ConfigError(f"suite.workload: got {self.workload!r}, expected a table of generator knobs")
         wl = {**_DEFAULT_WORKLOAD, **self.workload}

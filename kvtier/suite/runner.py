@@ -33,6 +33,7 @@ from kvtier.sim.metrics import _clean
 from kvtier.suite.config import SuiteConfig, is_target_file
 from kvtier.targets import HardwareTarget, load_target
 from kvtier.traces import generate_trace
+from kvtier.validation import check_choice
 
 #: Context-length bins of the per-context statistics (tokens; the last is open).
 CONTEXT_BINS = (0, 16_384, 32_768, 65_536, 98_304, 131_072, 163_840, 196_608, 262_144)
@@ -62,10 +63,8 @@ def _at_end(obj, end: str):
 def target_variant(target: HardwareTarget, variant: str) -> HardwareTarget:
     """``target`` as published (``nominal``), or with every estimate at its pessimistic
     (``low``) or optimistic (``high``) end. ``ConfigError`` if the weights no longer fit."""
-    if variant == "nominal":
+    if check_choice(variant, "variant", VARIANTS) == "nominal":
         return target
-    if variant not in VARIANTS:
-        raise ConfigError(f"variant: got {variant!r}, expected one of {list(VARIANTS)}")
     kw = {"tiers": tuple(_at_end(t, variant) for t in target.tiers),
           "links": tuple(_at_end(k, variant) for k in target.links)}
     if target.weights_memory is not None:
