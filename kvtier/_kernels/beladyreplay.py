@@ -15,54 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvtier._kernels.hashtable import ht_shift
+from kvtier._kernels.counters import NUM_COUNTERS, derive_counters, set_one_tier
+from kvtier._kernels.hashtable import ht_home, ht_probe, ht_rekey, ht_shift
+from kvtier._kernels.heap import heap_push, heap_sift_down, heap_sift_up
 from kvtier._kernels.jit import njit
-from kvtier._kernels.listreplay import PREFETCH_AHEAD, _t_home, _t_rekey
 from kvtier._kernels.prefetch import prefetch
-from kvtier._kernels.replay import C_ADMITTED, C_DROPS, C_EVICTIONS, C_HITS, C_MISSES, C_PREFIX_HITS, NUM_COUNTERS
+from kvtier._kernels.scan import PREFETCH_AHEAD, hit
 
 _LOW = (1 << 32) - 1
 
 #: Longest trace this kernel packs (next uses and stamps in 31 and 32 bits).
 MAX_ACCESSES = (1 << 31) - 2
-
-
-@njit(_nrt=False, inline="always")
-def _sift_up(hkey, hslot, pos, i):
-    k = hkey[i]
-    s = hslot[i]
-    while i > 0:
-        parent = (i - 1) >> 1
-        if hkey[parent] >= k:
-            break
-        hkey[i] = hkey[parent]
-        hslot[i] = hslot[parent]
-        pos[hslot[i]] = i
-        i = parent
-    hkey[i] = k
-    hslot[i] = s
-    pos[s] = i
-
-
-@njit(_nrt=False, inline="always")
-def _sift_down(hkey, hslot, pos, i, count):
-    k = hkey[i]
-    s = hslot[i]
-    while True:
-        c = 2 * i + 1
-        if c >= count:
-            break
-        if c + 1 < count and hkey[c + 1] > hkey[c]:
-            c += 1
-        if hkey[c] <= k:
-            break
-        hkey[i] = hkey[c]
-        hslot[i] = hslot[c]
-        pos[hslot[i]] = i
-        i = c
-    hkey[i] = k
-    hslot[i] = s
-    pos[s] = i
 
 
 @njit
@@ -105,7 +68,6 @@ def belady_replay(offsets, hashes, next_use, cap, never, record):
 def _loop(offsets, hashes, next_use, cap, never, vals, shift, key, hkey, hslot, pos, counters, hit_tier,
           evictions_at, record):
     n = hashes.shape[0]
-    mask = vals.shape[0] - 1
     last = n  # the next use of a block never used again: after every real one
     count = 0
     hits = 0
@@ -115,27 +77,18 @@ def _loop(offsets, hashes, next_use, cap, never, vals, shift, key, hkey, hslot, 
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
             if k + PREFETCH_AHEAD < n:
-                prefetch(vals, _t_home(hashes[k + PREFETCH_AHEAD], shift))
+                prefetch(vals, ht_home(hashes[k + PREFETCH_AHEAD], shift))
             h = hashes[k]
             nu = next_use[k]
-            prio = ((last if nu == never else nu) << 32) | (_LOW - k)
-            i = _t_home(h, shift)
-            s = -1
-            while True:
-                f = vals[i]
-                if f == -1 or key[f] == h:
-                    s = f
-                    break
-                i = (i + 1) & mask
+            # Negated: the min-heap's top is the furthest next use.
+            prio = -(((last if nu == never else nu) << 32) | (_LOW - k))
+            i = ht_probe(vals, 0, vals.shape[0], shift, key, 0, h)
+            s = vals[i]
             if s >= 0:
-                hits += 1
-                if prefix:
-                    prefix_hits += 1
+                hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
                 p = pos[s]
                 hkey[p] = prio  # a later next use: only ever up
-                _sift_up(hkey, hslot, pos, p)
-                if record:
-                    hit_tier[k] = 0
+                heap_sift_up(hslot, 0, pos, 0, hkey, 0, hkey, 0, p)
                 continue
             prefix = False
             if record:
@@ -144,22 +97,15 @@ def _loop(offsets, hashes, next_use, cap, never, vals, shift, key, hkey, hslot, 
                 s = count
                 key[s] = h
                 vals[i] = s
-                hkey[count] = prio
-                hslot[count] = s
+                heap_push(hslot, 0, pos, 0, hkey, 0, hkey, 0, count, s, prio, prio)
                 count += 1
-                _sift_up(hkey, hslot, pos, count - 1)
                 continue
             s = hslot[0]  # the victim: the furthest next use
             evictions += 1
             if record:
                 evictions_at[k, 0] = 1
-            _t_rekey(vals, shift, key, s, h)
+            ht_rekey(vals, 0, vals.shape[0], shift, key, 0, s, h)
             hkey[0] = prio
-            _sift_down(hkey, hslot, pos, 0, count)
-    misses = (offsets[-1] - offsets[0]) - hits
-    counters[0, C_HITS] = hits
-    counters[0, C_PREFIX_HITS] = prefix_hits
-    counters[0, C_MISSES] = misses
-    counters[0, C_ADMITTED] = misses
-    counters[0, C_EVICTIONS] = evictions
-    counters[0, C_DROPS] = evictions
+            heap_sift_down(hslot, 0, pos, 0, hkey, 0, hkey, 0, 0, count)
+    set_one_tier(counters, hits, prefix_hits, evictions)
+    derive_counters(offsets, counters)

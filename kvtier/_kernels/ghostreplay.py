@@ -25,32 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvtier._kernels.hashtable import ht_shift
+from kvtier._kernels.counters import NUM_COUNTERS, derive_counters, set_one_tier
+from kvtier._kernels.hashtable import ht_delete_entry, ht_home, ht_insert, ht_shift
 from kvtier._kernels.jit import njit
-from kvtier._kernels.listreplay import (
-    ARC,
-    DEEP_PREFETCH_CELLS,
-    DENSE_TABLE_CELLS,
-    S3FIFO,
-    TS_CAP,
-    TS_GHOST_CAP,
-    TS_KIND,
-    TS_MAIN_CAP,
-    TS_SMALL_CAP,
-    TS_THRESH,
-    _prefetch_ahead,
-    _push,
-    _t_delete,
-    _t_find,
-    _t_home,
-    _t_insert,
-    _unlink,
-    arc_adapt,
-    arc_victim_list,
-    derive_counters,
-)
+from kvtier._kernels.links import link_init, push, unlink
+from kvtier._kernels.listreplay import ARC, S3FIFO, TS_CAP, TS_GHOST_CAP, TS_KIND, TS_MAIN_CAP, TS_SMALL_CAP, TS_THRESH
 from kvtier._kernels.prefetch import prefetch
-from kvtier._kernels.replay import C_EVICTIONS, C_HITS, C_PREFIX_HITS, NUM_COUNTERS
+from kvtier._kernels.rules import arc_adapt, arc_evict_case, s3_hit, s3_insert_queue, s3_main_victim, s3_small_victim
+from kvtier._kernels.scan import DEEP_PREFETCH_CELLS, DENSE_TABLE_CELLS, hit, probe
 
 
 def applies(ts_init, use_keys: bool) -> bool:
@@ -115,8 +97,7 @@ def ghost_replay(offsets, hashes, ts_init, record):
     P, L, _ = _layout(ts_init)
     lk = np.empty(2 * (P + L), dtype=np.int32)
     for x in range(P, P + L):
-        lk[2 * x] = x
-        lk[2 * x + 1] = x
+        link_init(lk, 0, x)
     key = np.zeros(P, dtype=np.uint64)
     q = np.zeros(P, dtype=np.int8)
     bit = np.zeros(P if ts_init[0, TS_KIND] == S3FIFO else 0, dtype=np.int8)
@@ -149,7 +130,7 @@ def _run(offsets, hashes, ts_init, P, vals, shift, key, q, bit, lk, counters, hi
 @njit(_nrt=False, inline="always")
 def _forget(vals, shift, key, lk, x, free):
     """Entry ``x`` (unlinked) leaves the table for the free stack; returns the new top."""
-    _t_delete(vals, shift, key, x)
+    ht_delete_entry(vals, 0, vals.shape[0], shift, key, 0, x)
     lk[2 * x + 1] = free
     return x
 
@@ -165,7 +146,7 @@ def _new_entry(vals, shift, key, lk, h, free, used):
         e = used
         used += 1
     key[e] = h
-    _t_insert(vals, shift, h, e)
+    ht_insert(vals, 0, vals.shape[0], shift, h, e)
     return e, free, used
 
 
@@ -187,31 +168,23 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            _prefetch_ahead(hashes, k, vals, shift, key, lk, q, deep)
-            h = hashes[k]
-            f = _t_find(vals, shift, key, h)
-            qf = 0
-            if f >= 0:
-                qf = q[f]
-                if qf < 2:  # a hit: to the front of T2
-                    hits += 1
-                    if prefix:
-                        prefix_hits += 1
-                    if record:
-                        hit_tier[k] = 0
-                    _unlink(lk, f)
-                    _push(lk, S + 1, f)
-                    if qf == 0:
-                        q[f] = 1
-                        t1 -= 1
-                        t2 += 1
-                    continue
+            h, f = probe(hashes, k, vals, shift, key, lk, q, deep)
+            qf = q[f] if f >= 0 else 0
+            if f >= 0 and qf < 2:  # a hit: to the front of T2
+                hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
+                unlink(lk, 0, f)
+                push(lk, 0, S + 1, f)
+                if qf == 0:
+                    q[f] = 1
+                    t1 -= 1
+                    t2 += 1
+                continue
             prefix = False
             if record:
                 hit_tier[k] = -1
             ghost_hit = 0
             if f >= 0:  # a ghost: adapt p, and the block takes the ghost's entry back
-                _unlink(lk, f)
+                unlink(lk, 0, f)
                 p = arc_adapt(p, b1, b2, cf, qf == 2)
                 if qf == 2:
                     ghost_hit = 1
@@ -220,24 +193,10 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
                     ghost_hit = 2
                     b2 -= 1
             if t1 + t2 >= c:
-                ghost = True
-                trim = -1
-                if ghost_hit != 0:
-                    lst = arc_victim_list(t1, t2, p, ghost_hit)
-                elif t1 + b1 + 1 > c:
-                    if b1 > 0:
-                        lst = arc_victim_list(t1, t2, p, 0)
-                        trim = 0
-                    else:
-                        lst = 0
-                        ghost = False
-                else:
-                    lst = arc_victim_list(t1, t2, p, 0)
-                    if t1 + b1 + t2 + b2 >= 2 * c and b2 > 0:
-                        trim = 1
+                lst, trim, ghost = arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit)
                 if trim >= 0:  # forget the oldest ghost of B1 or B2
                     g = lk[2 * (S + 2 + trim) + 1]
-                    _unlink(lk, g)
+                    unlink(lk, 0, g)
                     free = _forget(vals, shift, key, lk, g, free)
                     if trim == 0:
                         b1 -= 1
@@ -245,16 +204,16 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
                         b2 -= 1
                     o = lk[2 * (S + 2 + trim) + 1]
                     if o < P:  # the next ghost to go: its table cell
-                        prefetch(vals, _t_home(key[o], shift))
+                        prefetch(vals, ht_home(key[o], shift))
                 s = lk[2 * (S + lst) + 1]
-                _unlink(lk, s)
+                unlink(lk, 0, s)
                 if lst == 0:
                     t1 -= 1
                 else:
                     t2 -= 1
                 if ghost:  # the victim's entry stays, on B1 or B2
                     q[s] = 2 + lst
-                    _push(lk, S + 2 + lst, s)
+                    push(lk, 0, S + 2 + lst, s)
                     if lst == 0:
                         b1 += 1
                     else:
@@ -270,17 +229,14 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
                 e = f
             else:
                 e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
-            if ghost_hit != 0:
-                q[e] = 1
-                _push(lk, S + 1, e)
-                t2 += 1
-            else:
-                q[e] = 0
-                _push(lk, S, e)
+            kk = 1 if ghost_hit != 0 else 0
+            q[e] = kk
+            push(lk, 0, S + kk, e)
+            if kk == 0:
                 t1 += 1
-    counters[0, C_HITS] = hits
-    counters[0, C_PREFIX_HITS] = prefix_hits
-    counters[0, C_EVICTIONS] = evictions
+            else:
+                t2 += 1
+    set_one_tier(counters, hits, prefix_hits, evictions)
 
 
 @njit(_nrt=False)
@@ -300,81 +256,56 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            _prefetch_ahead(hashes, k, vals, shift, key, lk, q, deep)
-            h = hashes[k]
-            f = _t_find(vals, shift, key, h)
+            h, f = probe(hashes, k, vals, shift, key, lk, q, deep)
             if f >= 0 and q[f] < 2:  # a hit: count it (up to 3)
-                hits += 1
-                if prefix:
-                    prefix_hits += 1
-                if record:
-                    hit_tier[k] = 0
-                if bit[f] < 3:
-                    bit[f] += 1
+                hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
+                bit[f] = s3_hit(bit[f])
                 continue
             prefix = False
             if record:
                 hit_tier[k] = -1
             if f >= 0:  # a ghost: the block takes its entry back, into main
-                _unlink(lk, f)
+                unlink(lk, 0, f)
                 ghosts -= 1
             if small + main >= c:
                 has_evicted = True
-                done = False
+                s = -1
                 if main <= main_cap and small > 0:
                     # Small's oldest moves to main if it was used often enough, else it
                     # leaves (a ghost); when small runs dry, main gives the victim.
-                    while small > 0:
-                        s = lk[2 * S + 1]
-                        _unlink(lk, s)
+                    s, moved = s3_small_victim(lk, 0, S, S + 1, bit, 0, q, 0, small, thresh)
+                    small -= moved
+                    main += moved
+                    if s >= 0:
                         small -= 1
-                        if bit[s] >= thresh:
-                            _push(lk, S + 1, s)
-                            q[s] = 1
-                            bit[s] = 0
-                            main += 1
-                            continue
                         if ghost_cap > 0:
                             if ghosts >= ghost_cap:  # forget the oldest ghost
                                 g = lk[2 * (S + 2) + 1]
-                                _unlink(lk, g)
+                                unlink(lk, 0, g)
                                 free = _forget(vals, shift, key, lk, g, free)
                                 ghosts -= 1
                             q[s] = 2
-                            _push(lk, S + 2, s)
+                            push(lk, 0, S + 2, s)
                             ghosts += 1
                         else:
                             free = _forget(vals, shift, key, lk, s, free)
-                        done = True
-                        break
-                while not done:
-                    # Main's oldest leaves unless it was used: then back to the front.
-                    s = lk[2 * (S + 1) + 1]
-                    u = bit[s]
-                    _unlink(lk, s)
-                    if u >= 1:
-                        _push(lk, S + 1, s)
-                        bit[s] = min(u, 3) - 1
-                    else:
-                        main -= 1
-                        free = _forget(vals, shift, key, lk, s, free)
-                        done = True
+                if s < 0:  # main's oldest leaves unless it was used: then back to the front
+                    s = s3_main_victim(lk, 0, S + 1, bit, 0)
+                    main -= 1
+                    free = _forget(vals, shift, key, lk, s, free)
                 evictions += 1
                 if record:
                     evictions_at[k, 0] = 1
             if f >= 0:
                 e = f
-                kk = 1
             else:
                 e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
-                kk = 1 if (not has_evicted and small >= small_cap) else 0
+            kk = s3_insert_queue(f >= 0, has_evicted, small, small_cap)
             q[e] = kk
             bit[e] = 0
-            _push(lk, S + kk, e)
+            push(lk, 0, S + kk, e)
             if kk == 0:
                 small += 1
             else:
                 main += 1
-    counters[0, C_HITS] = hits
-    counters[0, C_PREFIX_HITS] = prefix_hits
-    counters[0, C_EVICTIONS] = evictions
+    set_one_tier(counters, hits, prefix_hits, evictions)

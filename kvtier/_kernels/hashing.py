@@ -7,13 +7,15 @@ import numpy as np
 from kvtier._kernels.jit import njit
 
 # splitmix64 constants (Steele, Lea, Flood: "Fast splittable pseudorandom number generators").
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: 2**64 / golden ratio: splitmix64's increment, and the multiplier of Fibonacci hashing
+#: (``kvtier._kernels.hashtable``).
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 @njit
-def _mix64(x):
+def mix64(x):
     x = (x ^ (x >> np.uint64(30))) * _MIX1
     x = (x ^ (x >> np.uint64(27))) * _MIX2
     return x ^ (x >> np.uint64(31))
@@ -30,12 +32,12 @@ def chained_block_hashes(tokens, block_tokens, root):
     out = np.empty(num_blocks, dtype=np.uint64)
     parent = root
     for b in range(num_blocks):
-        h = _mix64(parent ^ _GOLDEN)
+        h = mix64(parent ^ GOLDEN)
         base = b * block_tokens
         for t in range(block_tokens):
-            h = _mix64(h ^ (tokens[base + t] + _GOLDEN))
+            h = mix64(h ^ (tokens[base + t] + GOLDEN))
         # Length is folded in so that blocks of different sizes never collide by design.
-        h = _mix64(h ^ np.uint64(block_tokens))
+        h = mix64(h ^ np.uint64(block_tokens))
         out[b] = h
         parent = h
     return out

@@ -1,23 +1,28 @@
-"""Open-addressing hash tables over 64-bit keys, in flat arrays.
+"""The one open-addressing hash table of the kernels: 64-bit keys to entry numbers, in flat arrays.
 
-An *index* table (``ht_find``/``ht_insert``/``ht_delete``) is ``size`` int32 cells (a
-power of two ``2**bits``, ``-1`` = empty) from base offset ``vb``, each holding an entry
-number whose key the caller keeps in its own array (``keys[kb + entry]``): 4 bytes per
-cell, so the replay's block locations and the policies' ghost lists cost little per
-resident block. A key's home is the top ``bits`` bits of ``key * 0x9E3779B97F4A7C15``
-(Fibonacci hashing, so dense ids and real hashes spread alike), probing is linear and
-deletion shifts the following cells back (no tombstones). The caller keeps the load at
-most one half. ``densify_ids`` (a key-storing table that grows) maps a trace's hashes to
-dense ids ``0 .. n_unique - 1``.
+A table is ``size`` cells (a power of two ``2**bits``) of ``vals`` from base offset ``vb``,
+each empty (-1) or holding an *entry number* whose key the caller keeps in its own array
+(``keys[kb + entry]``): the table stores no keys, so a cell is 4 bytes (``int32``) or,
+where entry numbers fit, 2 (``int16``). The replay's block locations, the policies' ghost
+lists and the fast replay kernels' block tables are all such tables; offsets (not array
+views) let several share one array and keep the kernels free of reference counting.
+
+A key's home is the top ``bits`` bits of ``key * GOLDEN`` (Fibonacci hashing, so dense
+ids and real hashes spread alike; ``shift = 64 - bits``, from ``ht_shift``); probing is
+linear, and deletion shifts the following cells back (no tombstones). The caller keeps at
+least one cell empty (every probe ends at one). Most tables hold one entry per key; the
+list replay's holds a block's resident entry and its ghosts under one key, and finds,
+replaces and deletes them by entry number (``ht_find_in``, ``ht_entry_cell``,
+``ht_delete_entry``). ``densify_ids`` (a key-storing table that grows) maps a trace's
+hashes to dense ids ``0 .. n_unique - 1``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.hashing import GOLDEN
 from kvtier._kernels.jit import njit
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @njit
@@ -31,39 +36,65 @@ def ht_shift(size):
 
 @njit(inline="always")
 def ht_home(key, shift):
-    return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
+    """A key's home cell: the top bits of its Fibonacci hash."""
+    return np.int64((np.uint64(key) * GOLDEN) >> np.uint64(shift))
 
 
 @njit(_nrt=False, inline="always")
-def ht_find(vals, vb, size, shift, keys, kb, key):
-    """The entry whose key is ``key``, or -1. The table ``vals[vb : vb + size]`` holds entry
-    indices (-1 = empty); entry ``e``'s key is ``keys[kb + e]`` (the table stores no keys)."""
+def ht_probe(vals, vb, size, shift, keys, kb, key):
+    """The cell holding ``key``'s (first) entry or, if it has none, the empty cell where
+    the probe ended (where ``ht_insert`` would put it): read ``vals[vb + cell]`` to tell."""
     mask = size - 1
     i = ht_home(key, shift)
     while True:
-        e = vals[vb + i]
+        e = np.int64(vals[vb + i])  # (2-byte cells: callers double it; so would plain Python)
         if e == -1 or keys[kb + e] == key:
-            return e
-        i = (i + 1) & mask
-
-
-@njit(_nrt=False, inline="always")
-def ht_cell(vals, vb, size, shift, keys, kb, key):
-    """The cell (index into the table) that holds ``key``'s entry, or -1."""
-    mask = size - 1
-    i = ht_home(key, shift)
-    while True:
-        e = vals[vb + i]
-        if e == -1:
-            return -1
-        if keys[kb + e] == key:
             return i
         i = (i + 1) & mask
 
 
 @njit(_nrt=False, inline="always")
+def ht_find(vals, vb, size, shift, keys, kb, key):
+    """The entry of ``key`` (the first of its probe run), or -1."""
+    return np.int64(vals[vb + ht_probe(vals, vb, size, shift, keys, kb, key)])
+
+
+@njit(_nrt=False, inline="always")
+def ht_cell(vals, vb, size, shift, keys, kb, key):
+    """The cell that holds ``key``'s entry, or -1."""
+    i = ht_probe(vals, vb, size, shift, keys, kb, key)
+    return -1 if vals[vb + i] == -1 else i
+
+
+@njit(_nrt=False, inline="always")
+def ht_find_in(vals, vb, size, shift, keys, kb, key, lo, hi):
+    """The entry of ``key`` numbered in ``lo .. hi - 1`` (a table where a key may have
+    several entries, in ranges of the caller's), or -1."""
+    mask = size - 1
+    i = ht_home(key, shift)
+    while True:
+        e = np.int64(vals[vb + i])
+        if e == -1:
+            return -1
+        if lo <= e < hi and keys[kb + e] == key:
+            return e
+        i = (i + 1) & mask
+
+
+@njit(_nrt=False, inline="always")
+def ht_entry_cell(vals, vb, size, shift, keys, kb, e):
+    """The cell that holds entry ``e`` (which must be in the table, under ``keys[kb + e]``)."""
+    mask = size - 1
+    i = ht_home(keys[kb + e], shift)
+    while vals[vb + i] != e:
+        i = (i + 1) & mask
+    return i
+
+
+@njit(_nrt=False, inline="always")
 def ht_insert(vals, vb, size, shift, key, e):
-    """Index entry ``e`` under ``key`` (absent; the caller has set ``keys[kb + e] = key``)."""
+    """Index entry ``e`` under ``key`` (the caller has set ``keys[kb + e] = key``) in the
+    first empty cell of its probe run."""
     mask = size - 1
     i = ht_home(key, shift)
     while vals[vb + i] != -1:
@@ -71,16 +102,10 @@ def ht_insert(vals, vb, size, shift, key, e):
     vals[vb + i] = e
 
 
-@njit(_nrt=False)
-def ht_delete(vals, vb, size, shift, keys, kb, key):
-    """Unindex ``key`` (its entry's key must still be in ``keys``); its entry, or -1."""
+@njit(_nrt=False, inline="always")
+def ht_remove_cell(vals, vb, size, shift, keys, kb, i):
+    """Empty cell ``i``, shifting back the entries after it that would no longer be found."""
     mask = size - 1
-    i = ht_home(key, shift)
-    while vals[vb + i] != -1 and keys[kb + vals[vb + i]] != key:
-        i = (i + 1) & mask
-    out = vals[vb + i]
-    if out == -1:
-        return -1
     j = i
     while True:
         j = (j + 1) & mask
@@ -97,7 +122,37 @@ def ht_delete(vals, vb, size, shift, keys, kb, key):
             vals[vb + i] = e
             i = j
     vals[vb + i] = -1
+
+
+@njit(_nrt=False)
+def ht_delete(vals, vb, size, shift, keys, kb, key):
+    """Unindex ``key`` (its entry's key must still be in ``keys``); its entry, or -1."""
+    i = ht_probe(vals, vb, size, shift, keys, kb, key)
+    out = np.int64(vals[vb + i])
+    if out != -1:
+        ht_remove_cell(vals, vb, size, shift, keys, kb, i)
     return out
+
+
+@njit(_nrt=False, inline="always")
+def ht_delete_entry(vals, vb, size, shift, keys, kb, e):
+    """Unindex entry ``e`` (indexed under ``keys[kb + e]``)."""
+    ht_remove_cell(vals, vb, size, shift, keys, kb, ht_entry_cell(vals, vb, size, shift, keys, kb, e))
+
+
+@njit(_nrt=False, inline="always")
+def ht_replace(vals, vb, size, shift, keys, kb, old, new):
+    """Entry ``new`` (``keys[kb + new] == keys[kb + old]``) takes ``old``'s cell: no probe
+    run moves."""
+    vals[vb + ht_entry_cell(vals, vb, size, shift, keys, kb, old)] = new
+
+
+@njit(_nrt=False, inline="always")
+def ht_rekey(vals, vb, size, shift, keys, kb, e, key):
+    """Entry ``e`` leaves the table under its old key and comes back under ``key``."""
+    ht_delete_entry(vals, vb, size, shift, keys, kb, e)
+    keys[kb + e] = key
+    ht_insert(vals, vb, size, shift, key, e)
 
 
 @njit
@@ -105,7 +160,9 @@ def densify_ids(hashes, initial_size):
     """Map each uint64 hash to a dense id in order of first appearance.
 
     Returns ``(ids int32[n], unique uint64[n_unique])`` with ``unique[ids[k]] == hashes[k]``.
-    The table starts at ``initial_size`` (a power of two) and doubles at half load.
+    Unlike the tables above this one keeps each key beside its id in the cell (``keys[i]``,
+    ``vals[i]``: a probe reads one place, not an entry's key elsewhere); it starts at
+    ``initial_size`` cells (a power of two) and doubles at half load.
     """
     n = hashes.shape[0]
     size = initial_size
@@ -117,16 +174,9 @@ def densify_ids(hashes, initial_size):
     count = 0
     for k in range(n):
         h = hashes[k]
-        mask = size - 1
-        i = ht_home(h, shift)
-        found = -1
-        while vals[i] != -1:
-            if keys[i] == h:
-                found = vals[i]
-                break
-            i = (i + 1) & mask
-        if found >= 0:
-            ids[k] = found
+        i = _densify_probe(keys, vals, shift, h)
+        if vals[i] >= 0:
+            ids[k] = vals[i]
             continue
         keys[i] = h
         vals[i] = count
@@ -143,12 +193,20 @@ def densify_ids(hashes, initial_size):
             vals = np.full(size, -1, dtype=np.int32)
             shift = ht_shift(size)
             for v in range(count):
-                i = ht_home(unique[v], shift)
-                while vals[i] != -1:
-                    i = (i + 1) & (size - 1)
+                i = _densify_probe(keys, vals, shift, unique[v])
                 keys[i] = unique[v]
                 vals[i] = v
     return ids, unique[:count].copy()
+
+
+@njit(inline="always")
+def _densify_probe(keys, vals, shift, h):
+    """The cell of ``h`` in a key-storing table, or the empty cell its probe ended at."""
+    mask = vals.shape[0] - 1
+    i = ht_home(h, shift)
+    while vals[i] != -1 and keys[i] != h:
+        i = (i + 1) & mask
+    return i
 
 
 @njit

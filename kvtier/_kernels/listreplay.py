@@ -43,21 +43,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvtier._kernels.hashtable import ht_shift
+from kvtier._kernels.counters import C_EVICTIONS, C_HITS, C_PREFIX_HITS, C_PROMOTIONS, NUM_COUNTERS, derive_counters
+from kvtier._kernels.hashtable import (
+    ht_delete_entry,
+    ht_find_in,
+    ht_home,
+    ht_insert,
+    ht_rekey,
+    ht_replace,
+    ht_shift,
+)
 from kvtier._kernels.jit import njit
+from kvtier._kernels.links import push, unlink
 from kvtier._kernels.policy import ARC, CLOCK, FIFO, LRU, S3FIFO, SIEVE
 from kvtier._kernels.prefetch import prefetch
-from kvtier._kernels.replay import (
-    C_ADMITTED,
-    C_DEMOTIONS,
-    C_DROPS,
-    C_EVICTIONS,
-    C_HITS,
-    C_MISSES,
-    C_PREFIX_HITS,
-    C_PROMOTIONS,
-    NUM_COUNTERS,
+from kvtier._kernels.rules import (
+    arc_adapt,
+    arc_evict_case,
+    s3_evicts_from_main,
+    s3_hit,
+    s3_insert_queue,
+    s3_main_victim,
+    s3_small_victim,
 )
+from kvtier._kernels.scan import DEEP_PREFETCH_CELLS, prefetch_ahead, table_cells
 
 #: Policy kinds this kernel runs.
 LIST_KINDS = (LRU, FIFO, CLOCK, SIEVE, S3FIFO, ARC)
@@ -84,144 +93,6 @@ TS_HEAD = 17  # the tier's first sentinel
 TS_RELABELED = 18  # the victim's table cell went to its ghost (the victim is dropped)
 TS_SIZE = 19
 
-#: Prefetch distance: table cells ``2 * PREFETCH_AHEAD`` accesses ahead, the entries they
-#: name (large tables) ``PREFETCH_AHEAD`` ahead.
-PREFETCH_AHEAD = 8
-#: Tables that would be larger than this (512 KiB, half an L2 cache) are made denser.
-DENSE_TABLE_CELLS = 1 << 17
-#: Tables larger than this (1 MiB of cells) also prefetch the entries their cells name.
-DEEP_PREFETCH_CELLS = 1 << 18
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-# -- lists ------------------------------------------------------------------------------
-
-
-@njit(_nrt=False, inline="always")
-def _push(lk, head, x):
-    newest = lk[2 * head]
-    lk[2 * newest + 1] = x
-    lk[2 * x] = newest
-    lk[2 * x + 1] = head
-    lk[2 * head] = x
-
-
-@njit(_nrt=False, inline="always")
-def _unlink(lk, x):
-    p = lk[2 * x]
-    q = lk[2 * x + 1]
-    lk[2 * p + 1] = q
-    lk[2 * q] = p
-
-
-# -- the table (hash -> entries; several entries may share a key) -----------------------
-
-
-@njit(inline="always")
-def _t_home(h, shift):
-    """A key's home cell: the top bits of its Fibonacci hash."""
-    return np.int64((np.uint64(h) * _GOLDEN) >> np.uint64(shift))
-
-
-@njit(_nrt=False, inline="always")
-def _t_insert(vals, shift, h, e):
-    mask = vals.shape[0] - 1
-    i = _t_home(h, shift)
-    while vals[i] != -1:
-        i = (i + 1) & mask
-    vals[i] = e
-
-
-@njit(_nrt=False, inline="always")
-def _t_replace(vals, shift, key, old, new):
-    """Entry ``new`` (``key[new] == key[old]``) takes ``old``'s cell: no probe run moves."""
-    mask = vals.shape[0] - 1
-    i = _t_home(key[old], shift)
-    while vals[i] != old:
-        i = (i + 1) & mask
-    vals[i] = new
-
-
-@njit(_nrt=False, inline="always")
-def _t_delete(vals, shift, key, e):
-    """Remove entry ``e`` (indexed under ``key[e]``), shifting its run back."""
-    mask = vals.shape[0] - 1
-    i = _t_home(key[e], shift)
-    while vals[i] != e:
-        i = (i + 1) & mask
-    j = i
-    while True:
-        j = (j + 1) & mask
-        f = vals[j]
-        if f == -1:
-            break
-        home = _t_home(key[f], shift)
-        if i <= j:
-            stays = i < home <= j
-        else:
-            stays = home > i or home <= j
-        if not stays:
-            vals[i] = f
-            i = j
-    vals[i] = -1
-
-
-@njit(_nrt=False, inline="always")
-def _t_rekey(vals, shift, key, e, h):
-    """Entry ``e`` leaves the table under its old key and comes back under ``h``."""
-    _t_delete(vals, shift, key, e)
-    key[e] = h
-    _t_insert(vals, shift, h, e)
-
-
-@njit(_nrt=False, inline="always")
-def _t_find_ghost(ts, t, vals, shift, key, h):
-    """Tier ``t``'s ghost entry for ``h``, or -1."""
-    mask = vals.shape[0] - 1
-    lo = ts[t, TS_GLO]
-    hi = ts[t, TS_GHI]
-    i = _t_home(h, shift)
-    while True:
-        e = vals[i]
-        if e == -1:
-            return -1
-        if lo <= e < hi and key[e] == h:
-            return e
-        i = (i + 1) & mask
-
-
-@njit(_nrt=False, inline="always")
-def _t_find(vals, shift, key, h):
-    """The entry of key ``h``, or -1, in a table where a key has at most one entry."""
-    mask = vals.shape[0] - 1
-    i = _t_home(h, shift)
-    while True:
-        e = np.int64(vals[i])  # (2-byte cells: callers double it; so would plain Python)
-        if e == -1:
-            return -1
-        if key[e] == h:
-            return e
-        i = (i + 1) & mask
-
-
-@njit(_nrt=False, inline="always")
-def _prefetch_ahead(hashes, k, vals, shift, key, lk, state, deep):
-    """Prefetch the table cell of the access ``2 * PREFETCH_AHEAD`` ahead of ``k`` and, for
-    tables that outgrow the L2 cache (``deep``), the key, links and byte of ``state`` (the
-    tier or list; entries below its length) of the entry the by now cached cell names, for
-    the access ``PREFETCH_AHEAD`` ahead."""
-    n = hashes.shape[0]
-    if k + 2 * PREFETCH_AHEAD < n:
-        prefetch(vals, _t_home(hashes[k + 2 * PREFETCH_AHEAD], shift))
-    if deep and k + PREFETCH_AHEAD < n:
-        c = vals[_t_home(hashes[k + PREFETCH_AHEAD], shift)]
-        if c >= 0:
-            prefetch(key, c)
-            prefetch(lk, 2 * c)
-            if c < state.shape[0]:
-                prefetch(state, c)
-
 
 # -- ghosts -----------------------------------------------------------------------------
 
@@ -229,7 +100,7 @@ def _prefetch_ahead(hashes, k, vals, shift, key, lk, state, deep):
 @njit(_nrt=False, inline="always")
 def _ghost_free(ts, t, g, q, lk):
     """Ghost entry ``g`` leaves its list for tier ``t``'s free stack (its cell is the caller's)."""
-    _unlink(lk, g)
+    unlink(lk, 0, g)
     ts[t, TS_G0 + q[g]] -= 1
     lk[2 * g + 1] = ts[t, TS_GFREE]
     ts[t, TS_GFREE] = g
@@ -238,7 +109,7 @@ def _ghost_free(ts, t, g, q, lk):
 @njit(_nrt=False, inline="always")
 def _ghost_take(ts, t, g, vals, shift, key, q, lk):
     """Forget ghost entry ``g`` of tier ``t``."""
-    _t_delete(vals, shift, key, g)
+    ht_delete_entry(vals, 0, vals.shape[0], shift, key, 0, g)
     _ghost_free(ts, t, g, q, lk)
 
 
@@ -266,13 +137,13 @@ def _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, lk):
     ts[t, TS_GFREE] = lk[2 * g + 1]
     key[g] = key[s]
     q[g] = lst
-    _push(lk, ts[t, TS_HEAD] + 2 + lst, g)
+    push(lk, 0, ts[t, TS_HEAD] + 2 + lst, g)
     ts[t, TS_G0 + lst] += 1
     if drop:
-        _t_replace(vals, shift, key, s, g)
+        ht_replace(vals, 0, vals.shape[0], shift, key, 0, s, g)
         ts[t, TS_RELABELED] = 1
     else:
-        _t_insert(vals, shift, key[g], g)
+        ht_insert(vals, 0, vals.shape[0], shift, key[g], g)
 
 
 # -- policy operations on tier t --------------------------------------------------------
@@ -305,21 +176,16 @@ def _insert(ts, t, e, q, bit, lk):
     head = ts[t, TS_HEAD]
     ts[t, TS_COUNT] += 1
     if kind == S3FIFO:
-        if ts[t, TS_GHOST_HIT] != 0:
-            k = 1
-        elif ts[t, TS_HAS_EVICTED] == 0 and ts[t, TS_Q0] >= ts[t, TS_SMALL_CAP]:
-            k = 1
-        else:
-            k = 0
+        k = s3_insert_queue(ts[t, TS_GHOST_HIT] != 0, ts[t, TS_HAS_EVICTED] != 0, ts[t, TS_Q0], ts[t, TS_SMALL_CAP])
         ts[t, TS_GHOST_HIT] = 0
-        _push(lk, head + k, e)
+        push(lk, 0, head + k, e)
         q[e] = k
         bit[e] = 0
         ts[t, TS_Q0 + k] += 1
     elif kind == ARC:
         k = 1 if ts[t, TS_GHOST_HIT] != 0 else 0
         ts[t, TS_GHOST_HIT] = 0
-        _push(lk, head + k, e)
+        push(lk, 0, head + k, e)
         q[e] = k
         ts[t, TS_Q0 + k] += 1
     else:
@@ -329,7 +195,7 @@ def _insert(ts, t, e, q, bit, lk):
 @njit(_nrt=False, inline="always")
 def _place(kind, head, e, bit, lk):
     """Insert for LRU, FIFO, CLOCK and SIEVE (list at sentinel ``head``)."""
-    _push(lk, head, e)
+    push(lk, 0, head, e)
     if kind != LRU:
         bit[e] = 0
 
@@ -338,8 +204,8 @@ def _place(kind, head, e, bit, lk):
 def _touch(kind, head, e, bit, lk):
     """Access for LRU, FIFO, CLOCK and SIEVE."""
     if kind == LRU:
-        _unlink(lk, e)
-        _push(lk, head, e)
+        unlink(lk, 0, e)
+        push(lk, 0, head, e)
     elif kind == CLOCK or kind == SIEVE:
         bit[e] = 1
     # FIFO: a hit changes nothing
@@ -349,11 +215,10 @@ def _touch(kind, head, e, bit, lk):
 def _access(ts, t, e, q, bit, lk):
     kind = ts[t, TS_KIND]
     if kind == S3FIFO:
-        if bit[e] < 3:
-            bit[e] += 1
+        bit[e] = s3_hit(bit[e])
     elif kind == ARC:
-        _unlink(lk, e)
-        _push(lk, ts[t, TS_HEAD] + 1, e)
+        unlink(lk, 0, e)
+        push(lk, 0, ts[t, TS_HEAD] + 1, e)
         if q[e] == 0:
             q[e] = 1
             ts[t, TS_Q0] -= 1
@@ -372,91 +237,36 @@ def _remove(ts, t, e, q, lk):
         ts[t, TS_HAND] = -1 if h == ts[t, TS_HEAD] else h
     elif kind == S3FIFO or kind == ARC:
         ts[t, TS_Q0 + q[e]] -= 1
-    _unlink(lk, e)
+    unlink(lk, 0, e)
 
 
 @njit(_nrt=False, inline="always")
 def _s3_evict(ts, t, drop, vals, shift, key, q, bit, lk):
     head = ts[t, TS_HEAD]
     ts[t, TS_HAS_EVICTED] = 1
-    while True:
-        if ts[t, TS_Q1] > ts[t, TS_MAIN_CAP] or ts[t, TS_Q0] == 0:
-            while True:
-                s = lk[2 * (head + 1) + 1]
-                f = bit[s]
-                _unlink(lk, s)
-                if f >= 1:
-                    _push(lk, head + 1, s)
-                    bit[s] = min(f, 3) - 1
-                else:
-                    ts[t, TS_Q1] -= 1
-                    return s
-        while ts[t, TS_Q0] > 0:
-            s = lk[2 * head + 1]
-            _unlink(lk, s)
+    if not s3_evicts_from_main(ts[t, TS_Q0], ts[t, TS_Q1], ts[t, TS_MAIN_CAP]):
+        s, moved = s3_small_victim(lk, 0, head, head + 1, bit, 0, q, 0, ts[t, TS_Q0], ts[t, TS_THRESH])
+        ts[t, TS_Q0] -= moved
+        ts[t, TS_Q1] += moved
+        if s >= 0:
             ts[t, TS_Q0] -= 1
-            if bit[s] >= ts[t, TS_THRESH]:
-                _push(lk, head + 1, s)
-                q[s] = 1
-                bit[s] = 0
-                ts[t, TS_Q1] += 1
-            else:
-                if ts[t, TS_GHOST_CAP] > 0:
-                    if ts[t, TS_G0] >= ts[t, TS_GHOST_CAP]:
-                        _ghost_drop_oldest(ts, t, 0, vals, shift, key, q, lk)
-                    _ghost_add(ts, t, 0, s, drop, vals, shift, key, q, lk)
-                return s
-
-
-@njit(_nrt=False, inline="always")
-def _arc_replace_list(ts, arc_p, t):
-    return arc_victim_list(ts[t, TS_Q0], ts[t, TS_Q1], arc_p[t], ts[t, TS_GHOST_HIT])
-
-
-@njit(_nrt=False, inline="always")
-def arc_victim_list(t1, t2, p, ghost_hit):
-    """ARC's REPLACE: 0 evicts from T1, 1 from T2 (``ghost_hit`` 2: the key was in B2)."""
-    if (t1 > 0 and (t1 > p or (t1 == p and ghost_hit == 2))) or t2 == 0:
-        return 0
-    return 1
-
-
-@njit(_nrt=False, inline="always")
-def arc_adapt(p, b1, b2, c, in_b1):
-    """ARC's target size of T1 after a ghost hit in B1 (``in_b1``) or B2 (``b1``, ``b2``:
-    the ghost lists' sizes before the ghost leaves; ``c`` the capacity)."""
-    if in_b1:
-        return min(p + max(b2 / b1, 1.0), c)
-    return max(p - max(b1 / b2, 1.0), 0.0)
+            if ts[t, TS_GHOST_CAP] > 0:
+                if ts[t, TS_G0] >= ts[t, TS_GHOST_CAP]:
+                    _ghost_drop_oldest(ts, t, 0, vals, shift, key, q, lk)
+                _ghost_add(ts, t, 0, s, drop, vals, shift, key, q, lk)
+            return s
+    ts[t, TS_Q1] -= 1
+    return s3_main_victim(lk, 0, head + 1, bit, 0)
 
 
 @njit(_nrt=False, inline="always")
 def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, lk):
-    n = ts[t, TS_CAP]
-    ghost = True
-    trim = -1
-    if ts[t, TS_GHOST_HIT] != 0:
-        lst = _arc_replace_list(ts, arc_p, t)
-    else:
-        t1 = ts[t, TS_Q0]
-        t2 = ts[t, TS_Q1]
-        b1 = ts[t, TS_G0]
-        b2 = ts[t, TS_G1]
-        if t1 + b1 + 1 > n:
-            if b1 > 0:
-                lst = _arc_replace_list(ts, arc_p, t)
-                trim = 0
-            else:
-                lst = 0
-                ghost = False
-        else:
-            lst = _arc_replace_list(ts, arc_p, t)
-            if t1 + b1 + t2 + b2 >= 2 * n and b2 > 0:
-                trim = 1
+    lst, trim, ghost = arc_evict_case(ts[t, TS_Q0], ts[t, TS_Q1], ts[t, TS_G0], ts[t, TS_G1], ts[t, TS_CAP],
+                                      arc_p[t], ts[t, TS_GHOST_HIT])
     if trim >= 0:
         _ghost_drop_oldest(ts, t, trim, vals, shift, key, q, lk)
     s = lk[2 * (ts[t, TS_HEAD] + lst) + 1]
-    _unlink(lk, s)
+    unlink(lk, 0, s)
     ts[t, TS_Q0 + lst] -= 1
     if ghost:
         _ghost_add(ts, t, lst, s, drop, vals, shift, key, q, lk)
@@ -470,8 +280,8 @@ def _evict_plain(ts, t, kind, head, vals, shift, key, bit, lk):
     if kind == CLOCK:
         while bit[s] != 0:
             bit[s] -= 1
-            _unlink(lk, s)
-            _push(lk, head, s)
+            unlink(lk, 0, s)
+            push(lk, 0, head, s)
             s = lk[2 * head + 1]
     elif kind == SIEVE:
         if ts[t, TS_HAND] >= 0:
@@ -483,12 +293,12 @@ def _evict_plain(ts, t, kind, head, vals, shift, key, bit, lk):
                 s = lk[2 * head + 1]
         h = lk[2 * s + 1]
         ts[t, TS_HAND] = -1 if h == head else h
-    _unlink(lk, s)
+    unlink(lk, 0, s)
     # Walk the prefetches up the list: the next victim's links and key came with the last
     # eviction; now its table cell (for a drop), and the links and key of the one after.
     o = lk[2 * head + 1]
     if o != head:
-        prefetch(vals, _t_home(key[o], shift))
+        prefetch(vals, ht_home(key[o], shift))
         o2 = lk[2 * o + 1]
         prefetch(lk, 2 * o2)
         prefetch(key, o2)
@@ -520,24 +330,6 @@ def ghost_pool(ts, t, use_keys):
     if use_keys and ts[t, TS_KIND] == ARC:
         return ts[t, TS_CAP] + 2
     return 0
-
-
-@njit
-def table_cells(R, E):
-    """Cells of the table for ``R`` resident and ``E`` entries in all: the largest power of
-    two within the metadata budget (64 bytes per resident block), 11 cells per entry
-    without ghosts (at most 2/11 full), 3.5 with them (at most 4/7 full); 4 per entry once
-    that outgrows half the L2 cache."""
-    size = 16
-    while size * 2 <= (11 * E if E == R else (7 * E) // 2):
-        size *= 2
-    if size > DENSE_TABLE_CELLS:
-        # Beyond half the L2 cache a probe costs a cache miss however short its run: a table
-        # at most 1/2 full (at least 1/4) misses the caches less than a sparser one.
-        size = 16
-        while size * 2 <= 4 * E:
-            size *= 2
-    return size
 
 
 @njit
@@ -631,7 +423,7 @@ def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, lk, used, coun
                     cell = g0_cell
                     pending = True
             elif use_keys:
-                g = _t_find_ghost(ts, t, vals, shift, key, key[x])
+                g = ht_find_in(vals, 0, vals.shape[0], shift, key, 0, key[x], ts[t, TS_GLO], ts[t, TS_GHI])
             _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, lk)
         last = t + 1 == T
         v = -1
@@ -649,7 +441,7 @@ def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, lk, used, coun
             if ts[t, TS_RELABELED] != 0:
                 ts[t, TS_RELABELED] = 0  # its cell went to its ghost
             else:
-                _t_delete(vals, shift, key, v)
+                ht_delete_entry(vals, 0, vals.shape[0], shift, key, 0, v)
             if e < 0:
                 e = v
                 key[v] = h
@@ -660,9 +452,9 @@ def _admit(ts, arc_p, T, R, e, h, vals, shift, key, tier, q, bit, lk, used, coun
         t += 1
     if new:
         if pending:
-            _t_replace(vals, shift, key, scratch, e)
+            ht_replace(vals, 0, vals.shape[0], shift, key, 0, scratch, e)
         else:
-            _t_insert(vals, shift, h, e)
+            ht_insert(vals, 0, vals.shape[0], shift, h, e)
     return used
 
 
@@ -695,7 +487,7 @@ def _admit_plain(ts, T, R, e, h, vals, shift, key, tier, bit, lk, used, counters
         if v < 0:
             break
         if t + 1 == T:
-            _t_delete(vals, shift, key, v)
+            ht_delete_entry(vals, 0, vals.shape[0], shift, key, 0, v)
             if e < 0:
                 e = v
                 key[v] = h
@@ -705,7 +497,7 @@ def _admit_plain(ts, T, R, e, h, vals, shift, key, tier, bit, lk, used, counters
         x = v
         t += 1
     if new:
-        _t_insert(vals, shift, h, e)
+        ht_insert(vals, 0, vals.shape[0], shift, h, e)
     return used
 
 
@@ -732,10 +524,10 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            _prefetch_ahead(hashes, k, vals, shift, key, lk, tier, deep)
+            prefetch_ahead(hashes, k, vals, shift, key, lk, tier, deep)
             h = hashes[k]
             # One probe finds the resident entry and tier 0's ghost.
-            i = _t_home(h, shift)
+            i = ht_home(h, shift)
             e = -1
             g0 = -1
             g0_cell = -1
@@ -764,13 +556,13 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
                         e = used
                         used += 1
                         key[e] = h
-                        _t_insert(vals, shift, h, e)
+                        ht_insert(vals, 0, vals.shape[0], shift, h, e)
                     else:
                         e = _evict_plain(ts, 0, kind0, head0, vals, shift, key, bit, lk)
                         evictions0 += 1
                         if record:
                             evictions_at[k, 0] = 1
-                        _t_rekey(vals, shift, key, e, h)
+                        ht_rekey(vals, 0, vals.shape[0], shift, key, 0, e, h)
                     _place(kind0, head0, e, bit, lk)
                 if record:
                     hit_tier[k] = 0 if hit else -1
@@ -786,7 +578,7 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
                     counters[t, C_PROMOTIONS] += 1
                     _remove(ts, t, e, q, lk)
                     if ghosts0:
-                        g0 = _t_find_ghost(ts, 0, vals, shift, key, h)
+                        g0 = ht_find_in(vals, 0, vals.shape[0], shift, key, 0, h, ts[0, TS_GLO], ts[0, TS_GHI])
                 else:
                     _access(ts, t, e, q, bit, lk)
                     admit = False
@@ -804,23 +596,3 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
         counters[0, C_HITS] = hits0
         counters[0, C_PREFIX_HITS] = prefix0
         counters[0, C_EVICTIONS] = evictions0
-
-
-@njit(_nrt=False)
-def derive_counters(offsets, counters):
-    """Fill in the counters a replay loop leaves out: it counts hits, prefix hits,
-    promotions and evictions per tier; misses, admissions, demotions and drops follow."""
-    T = counters.shape[0]
-    looked = offsets[-1] - offsets[0]  # accesses that looked in the tier
-    for t in range(T):
-        looked -= counters[t, C_HITS]
-        counters[t, C_MISSES] = looked
-        if t + 1 < T:
-            counters[t, C_DEMOTIONS] = counters[t, C_EVICTIONS]
-            counters[t + 1, C_ADMITTED] = counters[t, C_EVICTIONS]
-        else:
-            counters[t, C_DROPS] = counters[t, C_EVICTIONS]
-    promoted = 0
-    for t in range(T):
-        promoted += counters[t, C_PROMOTIONS]
-    counters[0, C_ADMITTED] = looked + promoted  # misses and promotions enter tier 0

@@ -22,25 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvtier._kernels.hashtable import ht_shift
+from kvtier._kernels.counters import C_EVICTIONS, C_HITS, C_PREFIX_HITS, C_PROMOTIONS, NUM_COUNTERS, derive_counters
+from kvtier._kernels.hashtable import ht_home, ht_insert, ht_rekey, ht_shift
 from kvtier._kernels.jit import njit
-from kvtier._kernels.listreplay import (
-    DEEP_PREFETCH_CELLS,
-    LRU,
-    TS_CAP,
-    TS_KIND,
-    _prefetch_ahead,
-    _push,
-    _t_find,
-    _t_home,
-    _t_insert,
-    _t_rekey,
-    _unlink,
-    derive_counters,
-    table_cells,
-)
+from kvtier._kernels.links import link_init, push, unlink
+from kvtier._kernels.listreplay import LRU, TS_CAP, TS_KIND
 from kvtier._kernels.prefetch import prefetch
-from kvtier._kernels.replay import C_EVICTIONS, C_HITS, C_PREFIX_HITS, C_PROMOTIONS, NUM_COUNTERS
+from kvtier._kernels.scan import DEEP_PREFETCH_CELLS, probe, table_cells
 
 
 def applies(ts_init) -> bool:
@@ -69,8 +57,7 @@ def lru_chain_replay(offsets, hashes, ts_init, promote, record):
         cap[t] = ts_init[t, TS_CAP]
         R += cap[t]
     lk = np.empty(2 * (R + 1), dtype=np.int32)
-    lk[2 * R] = R
-    lk[2 * R + 1] = R
+    link_init(lk, 0, R)
     key = np.zeros(R, dtype=np.uint64)
     tier = np.zeros(R, dtype=np.int8)
     size = table_cells(R, R)
@@ -112,9 +99,7 @@ def _loop(offsets, hashes, cap, count, tail, R, vals, shift, key, tier, lk, coun
     for r in range(offsets.shape[0] - 1):
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
-            _prefetch_ahead(hashes, k, vals, shift, key, lk, tier, deep)
-            h = hashes[k]
-            e = _t_find(vals, shift, key, h)
+            h, e = probe(hashes, k, vals, shift, key, lk, tier, deep)
             if e >= 0:
                 j = np.int64(tier[e])
                 counters[j, C_HITS] += 1
@@ -128,7 +113,7 @@ def _loop(offsets, hashes, cap, count, tail, R, vals, shift, key, tier, lk, coun
                     if lk[2 * a] != e:
                         if e == tail[j]:
                             tail[j] = lk[2 * e + 1]
-                        _unlink(lk, e)
+                        unlink(lk, 0, e)
                         b = lk[2 * a]
                         lk[2 * a] = e
                         lk[2 * e + 1] = a
@@ -138,8 +123,8 @@ def _loop(offsets, hashes, cap, count, tail, R, vals, shift, key, tier, lk, coun
                 if lk[2 * S] != e:  # not already the newest
                     if e == tail[j]:
                         tail[j] = lk[2 * e + 1]
-                    _unlink(lk, e)
-                    _push(lk, S, e)
+                    unlink(lk, 0, e)
+                    push(lk, 0, S, e)
                 if j == 0:
                     continue
                 counters[j, C_PROMOTIONS] += 1
@@ -154,9 +139,9 @@ def _loop(offsets, hashes, cap, count, tail, R, vals, shift, key, tier, lk, coun
                     # Every tier is full: each passes its oldest block on, the last drops
                     # its own (the oldest of all), whose entry the new block takes.
                     v = lk[2 * S + 1]
-                    _unlink(lk, v)
-                    _t_rekey(vals, shift, key, v, h)
-                    _push(lk, S, v)
+                    unlink(lk, 0, v)
+                    ht_rekey(vals, 0, vals.shape[0], shift, key, 0, v, h)
+                    push(lk, 0, S, v)
                     tier[v] = 0
                     for t in range(T - 1):
                         _step_back(tail, t, tier, lk, counters, evictions_at, k, record)
@@ -168,13 +153,13 @@ def _loop(offsets, hashes, cap, count, tail, R, vals, shift, key, tier, lk, coun
                     # The next drop reads the new oldest block's key, links and table cell.
                     prefetch(key, o)
                     prefetch(lk, 2 * lk[2 * o + 1])
-                    prefetch(vals, _t_home(key[o], shift))
+                    prefetch(vals, ht_home(key[o], shift))
                     continue
                 x = used
                 used += 1
                 key[x] = h
-                _t_insert(vals, shift, h, x)
-                _push(lk, S, x)
+                ht_insert(vals, 0, vals.shape[0], shift, h, x)
+                push(lk, 0, S, x)
                 tier[x] = 0
             # Block x entered tier 0 at the front of all: cascade the overflow down.
             t = 0

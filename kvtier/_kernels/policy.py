@@ -38,6 +38,16 @@ import numpy as np
 from kvtier._kernels.hashtable import ht_delete, ht_find, ht_insert, ht_shift
 from kvtier._kernels.heap import heap_push, heap_rekey, heap_remove
 from kvtier._kernels.jit import njit
+from kvtier._kernels.links import detach, insert_older, is_linked, link_init, mark_unlinked, oldest, push, unlink
+from kvtier._kernels.rules import (
+    arc_adapt,
+    arc_evict_case,
+    s3_evicts_from_main,
+    s3_hit,
+    s3_insert_queue,
+    s3_main_victim,
+    s3_small_victim,
+)
 
 # Policy kinds (``M[m + M_KIND]``).
 LRU = 0
@@ -85,48 +95,16 @@ M_FB = 27
 M_SIZE = 32
 
 # Layout in I of a list policy over n slots (W = n + 4: sentinels n .. n + 3 head lists):
-#   prev[0:W], next[W:2W], aux row 0 [2W : 2W+n], aux row 1 [2W+n : 2W+2n], ghost arrays.
-# Of a heap policy: heap[0:n], pos[n:2n], count of hits[2n:3n]; K: tie stamps; F: priority,
-# then one scalar (cost-aware's clock L). ARC keeps p in F[0]. S3-FIFO/ARC keep keys in K.
+#   links[0:2W] (``kvtier._kernels.links``), aux row 0 [2W : 2W+n], aux row 1 [2W+n : 2W+2n],
+#   ghost arrays: links of P entries and 2 sentinels, a list byte per entry, a free stack,
+#   the ghost table.
+# Of a heap policy (``kvtier._kernels.heap``): heap[0:n], pos[n:2n], count of hits[2n:3n];
+# in heap order, K: tie stamps, F: priorities, then one scalar (cost-aware's clock L). ARC keeps p in F[0]. S3-FIFO/ARC keep keys in K.
 
 
 @njit(inline="always")
 def _is_heap(kind):
     return kind == LFU or kind == COST_AWARE or kind == BELADY
-
-
-@njit(_nrt=False, inline="always")
-def _push(I, pb, nb, head, x):
-    newest = I[pb + head]
-    I[nb + newest] = x
-    I[pb + x] = newest
-    I[nb + x] = head
-    I[pb + head] = x
-
-
-@njit(_nrt=False, inline="always")
-def _unlink(I, pb, nb, x):
-    p = I[pb + x]
-    q = I[nb + x]
-    I[nb + p] = q
-    I[pb + q] = p
-    I[pb + x] = -1
-    I[nb + x] = -1
-
-
-@njit(_nrt=False, inline="always")
-def _insert_older(I, pb, nb, anchor, x):
-    p = I[pb + anchor]
-    I[nb + p] = x
-    I[pb + x] = p
-    I[nb + x] = anchor
-    I[pb + anchor] = x
-
-
-@njit(_nrt=False, inline="always")
-def _oldest(I, nb, head):
-    o = I[nb + head]
-    return -1 if o == head else o
 
 
 @njit
@@ -170,8 +148,7 @@ def policy_new(kind, n, small_cap, ghost_cap, move_threshold):
     I = np.full(g_i + g_len, -1, dtype=np.int32)
     I[2 * W : g_i] = 0
     for head in range(n, n + 4):
-        I[head] = head
-        I[W + head] = head
+        link_init(I, 0, head)
     keyed = kind == S3FIFO or kind == ARC
     K = np.zeros((n + pool) if keyed else 1, dtype=np.int64)
     F = np.zeros(1, dtype=np.float64)
@@ -182,8 +159,7 @@ def policy_new(kind, n, small_cap, ghost_cap, move_threshold):
     if pool > 0:
         M[M_G_SHIFT] = ht_shift(ht)
         for head in (pool, pool + 1):
-            I[g_i + head] = head
-            I[g_i + pool + 2 + head] = head
+            link_init(I, g_i, head)
         gfree = g_i + 3 * pool + 4
         for e in range(pool):
             I[gfree + e] = pool - 1 - e
@@ -226,7 +202,7 @@ def _gidx_insert(I, K, M, m, key, e):
 def _ghost_unlink_free(I, M, m, e, lst):
     P = M[m + M_G_POOL]
     o = M[m + M_G_I]
-    _unlink(I, o, o + P + 2, e)
+    detach(I, o, e)
     I[o + 3 * P + 4 + M[m + M_G_FREE]] = e
     M[m + M_G_FREE] += 1
     M[m + M_G_COUNT0 + lst] -= 1
@@ -236,7 +212,7 @@ def _ghost_unlink_free(I, M, m, e, lst):
 def _ghost_drop_oldest(I, K, M, m, lst):
     P = M[m + M_G_POOL]
     o = M[m + M_G_I]
-    e = _oldest(I, o + P + 2, P + lst)
+    e = oldest(I, o, P + lst)
     if e < 0:
         return
     _gidx_delete(I, K, M, m, K[M[m + M_G_K] + e])
@@ -282,7 +258,7 @@ def _ghost_add(I, K, M, m, lst, key):
     e = I[o + 3 * P + 4 + M[m + M_G_FREE]]
     K[gk + e] = key
     I[o + 2 * P + 4 + e] = lst
-    _push(I, o, o + P + 2, P + lst, e)
+    push(I, o, P + lst, e)
     M[m + M_G_COUNT0 + lst] += 1
     _gidx_insert(I, K, M, m, key, e)
 
@@ -296,16 +272,9 @@ def _arc_prepare(I, K, F, M, m, key):
     lst = _ghost_find(I, K, M, m, key)
     if lst < 0:
         return
-    b1 = M[m + M_G_COUNT0]
-    b2 = M[m + M_G_COUNT1]
-    c = float(M[m + M_N])
     fb = M[m + M_FB]
-    if lst == 0:
-        F[fb] = min(F[fb] + max(b2 / b1, 1.0), c)
-        M[m + M_GHOST_HIT] = 1
-    else:
-        F[fb] = max(F[fb] - max(b1 / b2, 1.0), 0.0)
-        M[m + M_GHOST_HIT] = 2
+    F[fb] = arc_adapt(F[fb], M[m + M_G_COUNT0], M[m + M_G_COUNT1], float(M[m + M_N]), lst == 0)
+    M[m + M_GHOST_HIT] = 1 if lst == 0 else 2
     _ghost_take(I, K, M, m, key)
 
 
@@ -337,13 +306,11 @@ def policy_prepare(I, K, F, M, m, key):
 @njit(_nrt=False)
 def _prefix_place(I, M, m, slot, depth):
     ib = M[m + M_IB]
-    n = M[m + M_N]
-    nb = ib + n + 4
     anchor = M[m + M_ANCHOR]
     if anchor >= 0 and anchor != slot and depth == M[m + M_LAST_DEPTH] + 1:
-        _insert_older(I, ib, nb, anchor, slot)
+        insert_older(I, ib, anchor, slot)
     else:
-        _push(I, ib, nb, n, slot)
+        push(I, ib, M[m + M_N], slot)
     M[m + M_ANCHOR] = slot
     M[m + M_LAST_DEPTH] = depth
 
@@ -356,7 +323,7 @@ def _list_insert(I, M, m, kind, slot, depth):
     if kind == PREFIX_LRU:
         _prefix_place(I, M, m, slot, depth)
         return
-    _push(I, ib, ib + W, n, slot)
+    push(I, ib, n, slot)
     if kind == CLOCK or kind == SIEVE:
         I[ib + 2 * W + slot] = 0
 
@@ -367,10 +334,10 @@ def _list_access(I, M, m, kind, slot, depth):
     n = M[m + M_N]
     W = n + 4
     if kind == LRU:
-        _unlink(I, ib, ib + W, slot)
-        _push(I, ib, ib + W, n, slot)
+        unlink(I, ib, slot)
+        push(I, ib, n, slot)
     elif kind == PREFIX_LRU:
-        _unlink(I, ib, ib + W, slot)
+        unlink(I, ib, slot)
         _prefix_place(I, M, m, slot, depth)
     elif kind == CLOCK or kind == SIEVE:
         I[ib + 2 * W + slot] = 1
@@ -382,34 +349,32 @@ def _list_evict(I, M, m, kind):
     ib = M[m + M_IB]
     n = M[m + M_N]
     W = n + 4
-    pb = ib
-    nb = ib + W
     if kind == CLOCK:
         ref = ib + 2 * W
-        s = I[nb + n]
+        s = I[ib + 2 * n + 1]
         while I[ref + s] != 0:
             I[ref + s] -= 1
-            _unlink(I, pb, nb, s)
-            _push(I, pb, nb, n, s)
-            s = I[nb + n]
-        _unlink(I, pb, nb, s)
+            unlink(I, ib, s)
+            push(I, ib, n, s)
+            s = I[ib + 2 * n + 1]
+        detach(I, ib, s)
         return s
     if kind == SIEVE:
         seen = ib + 2 * W
-        s = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[nb + n]
+        s = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[ib + 2 * n + 1]
         while I[seen + s] != 0:
             I[seen + s] = 0
-            s = I[nb + s]
+            s = I[ib + 2 * s + 1]
             if s == n:
-                s = I[nb + n]
-        h = I[nb + s]
+                s = I[ib + 2 * n + 1]
+        h = I[ib + 2 * s + 1]
         M[m + M_HAND] = -1 if h == n else h
-        _unlink(I, pb, nb, s)
+        detach(I, ib, s)
         return s
-    s = I[nb + n]
+    s = I[ib + 2 * n + 1]
     if kind == PREFIX_LRU and s == M[m + M_ANCHOR]:
         M[m + M_ANCHOR] = -1
-    _unlink(I, pb, nb, s)
+    detach(I, ib, s)
     return s
 
 
@@ -418,28 +383,27 @@ def _list_victim(I, M, m, kind):
     ib = M[m + M_IB]
     n = M[m + M_N]
     W = n + 4
-    nb = ib + W
     if kind == CLOCK:
         ref = ib + 2 * W
-        s = I[nb + n]
+        s = I[ib + 2 * n + 1]
         while s != n:
             if I[ref + s] == 0:
                 return s
-            s = I[nb + s]
-        return I[nb + n]
+            s = I[ib + 2 * s + 1]
+        return I[ib + 2 * n + 1]
     if kind == SIEVE:
         seen = ib + 2 * W
-        start = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[nb + n]
+        start = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[ib + 2 * n + 1]
         s = start
         while s != n and I[seen + s] != 0:
-            s = I[nb + s]
+            s = I[ib + 2 * s + 1]
         if s != n:
             return s
-        s = I[nb + n]
+        s = I[ib + 2 * n + 1]
         while s != start and I[seen + s] != 0:
-            s = I[nb + s]
+            s = I[ib + 2 * s + 1]
         return s
-    return I[nb + n]
+    return I[ib + 2 * n + 1]
 
 
 # -- S3-FIFO ----------------------------------------------------------------------------
@@ -451,25 +415,20 @@ def _s3_insert(I, K, M, m, slot, key):
     n = M[m + M_N]
     W = n + 4
     K[M[m + M_KB] + slot] = key
-    if M[m + M_GHOST_HIT] != 0:
-        q = 1
-    elif M[m + M_HAS_EVICTED] == 0 and M[m + M_Q0] >= M[m + M_CAP0]:
-        q = 1
-    else:
-        q = 0
+    q = s3_insert_queue(M[m + M_GHOST_HIT] != 0, M[m + M_HAS_EVICTED] != 0, M[m + M_Q0], M[m + M_CAP0])
     M[m + M_GHOST_HIT] = 0
-    _push(I, ib, ib + W, n + q, slot)
+    push(I, ib, n + q, slot)
     I[ib + 2 * W + slot] = q
     I[ib + 2 * W + n + slot] = 0
     M[m + M_Q0 + q] += 1
 
 
 @njit(_nrt=False)
-def _s3_main_victim(I, nb, fq, head):
+def _s3_main_victim(I, ib, fq, head):
     """First member (oldest first) with the smallest capped count: it reaches zero first."""
     best = -1
     best_f = 4
-    s = I[nb + head]
+    s = I[ib + 2 * head + 1]
     while s != head:
         f = min(I[fq + s], 3)
         if f < best_f:
@@ -477,7 +436,7 @@ def _s3_main_victim(I, nb, fq, head):
             best_f = f
             if f == 0:
                 break
-        s = I[nb + s]
+        s = I[ib + 2 * s + 1]
     return best
 
 
@@ -486,22 +445,21 @@ def _s3_victim(I, M, m):
     ib = M[m + M_IB]
     n = M[m + M_N]
     W = n + 4
-    nb = ib + W
     fq = ib + 2 * W + n
-    if M[m + M_Q1] > M[m + M_CAP1] or M[m + M_Q0] == 0:
-        return _s3_main_victim(I, nb, fq, n + 1)
-    s = I[nb + n]
+    if s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
+        return _s3_main_victim(I, ib, fq, n + 1)
+    s = I[ib + 2 * n + 1]
     while s != n:
         if I[fq + s] < M[m + M_THRESH]:
             return s
-        s = I[nb + s]
+        s = I[ib + 2 * s + 1]
     # Every small-queue member moves to main with a zero count, behind main's members.
-    s = I[nb + n + 1]
+    s = I[ib + 2 * (n + 1) + 1]
     while s != n + 1:
         if I[fq + s] == 0:
             return s
-        s = I[nb + s]
-    return I[nb + n]
+        s = I[ib + 2 * s + 1]
+    return I[ib + 2 * n + 1]
 
 
 @njit(_nrt=False)
@@ -509,39 +467,26 @@ def _s3_evict(I, K, M, m):
     ib = M[m + M_IB]
     n = M[m + M_N]
     W = n + 4
-    pb = ib
-    nb = ib + W
     qa = ib + 2 * W
     fq = qa + n
-    kb = M[m + M_KB]
     M[m + M_HAS_EVICTED] = 1
-    while True:
-        if M[m + M_Q1] > M[m + M_CAP1] or M[m + M_Q0] == 0:
-            while True:
-                s = I[nb + n + 1]
-                f = I[fq + s]
-                _unlink(I, pb, nb, s)
-                if f >= 1:
-                    _push(I, pb, nb, n + 1, s)
-                    I[fq + s] = min(f, 3) - 1
-                else:
-                    M[m + M_Q1] -= 1
-                    return s
-        while M[m + M_Q0] > 0:
-            s = I[nb + n]
-            _unlink(I, pb, nb, s)
+    if not s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
+        s, moved = s3_small_victim(I, ib, n, n + 1, I, fq, I, qa, M[m + M_Q0], M[m + M_THRESH])
+        M[m + M_Q0] -= moved
+        M[m + M_Q1] += moved
+        if s >= 0:
             M[m + M_Q0] -= 1
-            if I[fq + s] >= M[m + M_THRESH]:
-                _push(I, pb, nb, n + 1, s)
-                I[qa + s] = 1
-                I[fq + s] = 0
-                M[m + M_Q1] += 1
-            else:
-                if M[m + M_G_CAP] > 0 and K[kb + s] != NO_KEY:
-                    if M[m + M_G_COUNT0] >= M[m + M_G_CAP]:
-                        _ghost_drop_oldest(I, K, M, m, 0)
-                    _ghost_add(I, K, M, m, 0, K[kb + s])
-                return s
+            mark_unlinked(I, ib, s)
+            key = K[M[m + M_KB] + s]
+            if M[m + M_G_CAP] > 0 and key != NO_KEY:
+                if M[m + M_G_COUNT0] >= M[m + M_G_CAP]:
+                    _ghost_drop_oldest(I, K, M, m, 0)
+                _ghost_add(I, K, M, m, 0, key)
+            return s
+    s = s3_main_victim(I, ib, n + 1, I, fq)
+    mark_unlinked(I, ib, s)
+    M[m + M_Q1] -= 1
+    return s
 
 
 # -- ARC --------------------------------------------------------------------------------
@@ -555,7 +500,7 @@ def _arc_insert(I, K, M, m, slot, key):
     K[M[m + M_KB] + slot] = key
     q = 1 if M[m + M_GHOST_HIT] != 0 else 0
     M[m + M_GHOST_HIT] = 0
-    _push(I, ib, ib + W, n + q, slot)
+    push(I, ib, n + q, slot)
     I[ib + 2 * W + slot] = q
     M[m + M_Q0 + q] += 1
 
@@ -565,8 +510,8 @@ def _arc_access(I, M, m, slot):
     ib = M[m + M_IB]
     n = M[m + M_N]
     W = n + 4
-    _unlink(I, ib, ib + W, slot)
-    _push(I, ib, ib + W, n + 1, slot)
+    unlink(I, ib, slot)
+    push(I, ib, n + 1, slot)
     a = ib + 2 * W + slot
     if I[a] == 0:
         I[a] = 1
@@ -575,44 +520,21 @@ def _arc_access(I, M, m, slot):
 
 
 @njit(_nrt=False)
-def _arc_replace_list(F, M, m):
-    t1 = M[m + M_Q0]
-    t2 = M[m + M_Q1]
-    p = F[M[m + M_FB]]
-    if (t1 > 0 and (t1 > p or (t1 == p and M[m + M_GHOST_HIT] == 2))) or t2 == 0:
-        return 0
-    return 1
-
-
-@njit(_nrt=False)
 def _arc_case(F, M, m):
-    """ARC's eviction step now: (list to evict from, ghost list to trim first or -1,
-    whether the victim is remembered in a ghost list)."""
-    if M[m + M_GHOST_HIT] != 0:
-        return _arc_replace_list(F, M, m), -1, True
-    n = M[m + M_N]
-    t1 = M[m + M_Q0]
-    t2 = M[m + M_Q1]
-    b1 = M[m + M_G_COUNT0]
-    b2 = M[m + M_G_COUNT1]
-    if t1 + b1 + 1 > n:
-        if b1 > 0:
-            return _arc_replace_list(F, M, m), 0, True
-        return 0, -1, False
-    trim = 1 if (t1 + b1 + t2 + b2 >= 2 * n and b2 > 0) else -1
-    return _arc_replace_list(F, M, m), trim, True
+    """ARC's eviction step now (``kvtier._kernels.rules.arc_evict_case``)."""
+    return arc_evict_case(M[m + M_Q0], M[m + M_Q1], M[m + M_G_COUNT0], M[m + M_G_COUNT1], M[m + M_N],
+                          F[M[m + M_FB]], M[m + M_GHOST_HIT])
 
 
 @njit(_nrt=False)
 def _arc_evict(I, K, F, M, m):
     ib = M[m + M_IB]
     n = M[m + M_N]
-    W = n + 4
     lst, trim, ghost = _arc_case(F, M, m)
     if trim >= 0:
         _ghost_drop_oldest(I, K, M, m, trim)
-    s = I[ib + W + n + lst]
-    _unlink(I, ib, ib + W, s)
+    s = I[ib + 2 * (n + lst) + 1]
+    detach(I, ib, s)
     M[m + M_Q0 + lst] -= 1
     if ghost:
         _ghost_add(I, K, M, m, lst, K[M[m + M_KB] + s])
@@ -629,7 +551,7 @@ def _heap_set(I, K, F, M, m, kind, slot, next_use, cost, first):
     kb = M[m + M_KB]
     fb = M[m + M_FB]
     M[m + M_STAMP] += 1
-    K[kb + slot] = M[m + M_STAMP]
+    stamp = M[m + M_STAMP]
     if first:
         f = 1
     else:
@@ -638,15 +560,15 @@ def _heap_set(I, K, F, M, m, kind, slot, next_use, cost, first):
             f += 1
     I[ib + 2 * n + slot] = f
     if kind == LFU:
-        F[fb + slot] = float(f)
+        prio = float(f)
     elif kind == COST_AWARE:
-        F[fb + slot] = F[fb + n] + f * cost
+        prio = F[fb + n] + f * cost
     else:
-        F[fb + slot] = -float(next_use)
+        prio = -float(next_use)
     if first:
-        heap_push(I, ib, ib + n, F, fb, K, kb, M[m + M_COUNT] - 1, slot)
+        heap_push(I, ib, I, ib + n, F, fb, K, kb, M[m + M_COUNT] - 1, slot, prio, stamp)
     else:
-        heap_rekey(I, ib, ib + n, F, fb, K, kb, M[m + M_COUNT], slot)
+        heap_rekey(I, ib, I, ib + n, F, fb, K, kb, M[m + M_COUNT], slot, prio, stamp)
 
 
 @njit(_nrt=False)
@@ -656,8 +578,8 @@ def _heap_evict(I, K, F, M, m, kind):
     fb = M[m + M_FB]
     s = I[ib]
     if kind == COST_AWARE:
-        F[fb + n] = F[fb + s]  # GDSF aging: later blocks start from the evicted value
-    heap_remove(I, ib, ib + n, F, fb, K, M[m + M_KB], M[m + M_COUNT] + 1, s)
+        F[fb + n] = F[fb]  # GDSF aging: later blocks start from the evicted value
+    heap_remove(I, ib, I, ib + n, F, fb, K, M[m + M_KB], M[m + M_COUNT] + 1, s)
     return s
 
 
@@ -685,8 +607,7 @@ def policy_access(I, K, F, M, m, slot, depth, next_use, cost):
     kind = M[m + M_KIND]
     if kind == S3FIFO:
         a = M[m + M_IB] + 2 * (M[m + M_N] + 4) + M[m + M_N] + slot
-        if I[a] < 3:
-            I[a] += 1
+        I[a] = s3_hit(I[a])
     elif kind == ARC:
         _arc_access(I, M, m, slot)
     elif _is_heap(kind):
@@ -703,17 +624,17 @@ def policy_remove(I, K, F, M, m, slot):
     ib = M[m + M_IB]
     M[m + M_COUNT] -= 1
     if _is_heap(kind):
-        heap_remove(I, ib, ib + n, F, M[m + M_FB], K, M[m + M_KB], M[m + M_COUNT] + 1, slot)
+        heap_remove(I, ib, I, ib + n, F, M[m + M_FB], K, M[m + M_KB], M[m + M_COUNT] + 1, slot)
         return
     W = n + 4
     if kind == SIEVE and slot == M[m + M_HAND]:
-        h = I[ib + W + slot]
+        h = I[ib + 2 * slot + 1]
         M[m + M_HAND] = -1 if h == n else h
     elif kind == PREFIX_LRU and slot == M[m + M_ANCHOR]:
         M[m + M_ANCHOR] = -1
     elif kind == S3FIFO or kind == ARC:
         M[m + M_Q0 + I[ib + 2 * W + slot]] -= 1
-    _unlink(I, ib, ib + W, slot)
+    detach(I, ib, slot)
 
 
 @njit(_nrt=False)
@@ -728,7 +649,7 @@ def policy_victim(I, K, F, M, m):
         return _s3_victim(I, M, m)
     if kind == ARC:
         lst, _trim, _ghost = _arc_case(F, M, m)
-        return I[M[m + M_IB] + M[m + M_N] + 4 + M[m + M_N] + lst]
+        return I[M[m + M_IB] + 2 * (M[m + M_N] + lst) + 1]
     return _list_victim(I, M, m, kind)
 
 
@@ -754,7 +675,7 @@ def policy_tracked(I, K, F, M, m, slot):
     ib = M[m + M_IB]
     if _is_heap(M[m + M_KIND]):
         return I[ib + M[m + M_N] + slot] != -1
-    return I[ib + slot] != -1
+    return is_linked(I, ib, slot)
 
 
 @njit
@@ -769,14 +690,13 @@ def policy_order(I, K, F, M, m):
         for i in range(count):
             out[i] = I[ib + i]
         return out
-    nb = ib + n + 4
     i = 0
     for head in range(n, n + 2):
-        s = I[nb + head]
+        s = I[ib + 2 * head + 1]
         while s != head and i < count:
             out[i] = s
             i += 1
-            s = I[nb + s]
+            s = I[ib + 2 * s + 1]
     return out[:i]
 
 
@@ -802,39 +722,36 @@ def policy_check(I, K, F, M, m):
         if tracked != count:
             return 3
         for i in range(1, count):
-            a = I[ib + i]
-            b = I[ib + ((i - 1) >> 1)]
-            if F[fb + a] < F[fb + b] or (F[fb + a] == F[fb + b] and K[kb + a] < K[kb + b]):
+            b = (i - 1) >> 1
+            if F[fb + i] < F[fb + b] or (F[fb + i] == F[fb + b] and K[kb + i] < K[kb + b]):
                 return 4
         return 0
     W = n + 4
-    pb = ib
-    nb = ib + W
     keyed = kind == S3FIFO or kind == ARC
     seen = np.zeros(n, dtype=np.uint8)
     members = 0
     for head in range(n, n + 4):
-        s = I[nb + head]
+        s = I[ib + 2 * head + 1]
         last = head
         length = 0
         while s != head:
-            if s < 0 or s >= n or seen[s] or I[pb + s] != last:
+            if s < 0 or s >= n or seen[s] or I[ib + 2 * s] != last:
                 return 5
             seen[s] = 1
             if keyed and I[ib + 2 * W + s] != head - n:
                 return 6
             last = s
-            s = I[nb + s]
+            s = I[ib + 2 * s + 1]
             length += 1
             members += 1
-        if I[pb + head] != last:
+        if I[ib + 2 * head] != last:
             return 5
         if keyed and head - n < 2 and length != M[m + M_Q0 + head - n]:
             return 7
     if members != count:
         return 8
     for s in range(n):
-        if (I[pb + s] != -1) != (seen[s] == 1):
+        if is_linked(I, ib, s) != (seen[s] == 1):
             return 9
     P = M[m + M_G_POOL]
     if P > 0:
@@ -842,7 +759,7 @@ def policy_check(I, K, F, M, m):
         gk = M[m + M_G_K]
         total = 0
         for lst in range(2):
-            e = I[o + P + 2 + P + lst]
+            e = I[o + 2 * (P + lst) + 1]
             length = 0
             while e != P + lst:
                 if I[o + 2 * P + 4 + e] != lst:
@@ -850,7 +767,7 @@ def policy_check(I, K, F, M, m):
                 if _gidx_find(I, K, M, m, K[gk + e]) != e:
                     return 10
                 length += 1
-                e = I[o + P + 2 + e]
+                e = I[o + 2 * e + 1]
             if length != M[m + M_G_COUNT0 + lst]:
                 return 11
             total += length

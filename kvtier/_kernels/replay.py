@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.counters import C_ADMITTED, C_DEMOTIONS, C_DROPS, C_EVICTIONS, C_HITS, C_MISSES, C_PREFIX_HITS
+from kvtier._kernels.counters import C_PROMOTIONS, NUM_COUNTERS
 from kvtier._kernels.hashtable import ht_cell, ht_delete, ht_find, ht_insert, ht_shift
 from kvtier._kernels.jit import njit
 from kvtier._kernels.policy import (
@@ -33,17 +35,6 @@ from kvtier._kernels.policy import (
     policy_prepare,
     policy_remove,
 )
-
-# Per-tier counters (columns of ``counters``).
-C_HITS = 0
-C_PREFIX_HITS = 1
-C_MISSES = 2  # accesses that looked in this tier and did not find the block
-C_ADMITTED = 3  # blocks that entered this tier (miss, demotion or promotion)
-C_EVICTIONS = 4
-C_DEMOTIONS = 5
-C_PROMOTIONS = 6  # hits here moved up to tier 0
-C_DROPS = 7  # victims of the last tier (kept nowhere)
-NUM_COUNTERS = 8
 
 
 @njit(_nrt=False, inline="always")
@@ -115,6 +106,84 @@ def _admit(t0, h, depth, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shif
 
 
 @njit
+def cache_state(caps, use_depth, has_next):
+    """Fresh cache state for tiers of ``caps`` slots: ``(so, free, free_top, loc_vals,
+    loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain)``, as ``access`` takes it.
+
+    ``so[t]``: tier ``t``'s first global slot; ``free``/``free_top``: each tier's stack of
+    free slots (slot 0 handed out first, as the store does); ``loc_vals``: the location
+    table (``kvtier._kernels.hashtable``) from a block's hash to its global slot, whose
+    hash, tier, chain depth (``use_depth``) and next use (``has_next``) are ``slot_*``;
+    ``chain``: scratch for one admission's demotions."""
+    num_tiers = caps.shape[0]
+    so = np.zeros(num_tiers + 1, dtype=np.int64)
+    for t in range(num_tiers):
+        so[t + 1] = so[t] + caps[t]
+    total = so[num_tiers]
+    free = np.empty(total, dtype=np.int32)
+    free_top = np.empty(num_tiers, dtype=np.int64)
+    for t in range(num_tiers):
+        for i in range(caps[t]):
+            free[so[t] + i] = caps[t] - 1 - i
+        free_top[t] = caps[t]
+    loc_size = 16
+    while loc_size < 2 * total:
+        loc_size *= 2
+    loc_vals = np.full(loc_size, -1, dtype=np.int32)
+    slot_key = np.zeros(total, dtype=np.uint64)
+    slot_tier = np.zeros(total, dtype=np.int8)
+    slot_depth = np.zeros(total if use_depth else 1, dtype=np.int32)
+    slot_next = np.zeros(total if has_next else 1, dtype=np.int64)
+    chain = np.zeros((num_tiers, 4), dtype=np.int64)
+    return so, free, free_top, loc_vals, ht_shift(loc_size), slot_key, slot_tier, slot_depth, slot_next, chain
+
+
+@njit(_nrt=False, inline="always")
+def access(h, d, nu, prefix, k, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth,
+           slot_next, free, free_top, chain, costs, counters, evictions_at, promote, record, use_keys, use_depth,
+           has_next):
+    """One block access, the store's decisions: block ``h`` (chain depth ``d``, next use
+    ``nu``; access ``k``; ``prefix``: its request has missed nothing yet). A hit in tier 0
+    (or anywhere, without ``promote``) touches the block; a hit in tier ``t > 0`` promotes
+    it (removed from ``t``, admitted to tier 0); a miss admits it to tier 0 (as after
+    recomputing it). Admitting demotes victims down the chain (``_admit``). Counts into
+    ``counters``; returns the tier that hit, or -1."""
+    loc_size = loc_vals.shape[0]
+    g = ht_find(loc_vals, 0, loc_size, loc_shift, slot_key, 0, h)
+    if g < 0:
+        for u in range(num_tiers):
+            counters[u, C_MISSES] += 1
+        _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key, slot_tier,
+               slot_depth, slot_next, free, free_top, chain, costs, counters, evictions_at, k, record, use_keys,
+               use_depth, has_next)
+        return -1
+    t = slot_tier[g]
+    counters[t, C_HITS] += 1
+    if prefix:
+        counters[t, C_PREFIX_HITS] += 1
+    for u in range(t):
+        counters[u, C_MISSES] += 1
+    m = t * M_SIZE
+    s = g - so[t]
+    if t > 0 and promote:
+        counters[t, C_PROMOTIONS] += 1
+        policy_remove(I, K, F, M, m, s)
+        free[so[t] + free_top[t]] = s
+        free_top[t] += 1
+        ht_delete(loc_vals, 0, loc_size, loc_shift, slot_key, 0, h)
+        _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key, slot_tier,
+               slot_depth, slot_next, free, free_top, chain, costs, counters, evictions_at, k, record, use_keys,
+               use_depth, has_next)
+    else:
+        policy_access(I, K, F, M, m, s, d, nu, costs[min(d, costs.shape[0] - 1)])
+        if use_depth:
+            slot_depth[g] = d
+        if has_next:
+            slot_next[g] = nu
+    return t
+
+
+@njit
 def replay_trace(offsets, hashes, next_use, costs, caps, I, K, F, M, promote, record, use_keys, use_depth):
     """Replay every request's blocks (uint64 ``hashes``, CSR by ``offsets``) in order.
 
@@ -129,79 +198,32 @@ def replay_trace(offsets, hashes, next_use, costs, caps, I, K, F, M, promote, re
     """
     num_tiers = caps.shape[0]
     n = hashes.shape[0]
-    so = np.zeros(num_tiers + 1, dtype=np.int64)
-    for t in range(num_tiers):
-        so[t + 1] = so[t] + caps[t]
-    total = so[num_tiers]
-    free = np.empty(total, dtype=np.int32)
-    free_top = np.empty(num_tiers, dtype=np.int64)
-    for t in range(num_tiers):
-        for i in range(caps[t]):
-            free[so[t] + i] = caps[t] - 1 - i  # slot 0 handed out first, as the store does
-        free_top[t] = caps[t]
-    loc_size = 16
-    while loc_size < 2 * total:
-        loc_size *= 2
-    loc_vals = np.full(loc_size, -1, dtype=np.int32)
-    slot_key = np.zeros(total, dtype=np.uint64)
-    slot_tier = np.zeros(total, dtype=np.int8)
-    slot_depth = np.zeros(total if use_depth else 1, dtype=np.int32)
     has_next = next_use.shape[0] == n
-    slot_next = np.zeros(total if has_next else 1, dtype=np.int64)
+    so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = cache_state(
+        caps, use_depth, has_next)
     counters = np.zeros((num_tiers, NUM_COUNTERS), dtype=np.int64)
-    chain = np.zeros((num_tiers, 4), dtype=np.int64)
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, num_tiers), dtype=np.int32)
-    _replay_loop(offsets, hashes, next_use, costs, num_tiers, I, K, F, M, loc_vals, loc_size,
-                 ht_shift(loc_size), so, slot_key, slot_tier, slot_depth, slot_next, free, free_top, chain, counters, hit_tier, evictions_at, promote, record, use_keys, use_depth, has_next)
+    _replay_loop(offsets, hashes, next_use, costs, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key,
+                 slot_tier, slot_depth, slot_next, free, free_top, chain, counters, hit_tier, evictions_at, promote,
+                 record, use_keys, use_depth, has_next)
     return counters, hit_tier, evictions_at
 
 
 @njit(_nrt=False)
-def _replay_loop(offsets, hashes, next_use, costs, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift,
-                 so, slot_key, slot_tier, slot_depth, slot_next, free, free_top, chain, counters, hit_tier, evictions_at, promote, record, use_keys, use_depth, has_next):
+def _replay_loop(offsets, hashes, next_use, costs, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key,
+                 slot_tier, slot_depth, slot_next, free, free_top, chain, counters, hit_tier, evictions_at, promote,
+                 record, use_keys, use_depth, has_next):
     # No allocation here: compiled without reference counting, so handing the arrays to
     # the policy kernels costs nothing per access.
-    last_cost = costs.shape[0] - 1
     for r in range(offsets.shape[0] - 1):
         prefix = True
         start = offsets[r]
         for k in range(start, offsets[r + 1]):
-            h = hashes[k]
-            d = k - start if use_depth else 0
-            nu = next_use[k] if has_next else NEVER
-            g = ht_find(loc_vals, 0, loc_size, loc_shift, slot_key, 0, h)
-            t = -1
-            if g >= 0:
-                t = slot_tier[g]
-                counters[t, C_HITS] += 1
-                if prefix:
-                    counters[t, C_PREFIX_HITS] += 1
-                for u in range(t):
-                    counters[u, C_MISSES] += 1
-                m = t * M_SIZE
-                s = g - so[t]
-                if t > 0 and promote:
-                    counters[t, C_PROMOTIONS] += 1
-                    policy_remove(I, K, F, M, m, s)
-                    free[so[t] + free_top[t]] = s
-                    free_top[t] += 1
-                    ht_delete(loc_vals, 0, loc_size, loc_shift, slot_key, 0, h)
-                    _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key,
-                           slot_tier, slot_depth, slot_next, free, free_top, chain, costs,
-                           counters, evictions_at, k, record, use_keys, use_depth, has_next)
-                else:
-                    policy_access(I, K, F, M, m, s, d, nu, costs[min(d, last_cost)])
-                    if use_depth:
-                        slot_depth[g] = d
-                    if has_next:
-                        slot_next[g] = nu
-            else:
-                prefix = False
-                for u in range(num_tiers):
-                    counters[u, C_MISSES] += 1
-                _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key,
-                       slot_tier, slot_depth, slot_next, free, free_top, chain, costs,
-                       counters, evictions_at, k, record, use_keys, use_depth, has_next)
+            t = access(hashes[k], k - start if use_depth else 0, next_use[k] if has_next else NEVER, prefix, k,
+                       num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth, slot_next,
+                       free, free_top, chain, costs, counters, evictions_at, promote, record, use_keys, use_depth,
+                       has_next)
+            prefix = prefix and t >= 0
             if record:
                 hit_tier[k] = t

@@ -1,20 +1,12 @@
-"""The simulator's numba kernels: plan pricing and the fused time-driven event loop.
+"""The simulator's event loop over arrays: requests dispatched in time order on a
+simulated clock, their prefixes looked up in the cache, priced, and decoded.
 
-Wrapped by ``kvtier.sim``; imports only other kernels and numpy.
-
-``price_request`` is the planners' schedule (``kvtier.policies.planners``: one formula for
-every plan, ``_Request.times``) over arrays, so the event loop can price a request without
-Python; a test checks it against the planners on random inputs.
-
-``simulate_kernel`` runs the whole simulation. The cache decisions are the replay core's:
-the same per-tier policy kernels, admitted and demoted by ``kvtier._kernels.replay._admit``
-in the same order as ``replay_trace`` would for the rows in dispatch order, so the
-simulator's hits equal the replay engine's (a test proves it).
-
-The cache loop is the replay core's (``kvtier._kernels.replay``): the same policy kernels
-called in the same order (prepare, evict while full, insert; access on a hit; remove and
-re-admit on a promotion), over dense block ids, so a test can hold the two to the same
-hits, evictions, demotions and promotions access by access.
+Wrapped by ``kvtier.sim``; imports only other kernels and numpy. The cache is the replay
+core's (``kvtier._kernels.replay.access``, the same step ``replay_trace`` takes for every
+block): the same policy kernels called in the same order, over dense block ids, so a test
+holds the simulator's hits, evictions, demotions and promotions to the replay engine's
+access by access. Prices and decode steps come from ``kvtier._kernels.timing``; the
+event queues are ``kvtier._kernels.heap``'s.
 """
 
 from __future__ import annotations
@@ -24,64 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kvtier._kernels.counters import C_DEMOTIONS
+from kvtier._kernels.heap import heap_push, heap_remove
 from kvtier._kernels.jit import njit
-from kvtier._kernels.timing import (  # noqa: F401  (re-exported for kvtier.sim)
-    PLAN_ALWAYS_FETCH,
-    PLAN_ALWAYS_RECOMPUTE,
-    PLAN_COST_OPTIMAL,
-    PLAN_THRESHOLD,
-    decode_step_s,
-    price_request,
-    to_ns,
-)
-from kvtier._kernels.policy import (
-    M_SIZE,
-    NEVER,
-    policy_access,
-    policy_evict,
-    policy_insert,
-    policy_prepare,
-    policy_remove,
-)
-
-# Per-tier counters: the replay engine's columns.
-from kvtier._kernels.replay import (  # noqa: E402
-    C_ADMITTED,
-    C_DEMOTIONS,
-    C_DROPS,
-    C_EVICTIONS,
-    C_HITS,
-    C_MISSES,
-    C_PREFIX_HITS,
-    C_PROMOTIONS,
-    NUM_COUNTERS,
-)
-
-
-
-def _drop_stale_cache() -> None:
-    """Numba's disk cache of this module is keyed on this file alone, but the event loop
-    inlines the replay and policy kernels: when those change, the cached machine code is
-    stale (and may crash). Drop it whenever the kernels' sources change."""
-    try:
-        kernels = Path(__file__).resolve().parent
-        digest = hashlib.sha256()
-        for f in sorted(kernels.glob("*.py")):
-            digest.update(f.name.encode() + f.read_bytes())
-        stamp = digest.hexdigest()
-        cache = Path(__file__).resolve().parent / "__pycache__"
-        marker = cache / "sim.deps"
-        if marker.exists() and marker.read_text() == stamp:
-            return
-        for f in cache.glob("sim.*.nb[ic]"):
-            f.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        marker.write_text(stamp)
-    except OSError:  # a read-only install keeps whatever cache it has
-        pass
-
-
-_drop_stale_cache()
+from kvtier._kernels.policy import NEVER
+from kvtier._kernels.replay import access, cache_state
+from kvtier._kernels.timing import decode_step_s, price_request, to_ns
 
 
 REGIME_RESIDENT = 0  # the turn's KV sits in the compute tier for its decode
@@ -109,104 +49,17 @@ NUM_F_OUT = 3
 
 
 # ---------------------------------------------------------------------------------------
-# small heaps keyed by (time, row)
-# ---------------------------------------------------------------------------------------
-
-
-@njit
-def _hless(tk, rk, i, j):
-    return tk[i] < tk[j] or (tk[i] == tk[j] and rk[i] < rk[j])
-
-
-@njit
-def _hpush(tk, rk, count, time, row):
-    i = count
-    tk[i] = time
-    rk[i] = row
-    while i > 0:
-        p = (i - 1) >> 1
-        if not _hless(tk, rk, i, p):
-            break
-        tk[i], tk[p] = tk[p], tk[i]
-        rk[i], rk[p] = rk[p], rk[i]
-        i = p
-    return count + 1
-
-
-@njit
-def _hpop(tk, rk, count):
-    """Remove the minimum (read ``tk[0], rk[0]`` before calling); returns the new count."""
-    count -= 1
-    tk[0] = tk[count]
-    rk[0] = rk[count]
-    i = 0
-    while True:
-        c = 2 * i + 1
-        if c >= count:
-            break
-        if c + 1 < count and _hless(tk, rk, c + 1, c):
-            c += 1
-        if not _hless(tk, rk, c, i):
-            break
-        tk[i], tk[c] = tk[c], tk[i]
-        rk[i], rk[c] = rk[c], rk[i]
-        i = c
-    return count
-
-
-@njit
-def to_ns(s):
-    if s <= 0.0:
-        return np.int64(0)
-    return np.int64(np.ceil(s * 1e9 - 1e-6))
-
-
-# ---------------------------------------------------------------------------------------
-# the cache: admit with demotion down the chain (the replay core's rule)
-# ---------------------------------------------------------------------------------------
-
-
-@njit
-def _admit(b, num_tiers, I, K, F, M, slot_id, so, free, free_top, loc_tier, loc_slot, id_depth, id_next, costs,
-           counters):
-    """Admit block ``b`` to tier 0; a full tier evicts its policy's victim, which is
-    admitted to the next tier the same way, or dropped from the last."""
-    carry = b
-    t = 0
-    last_cost = costs.shape[0] - 1
-    while True:
-        m = t * M_SIZE
-        key = np.int64(carry)
-        policy_prepare(I, K, F, M, m, key)
-        victim = -1
-        if free_top[t] == 0:
-            s = policy_evict(I, K, F, M, m)
-            victim = slot_id[so[t] + s]
-            free[so[t] + free_top[t]] = s
-            free_top[t] += 1
-            loc_tier[victim] = -1
-            counters[t, C_EVICTIONS] += 1
-        free_top[t] -= 1
-        s = free[so[t] + free_top[t]]
-        d = id_depth[carry]
-        policy_insert(I, K, F, M, m, s, key, d, id_next[carry], costs[min(d, last_cost)])
-        slot_id[so[t] + s] = carry
-        loc_tier[carry] = t
-        loc_slot[carry] = s
-        counters[t, C_ADMITTED] += 1
-        if victim < 0:
-            return
-        if t + 1 == num_tiers:
-            counters[t, C_DROPS] += 1
-            return
-        counters[t, C_DEMOTIONS] += 1
-        carry = victim
-        t += 1
-
-
-# ---------------------------------------------------------------------------------------
 # the event loop
 # ---------------------------------------------------------------------------------------
+
+
+@njit(_nrt=False, inline="always")
+def _pop(H, P, A, count):
+    """Remove the earliest ``(time, row)`` of an event queue; returns ``(time, row, count)``."""
+    time = A[0]
+    row = H[0]
+    heap_remove(H, 0, P, 0, A, 0, H, 0, count, row)
+    return time, row, count - 1
 
 
 @njit
@@ -225,22 +78,11 @@ def simulate_kernel(
     ``link_busy_ns[link, 0/1]`` (time each direction was held)."""
     n_req = ready0.shape[0]
     T = caps.shape[0]
-    # replay-core cache state (as replay_trace lays it out)
-    so = np.zeros(T + 1, dtype=np.int64)
-    for t in range(T):
-        so[t + 1] = so[t] + caps[t]
-    slot_id = np.empty(so[T], dtype=np.int32)
-    free = np.empty(so[T], dtype=np.int32)
-    free_top = np.empty(T, dtype=np.int64)
-    for t in range(T):
-        for i in range(caps[t]):
-            free[so[t] + i] = caps[t] - 1 - i
-        free_top[t] = caps[t]
-    loc_tier = np.full(n_unique, -1, dtype=np.int8)
-    loc_slot = np.zeros(n_unique, dtype=np.int32)
-    id_depth = np.zeros(n_unique, dtype=np.int32)
-    id_next = np.full(n_unique, NEVER, dtype=np.int64)
+    # the replay core's cache (a block's key is its dense id)
     has_next = next_use.shape[0] == ids.shape[0]
+    so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = cache_state(
+        caps, True, has_next)
+    no_record = np.zeros((0, T), dtype=np.int32)
 
     max_n = 1
     for q in range(n_req):
@@ -257,34 +99,35 @@ def simulate_kernel(
     compute_free = np.int64(0)
     dem_before = np.zeros(T, dtype=np.int64)
 
-    # ready queue and the active set (requests whose turn has not ended)
-    rq_t = np.empty(n_req + 1, dtype=np.int64)
-    rq_r = np.empty(n_req + 1, dtype=np.int64)
+    # event queues (``kvtier._kernels.heap``, by time then row): the ready queue and the
+    # active set (requests whose turn has not ended)
+    rq_r = np.empty(n_req, dtype=np.int64)
+    rq_p = np.empty(n_req, dtype=np.int64)
+    rq_t = np.empty(n_req, dtype=np.int64)
     rq_n = 0
-    ac_t = np.empty(n_req + 1, dtype=np.int64)
-    ac_r = np.empty(n_req + 1, dtype=np.int64)
+    ac_r = np.empty(n_req, dtype=np.int64)
+    ac_p = np.empty(n_req, dtype=np.int64)
+    ac_t = np.empty(n_req, dtype=np.int64)
     ac_n = 0
     remaining = dep_count.copy()
     ready = ready0.copy()
     for q in range(n_req):
         if remaining[q] == 0:
-            rq_n = _hpush(rq_t, rq_r, rq_n, ready[q], q)
+            heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, q, ready[q], q)
+            rq_n += 1
     held = np.zeros(n_req, dtype=np.float64)  # compute-tier bytes each active request holds
     held_sum = 0.0
     stream_link = tier_link[stream_tier] if stream_tier > 0 else -1
     stream_bw = tier_bw[stream_tier] if stream_tier > 0 else 1.0
     n_done = 0
     while rq_n > 0:
-        now = rq_t[0]
+        now, q, rq_n = _pop(rq_r, rq_p, rq_t, rq_n)
         ready_at = now
-        q = rq_r[0]
-        rq_n = _hpop(rq_t, rq_r, rq_n)
         order[n_done] = q
         n_done += 1
         # turns that ended by now release their KV and leave the decode batch
         while ac_n > 0 and ac_t[0] <= now:
-            e = ac_r[0]
-            ac_n = _hpop(ac_t, ac_r, ac_n)
+            _end, e, ac_n = _pop(ac_r, ac_p, ac_t, ac_n)
             held_sum -= held[e]
         # residency: does this turn's KV fit in the compute tier next to the active ones?
         need = ctx_bytes[q]
@@ -292,11 +135,10 @@ def simulate_kernel(
         if stream_tier <= 0:
             # nowhere to stream from: wait for active turns to end until it fits
             while need > kv0_bytes - held_sum and ac_n > 0 and need <= kv0_bytes:
-                e = ac_r[0]
-                if ac_t[0] > now:
-                    admit_wait += ac_t[0] - now
-                    now = ac_t[0]
-                ac_n = _hpop(ac_t, ac_r, ac_n)
+                end, e, ac_n = _pop(ac_r, ac_p, ac_t, ac_n)
+                if end > now:
+                    admit_wait += end - now
+                    now = end
                 held_sum -= held[e]
         room = kv0_bytes - held_sum
         if room < 0.0:
@@ -324,40 +166,14 @@ def simulate_kernel(
         n_in = n_price[q]
         prefix = True
         for k in range(start, offsets[q + 1]):
-            b = ids[k]
-            dd = k - start
-            id_depth[b] = dd
-            if has_next:
-                id_next[b] = next_use[k]
-            t = loc_tier[b]
+            t = access(np.uint64(ids[k]), k - start, next_use[k] if has_next else NEVER, prefix, k, T, I, K, F, M,
+                       loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth, slot_next, free, free_top, chain,
+                       costs, counters, no_record, True, False, True, True, has_next)
+            prefix = prefix and t >= 0
             if k - start < n_in:
                 ti[k - start] = t
                 if t >= 0:
                     out_tier_hits[q, t] += 1
-            if t >= 0:
-                counters[t, C_HITS] += 1
-                if prefix:
-                    counters[t, C_PREFIX_HITS] += 1
-                for u in range(t):
-                    counters[u, C_MISSES] += 1
-                m = t * M_SIZE
-                s = loc_slot[b]
-                if t > 0:
-                    counters[t, C_PROMOTIONS] += 1
-                    policy_remove(I, K, F, M, m, s)
-                    free[so[t] + free_top[t]] = s
-                    free_top[t] += 1
-                    loc_tier[b] = -1
-                    _admit(b, T, I, K, F, M, slot_id, so, free, free_top, loc_tier, loc_slot, id_depth, id_next,
-                           costs, counters)
-                else:
-                    policy_access(I, K, F, M, m, s, dd, id_next[b], costs[min(dd, costs.shape[0] - 1)])
-            else:
-                prefix = False
-                for u in range(T):
-                    counters[u, C_MISSES] += 1
-                _admit(b, T, I, K, F, M, slot_id, so, free, free_top, loc_tier, loc_slot, id_depth, id_next, costs,
-                       counters)
         for t in range(T):
             out_occupancy[q, t] = caps[t] - free_top[t]
         missing = 0
@@ -451,7 +267,8 @@ def simulate_kernel(
             out_i[q, O_END] = end
             out_i[q, O_STREAM_BYTES] = np.int64(stream_b)
             held_sum += held[q]
-            ac_n = _hpush(ac_t, ac_r, ac_n, end, q)
+            heap_push(ac_r, 0, ac_p, 0, ac_t, 0, ac_r, 0, ac_n, q, end, q)
+            ac_n += 1
 
         # demotions this request caused are written down their tier's path (in the background)
         for t in range(1, T):
@@ -474,5 +291,6 @@ def simulate_kernel(
                 ready[c] = cand
             remaining[c] -= 1
             if remaining[c] == 0:
-                rq_n = _hpush(rq_t, rq_r, rq_n, ready[c], c)
+                heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, c, ready[c], c)
+                rq_n += 1
     return n_done

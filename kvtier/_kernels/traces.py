@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvtier._kernels.hashing import _GOLDEN, _mix64
+from kvtier._kernels.hashing import GOLDEN, mix64
 from kvtier._kernels.jit import njit
 
 
@@ -20,7 +20,7 @@ def chain_rekey(offsets, ids, roots):
     for i in range(offsets.shape[0] - 1):
         h = roots[i]
         for k in range(offsets[i], offsets[i + 1]):
-            h = _mix64(_mix64(h ^ _GOLDEN) ^ (ids[k] + _GOLDEN))
+            h = mix64(mix64(h ^ GOLDEN) ^ (ids[k] + GOLDEN))
             out[k] = h
     return out
 

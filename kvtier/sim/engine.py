@@ -57,16 +57,17 @@ from kvtier.policies.planners import PLANNERS
 from kvtier._kernels import policy as _kp
 from kvtier.replay import densify, recompute_cost_per_byte
 from kvtier._kernels import sim as _k
+from kvtier._kernels import timing as _kt
 from kvtier.sim.metrics import SimResult
 from kvtier.sim.resources import target_arrays
 from kvtier.targets import HardwareTarget
 from kvtier.traces import RELATION_SEQUENCE, Trace
 
 _PLANNER_CODES = {
-    "always-fetch": _k.PLAN_ALWAYS_FETCH,
-    "always-recompute": _k.PLAN_ALWAYS_RECOMPUTE,
-    "cost-optimal": _k.PLAN_COST_OPTIMAL,
-    "threshold": _k.PLAN_THRESHOLD,
+    "always-fetch": _kt.PLAN_ALWAYS_FETCH,
+    "always-recompute": _kt.PLAN_ALWAYS_RECOMPUTE,
+    "cost-optimal": _kt.PLAN_COST_OPTIMAL,
+    "threshold": _kt.PLAN_THRESHOLD,
 }
 
 
@@ -348,7 +349,7 @@ def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens
         busy[ta.link_names.index(name)] = float(v)
     scratch = np.empty((5, n + 1))
     cnt = np.empty((T, n + 1), np.int64)
-    ttft, split, mask = _k.price_request(np.append(ti, 0), n, _PLANNER_CODES[planner], planner_subsets(T),
+    ttft, split, mask = _kt.price_request(np.append(ti, 0), n, _PLANNER_CODES[planner], planner_subsets(T),
                                          threshold_tokens, block_tokens, r, c_new, ta.tier_bw, ta.tier_lat,
                                          ta.tier_link, len(ta.link_names), busy, float(model.block_bytes(block_tokens)),
                                          model.num_layers, layerwise, cnt, scratch)
