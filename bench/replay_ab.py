@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from replay_speed import agent_trace, zipf_trace  # noqa: E402
 
 from kvtier._kernels import listreplay as kernel_a  # noqa: E402
-from kvtier.replay import ReplayTier, _list_tiers, densify  # noqa: E402
+from kvtier.replay import densify, select_kernel  # noqa: E402
 
 
 def load_candidate(path: str, workdir: str):
@@ -47,8 +47,7 @@ def load_candidate(path: str, workdir: str):
 
 
 def tiers(policies, caps):
-    return _list_tiers([ReplayTier(name=f"t{i}", policy=p, capacity_blocks=c)
-                        for i, (p, c) in enumerate(zip(policies, caps))], caps)
+    return select_kernel(policies, caps, fast=True).list_scalars
 
 
 def main(argv=None) -> int:

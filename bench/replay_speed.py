@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kvtier.policies import POLICIES, POLICY_NAMES  # noqa: E402
+from kvtier.policies import POLICY_NAMES  # noqa: E402
 from kvtier.replay import ReplayTier, densify, replay, warm_up  # noqa: E402
 
 PEER = {"lru": "LRU", "fifo": "FIFO", "arc": "ARC", "s3fifo": "S3FIFO", "sieve": "Sieve", "clock": "Clock",
@@ -158,29 +158,22 @@ def metadata_bytes(capacity: int) -> dict:
     general kernel): the policy's state arrays plus the replay's slot arrays (free stack
     4, block hash 8, tier 1, depth 4 when used) and its location table (4-byte cells,
     >= 2 per slot)."""
-    from kvtier._kernels import beladyreplay
-    from kvtier._kernels.policy import policy_new
-    from kvtier.replay import _list_path, _list_state_bytes, _list_tiers
+    from kvtier.replay import policy_state, select_kernel
 
     out = {}
     for name in POLICY_NAMES:
-        tier = ReplayTier(name="t", policy=name, capacity_blocks=capacity)
-        ts = _list_tiers([tier], [capacity])
-        if ts is not None:
-            total = _list_state_bytes(ts, True)
-            out[name] = {"kernel": _list_path(ts, True), "per_resident_block": round(total / capacity, 1)}
+        choice = select_kernel([name], [capacity], accesses=1)
+        if choice.name == "belady":
+            out[name] = {"kernel": "belady", "per_resident_block": round(choice.state_bytes / capacity, 1),
+                         "per_access": 12}
             continue
-        if name == "belady":
-            per_slot, per_access = beladyreplay.state_bytes(capacity, 1)
-            out[name] = {"kernel": "belady", "per_resident_block": round(per_slot / capacity, 1),
-                         "per_access": per_access}
+        if choice.name != "general":
+            out[name] = {"kernel": choice.name, "per_resident_block": round(choice.state_bytes / capacity, 1)}
             continue
         table = 16
         while table < 2 * capacity:
             table *= 2
-        cls = POLICIES[name]
-        I, K, F, M = policy_new(cls.kind, capacity, *cls(1)._kernel_params_for(capacity))
-        policy = (I.nbytes + K.nbytes + F.nbytes + M.nbytes) / capacity
+        policy = sum(a.nbytes for a in policy_state([name], [capacity])) / capacity
         slots = 4 + 8 + 1 + (4 if name in ("prefix-lru", "cost-aware") else 0)
         out[name] = {"kernel": "general", "per_resident_block": round(policy + slots + 4 * table / capacity, 1)}
     return out
@@ -328,11 +321,10 @@ def main(argv=None) -> int:
             if label == "zipf-1.0":
                 results["memory"] = measure_memory(offsets, hashes, path, hp, tmp)
                 results["metadata"] = {f"{f:.0%}": metadata_bytes(max(1, int(unique * f))) for f in fractions}
-                from kvtier.replay import _list_state_bytes, _list_tiers
+                from kvtier.replay import select_kernel
 
-                chain = _list_tiers([ReplayTier(name=f"t{i}", policy="lru", capacity_blocks=c)
-                                     for i, c in enumerate(caps3)], caps3)
-                results["metadata"]["lru 3 tiers"] = round(_list_state_bytes(chain, True) / sum(caps3), 1)
+                chain = select_kernel(["lru"] * 3, caps3)
+                results["metadata"]["lru 3 tiers"] = round(chain.state_bytes / sum(caps3), 1)
                 print(f"\npeak RSS replaying {n:,} accesses, every policy: kvtier {results['memory']['kvtier']}, "
                       f"libcachesim (its 7 policies, 10%) {results['memory']['libcachesim']}")
                 print("\n| policy | kernel | bytes per resident block, 1% | 10% |\n|---|---|---|---|")

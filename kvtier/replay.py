@@ -27,21 +27,25 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from kvtier._kernels import policy as _kp
 from kvtier._kernels import beladyreplay as _kb
+from kvtier._kernels import counters as _kc
 from kvtier._kernels import ghostreplay as _kg
 from kvtier._kernels import listreplay as _kl
 from kvtier._kernels import lruchain as _lc
+from kvtier._kernels import policy as _kp
 from kvtier._kernels import replay as _kr
 from kvtier._kernels.hashtable import densify_ids, next_use_index
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
 from kvtier.tiers import TierSpec, flash_slot_bytes
 from kvtier.policies import POLICIES, POLICY_NAMES, KernelPolicy
+from kvtier.validation import check_int
 
 #: Policies whose decisions use hints the replay derives from the trace.
 _NEEDS_NEXT_USE = {"belady"}
@@ -70,9 +74,7 @@ class ReplayTier:
         if not issubclass(POLICIES[self.policy], KernelPolicy):
             raise ConfigError(f"ReplayTier.policy: {self.policy!r} has no kernels, so the replay cannot run it")
         for field in ("capacity_blocks", "capacity_bytes"):
-            v = getattr(self, field)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
-                raise ConfigError(f"ReplayTier.{field}: got {v!r}, expected a positive integer or None")
+            check_int(getattr(self, field), f"ReplayTier.{field}", optional=True)
         if self.capacity_blocks is not None and self.capacity_bytes is not None:
             raise ConfigError(f"ReplayTier {self.name!r}: give capacity_blocks or capacity_bytes, not both")
 
@@ -187,12 +189,17 @@ def recompute_cost_per_byte(model: ModelSpec, block_tokens: int, max_depth: int)
     return flops / float(model.block_bytes(block_tokens))
 
 
-def _state_arrays(tiers: list[ReplayTier], slots: list[int]):
-    """Each tier's fresh policy state, concatenated (tier ``t``'s header at ``t * M_SIZE``)."""
-    parts = []
-    for t, n in zip(tiers, slots):
-        cls = POLICIES[t.policy]
-        parts.append(_kp.policy_new(cls.kind, n, *cls(1)._kernel_params_for(n)))
+def _kernel_params(policy: str, num_slots: int) -> tuple[int, int, int]:
+    """(S3-FIFO small-queue capacity, ghost capacity, move threshold) of ``policy`` over
+    ``num_slots`` slots, as the store's policy instance of that size has them."""
+    return POLICIES[policy](1)._kernel_params_for(num_slots)
+
+
+def policy_state(policies: Sequence[str], slots: Sequence[int]):
+    """Fresh kernel state of one policy per tier (``policies[t]`` over ``slots[t]`` slots,
+    the store's policies exactly), concatenated into ``(I, K, F, M)`` with tier ``t``'s
+    header at ``t * M_SIZE``: the layout the general replay loop and the simulator take."""
+    parts = [_kp.policy_new(POLICIES[p].kind, n, *_kernel_params(p, n)) for p, n in zip(policies, slots)]
     I, K, F, M = (np.concatenate([p[j] for p in parts]) for j in range(4))
     di = dk = df = 0
     for t, p in enumerate(parts):
@@ -203,15 +210,15 @@ def _state_arrays(tiers: list[ReplayTier], slots: list[int]):
     return I, K, F, M
 
 
-def _list_tiers(tiers: list[ReplayTier], slots: list[int]) -> np.ndarray | None:
-    """The fast path's per-tier scalars when every tier runs a list policy (LRU, FIFO,
-    CLOCK, SIEVE, S3-FIFO, ARC), else ``None``."""
-    kinds = [POLICIES[t.policy].kind for t in tiers]
+def _list_scalars(policies: Sequence[str], slots: Sequence[int]) -> np.ndarray | None:
+    """The list kernels' per-tier scalars (``kvtier._kernels.listreplay.TS_*``) when every
+    tier runs a list policy (LRU, FIFO, CLOCK, SIEVE, S3-FIFO, ARC), else ``None``."""
+    kinds = [POLICIES[p].kind for p in policies]
     if any(k not in _kl.LIST_KINDS for k in kinds):
         return None
-    ts = np.zeros((len(tiers), _kl.TS_SIZE), dtype=np.int64)
-    for i, (t, n, kind) in enumerate(zip(tiers, slots, kinds)):
-        small, ghost, threshold = POLICIES[t.policy](1)._kernel_params_for(n)
+    ts = np.zeros((len(kinds), _kl.TS_SIZE), dtype=np.int64)
+    for i, (p, n, kind) in enumerate(zip(policies, slots, kinds)):
+        small, ghost, threshold = _kernel_params(p, n)
         ts[i, _kl.TS_KIND] = kind
         ts[i, _kl.TS_CAP] = n
         ts[i, _kl.TS_SMALL_CAP] = small
@@ -221,25 +228,46 @@ def _list_tiers(tiers: list[ReplayTier], slots: list[int]) -> np.ndarray | None:
     return ts
 
 
-def _list_path(ts: np.ndarray, use_keys: bool) -> str:
-    """Which kernel replays the list-policy tiers ``ts``: ``"ghost"`` (one ARC or S3-FIFO
-    tier that sees keys, ``kvtier._kernels.ghostreplay``), ``"lru-chain"`` (two or more LRU
-    tiers, ``kvtier._kernels.lruchain``) or ``"list"`` (``kvtier._kernels.listreplay``)."""
+#: The replay kernels, by the name ``select_kernel`` gives them.
+KERNELS = ("general", "list", "ghost", "lru-chain", "belady")
+
+
+class KernelChoice(NamedTuple):
+    """The kernel ``replay`` runs for a chain of tiers, and the metadata it allocates.
+
+    ``name``: one of ``KERNELS``: ``"belady"`` (one Belady tier that sees the future,
+    ``kvtier._kernels.beladyreplay``), ``"ghost"`` (one ARC or S3-FIFO tier that sees keys,
+    ``ghostreplay``: a victim turns ghost where it stands), ``"lru-chain"`` (two or more LRU
+    tiers, ``lruchain``: one LRU list cut into segments), ``"list"`` (every tier a list
+    policy, ``listreplay``: one entry per block for its whole stay) or ``"general"``
+    (``kvtier._kernels.replay``, any policies; the one the others are tested equal to).
+    ``state_bytes``: bytes of replay state it allocates for the tiers (the fixed part: the
+    Belady kernel also keeps 12 bytes per access, the general one its policies' arrays)."""
+
+    name: str
+    state_bytes: int
+    list_scalars: np.ndarray | None
+
+
+def select_kernel(policies: Sequence[str], slots: Sequence[int], *, hints: bool | str = True,
+                  accesses: int = 0, fast: bool = True) -> KernelChoice:
+    """The kernel ``replay`` runs for tiers of ``policies`` with ``slots`` blocks each
+    (fastest first) under ``hints`` (as ``replay`` takes them), for a trace of
+    ``accesses`` block accesses; ``fast=False`` always chooses the general kernel."""
+    policies = list(policies)
+    slots = [int(n) for n in slots]
+    use_keys = bool(hints) and any(p in _NEEDS_KEY for p in policies)
+    belady = fast and hints is True and policies == ["belady"] and accesses <= _kb.MAX_ACCESSES
+    if belady:
+        return KernelChoice("belady", _kb.state_bytes(slots[0], accesses)[0], None)
+    ts = _list_scalars(policies, slots) if fast else None
+    if ts is None:
+        return KernelChoice("general", 0, None)
     if _kg.applies(ts, use_keys):
-        return "ghost"
+        return KernelChoice("ghost", int(_kg.state_bytes(ts)), ts)
     if _lc.applies(ts):
-        return "lru-chain"
-    return "list"
-
-
-def _list_state_bytes(ts: np.ndarray, use_keys: bool) -> int:
-    """Bytes of replay state the kernel ``_list_path`` picks allocates for ``ts``."""
-    path = _list_path(ts, use_keys)
-    if path == "ghost":
-        return int(_kg.state_bytes(ts))
-    if path == "lru-chain":
-        return int(_lc.state_bytes(ts))
-    return int(_kl.state_bytes(ts, use_keys))
+        return KernelChoice("lru-chain", int(_lc.state_bytes(ts)), ts)
+    return KernelChoice("list", int(_kl.state_bytes(ts, use_keys)), ts)
 
 
 def densify(block_hashes) -> tuple[np.ndarray, np.ndarray]:
@@ -296,19 +324,17 @@ def replay(
         raise ConfigError("block_offsets: expected int64[n_requests + 1], starting at 0, non-decreasing")
     if hashes.ndim != 1 or int(offsets[-1]) != hashes.shape[0]:
         raise ConfigError(f"block_hashes: got {hashes.shape[0]} entries, block_offsets[-1] says {int(offsets[-1])}")
-    if not isinstance(block_tokens, (int, np.integer)) or isinstance(block_tokens, bool) or block_tokens <= 0:
-        raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
+    check_int(block_tokens, "block_tokens")
     if isinstance(model, str) or model is None:
         model = ModelSpec.preset(model or "llama-3.1-8b")
     if block_bytes is None:
         block_bytes = int(model.block_bytes(block_tokens))
-    elif isinstance(block_bytes, bool) or not isinstance(block_bytes, (int, np.integer)) or block_bytes <= 0:
-        raise ConfigError(f"block_bytes: got {block_bytes!r}, expected a positive integer")
-    block_bytes = int(block_bytes)
+    block_bytes = check_int(block_bytes, "block_bytes")
     spec_tiers = _as_tiers(tiers, policy, capacity_blocks, block_bytes)
     names = {t.policy for t in spec_tiers}
     if hints not in (True, False, "keys"):
         raise ConfigError(f"hints: got {hints!r}, expected True, False or 'keys'")
+    hints_given = hints
     use_keys = bool(hints) and bool(names & _NEEDS_KEY)
     hints = hints is True
 
@@ -331,29 +357,27 @@ def replay(
     else:
         costs = np.ones(1, dtype=np.float64)
     slots = [t.slots(block_bytes, n_unique or 1) for t in spec_tiers]
-    list_ts = _list_tiers(spec_tiers, slots) if fast else None
-    if (fast and len(spec_tiers) == 1 and spec_tiers[0].policy == "belady" and next_use.shape[0] == hashes.shape[0]
-            and hashes.shape[0] <= _kb.MAX_ACCESSES):
+    policies = [t.policy for t in spec_tiers]
+    choice = select_kernel(policies, slots, hints=hints_given, accesses=hashes.shape[0], fast=fast)
+    ts, record = choice.list_scalars, bool(record)
+    if choice.name == "belady":
         t1 = time.perf_counter()
-        counters, hit_tier, evictions_at = _kb.belady_replay(offsets, hashes, next_use, slots[0], _kp.NEVER,
-                                                             bool(record))
-    elif list_ts is not None:
-        path = _list_path(list_ts, use_keys)
+        counters, hit_tier, evictions_at = _kb.belady_replay(offsets, hashes, next_use, slots[0], _kp.NEVER, record)
+    elif choice.name == "ghost":
         t1 = time.perf_counter()
-        if path == "ghost":
-            counters, hit_tier, evictions_at = _kg.ghost_replay(offsets, hashes, list_ts, bool(record))
-        elif path == "lru-chain":
-            counters, hit_tier, evictions_at = _lc.lru_chain_replay(offsets, hashes, list_ts, bool(promote),
-                                                                    bool(record))
-        else:
-            counters, hit_tier, evictions_at = _kl.list_replay(offsets, hashes, list_ts, bool(promote),
-                                                               bool(record), use_keys)
+        counters, hit_tier, evictions_at = _kg.ghost_replay(offsets, hashes, ts, record)
+    elif choice.name == "lru-chain":
+        t1 = time.perf_counter()
+        counters, hit_tier, evictions_at = _lc.lru_chain_replay(offsets, hashes, ts, bool(promote), record)
+    elif choice.name == "list":
+        t1 = time.perf_counter()
+        counters, hit_tier, evictions_at = _kl.list_replay(offsets, hashes, ts, bool(promote), record, use_keys)
     else:
-        I, K, F, M = _state_arrays(spec_tiers, slots)
+        I, K, F, M = policy_state(policies, slots)
         caps = np.asarray(slots, dtype=np.int64)
         t1 = time.perf_counter()
         counters, hit_tier, evictions_at = _kr.replay_trace(
-            offsets, hashes, next_use, costs, caps, I, K, F, M, bool(promote), bool(record),
+            offsets, hashes, next_use, costs, caps, I, K, F, M, bool(promote), record,
             use_keys, bool(hints and names & _NEEDS_DEPTH))
     seconds = t_prep + time.perf_counter() - t1
     if n_unique is None:
@@ -363,15 +387,15 @@ def replay(
     for i, (t, n) in enumerate(zip(spec_tiers, slots)):
         c = counters[i]
         stats.append(TierReplayStats(
-            name=t.name, policy=t.policy, capacity_blocks=n, hits=int(c[_kr.C_HITS]),
-            prefix_hits=int(c[_kr.C_PREFIX_HITS]), misses=int(c[_kr.C_MISSES]), admitted=int(c[_kr.C_ADMITTED]),
-            evictions=int(c[_kr.C_EVICTIONS]), demotions=int(c[_kr.C_DEMOTIONS]),
-            promotions=int(c[_kr.C_PROMOTIONS]), drops=int(c[_kr.C_DROPS]),
-            bytes_demoted=int(c[_kr.C_DEMOTIONS]) * block_bytes, bytes_promoted=int(c[_kr.C_PROMOTIONS]) * block_bytes,
+            name=t.name, policy=t.policy, capacity_blocks=n, hits=int(c[_kc.C_HITS]),
+            prefix_hits=int(c[_kc.C_PREFIX_HITS]), misses=int(c[_kc.C_MISSES]), admitted=int(c[_kc.C_ADMITTED]),
+            evictions=int(c[_kc.C_EVICTIONS]), demotions=int(c[_kc.C_DEMOTIONS]),
+            promotions=int(c[_kc.C_PROMOTIONS]), drops=int(c[_kc.C_DROPS]),
+            bytes_demoted=int(c[_kc.C_DEMOTIONS]) * block_bytes, bytes_promoted=int(c[_kc.C_PROMOTIONS]) * block_bytes,
         ))
     return ReplayResult(
         requests=int(offsets.shape[0] - 1), block_accesses=int(hashes.shape[0]), unique_blocks=n_unique,
-        block_hits=int(counters[:, _kr.C_HITS].sum()), prefix_hits=int(counters[:, _kr.C_PREFIX_HITS].sum()),
+        block_hits=int(counters[:, _kc.C_HITS].sum()), prefix_hits=int(counters[:, _kc.C_PREFIX_HITS].sum()),
         tiers=stats, block_bytes=block_bytes, seconds=seconds,
         hit_tier=hit_tier if record else None, evictions_at=evictions_at if record else None,
     )
@@ -392,5 +416,5 @@ def warm_up() -> float:
     return time.perf_counter() - t0
 
 
-__all__ = ["POLICY_NAMES", "ReplayResult", "ReplayTier", "TierReplayStats", "densify", "recompute_cost_per_byte",
-           "replay", "warm_up"]
+__all__ = ["KERNELS", "POLICY_NAMES", "KernelChoice", "ReplayResult", "ReplayTier", "TierReplayStats", "densify",
+           "policy_state", "recompute_cost_per_byte", "replay", "select_kernel", "warm_up"]

@@ -310,7 +310,7 @@ def test_ghost_kernel_with_wide_table_cells_equals_general_kernel(policy, caps):
 
 def test_list_replay_picks_the_special_kernels(monkeypatch):
     """The tests above exercise ``ghostreplay`` and ``lruchain`` only if ``replay`` picks them."""
-    from kvtier.replay import _list_path, _list_tiers
+    from kvtier.replay import select_kernel
 
     kr = sys.modules["kvtier.replay"]  # the module (the package exports a function of that name)
 
@@ -325,8 +325,7 @@ def test_list_replay_picks_the_special_kernels(monkeypatch):
     assert calls == ["ghost_replay", "ghost_replay", "lru_chain_replay", "list_replay", "list_replay", "list_replay"]
 
     def path(policies, use_keys=True):
-        tiers = [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=4) for i, p in enumerate(policies)]
-        return _list_path(_list_tiers(tiers, [4] * len(tiers)), use_keys)
+        return select_kernel(policies, [4] * len(policies), hints=use_keys).name
 
     assert path(["arc"]) == path(["s3fifo"]) == "ghost"
     assert path(["arc"], use_keys=False) == path(["s3fifo"], use_keys=False) == "list"
@@ -337,10 +336,10 @@ def test_list_replay_picks_the_special_kernels(monkeypatch):
 @pytest.mark.parametrize("policy", ["arc", "s3fifo"])
 @pytest.mark.parametrize("cap", [16, 100, 7_626, 16_383, 16_384, 17_246, 17_247, 76_262, 500_000])
 def test_ghost_kernel_state_fits_64_bytes_per_block(policy, cap):
-    from kvtier._kernels import ghostreplay, listreplay
-    from kvtier.replay import _list_tiers
+    from kvtier._kernels import ghostreplay
+    from kvtier.replay import select_kernel
 
-    ts = _list_tiers([ReplayTier(name="t", policy=policy, capacity_blocks=cap)], [cap])
+    ts = select_kernel([policy], [cap]).list_scalars
     size = ghostreplay.table_cells(ts)
     assert ghostreplay.state_bytes(ts) <= 64 * cap
     assert size & (size - 1) == 0 and size > ghostreplay._layout(ts)[0]  # a power of two; an empty cell left

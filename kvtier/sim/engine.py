@@ -54,16 +54,16 @@ from kvtier._kernels.policy import NEVER
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.policies import POLICIES, KernelPolicy
 from kvtier.policies.planners import PLANNERS
-from kvtier._kernels import policy as _kp
-from kvtier.replay import densify, recompute_cost_per_byte
+from kvtier.replay import densify, policy_state, recompute_cost_per_byte
 from kvtier._kernels import sim as _k
 from kvtier._kernels import timing as _kt
 from kvtier.sim.metrics import SimResult
 from kvtier.sim.resources import target_arrays
+from kvtier.validation import check_bool, check_int, check_number
 from kvtier.targets import HardwareTarget
 from kvtier.traces import RELATION_SEQUENCE, Trace
 
-_PLANNER_CODES = {
+PLANNER_CODES = {
     "always-fetch": _kt.PLAN_ALWAYS_FETCH,
     "always-recompute": _kt.PLAN_ALWAYS_RECOMPUTE,
     "cost-optimal": _kt.PLAN_COST_OPTIMAL,
@@ -97,17 +97,12 @@ class SimConfig:
             raise UnknownNameError(f"SimConfig.policy: got {self.policy!r}, expected one of {sorted(POLICIES)}")
         if not issubclass(POLICIES[self.policy], KernelPolicy):
             raise ConfigError(f"SimConfig.policy: {self.policy!r} has no kernels, so the simulator cannot run it")
-        if self.planner not in _PLANNER_CODES or self.planner not in PLANNERS:
-            raise UnknownNameError(f"SimConfig.planner: got {self.planner!r}, expected one of {sorted(_PLANNER_CODES)}")
+        if self.planner not in PLANNER_CODES or self.planner not in PLANNERS:
+            raise UnknownNameError(f"SimConfig.planner: got {self.planner!r}, expected one of {sorted(PLANNER_CODES)}")
         for name in ("closed_loop", "layerwise"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"SimConfig.{name}: got {getattr(self, name)!r}, expected True or False")
-        lat = self.decode_layer_latency_s
-        if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not lat >= 0 or lat == float("inf"):
-            raise ConfigError(f"SimConfig.decode_layer_latency_s: got {lat!r}, expected seconds >= 0")
-        t = self.threshold_tokens
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-            raise ConfigError(f"SimConfig.threshold_tokens: got {t!r}, expected an integer >= 0")
+            check_bool(getattr(self, name), f"SimConfig.{name}")
+        check_number(self.decode_layer_latency_s, "SimConfig.decode_layer_latency_s", minimum=0)
+        check_int(self.threshold_tokens, "SimConfig.threshold_tokens", minimum=0)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -216,21 +211,6 @@ def _next_use(p: PreparedTrace) -> np.ndarray:
     return p.next_use
 
 
-def _policy_state(policy: str, caps: list[int]):
-    """Every tier's fresh policy instance (the store's ``POLICIES`` classes), concatenated
-    into four arrays with tier ``t``'s header at ``t * M_SIZE``, as the replay core lays
-    them out."""
-    parts = [POLICIES[policy](n).state for n in caps]
-    I, K, F, M = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(4))
-    di = dk = df = 0
-    for t, p in enumerate(parts):
-        _kp.policy_rebase(M, t * _kp.M_SIZE, di, dk, df)
-        di += p[0].shape[0]
-        dk += p[1].shape[0]
-        df += p[2].shape[0]
-    return I, K, F, M
-
-
 def cache_slots(target: HardwareTarget, block_bytes: int, n_unique: int) -> list[int]:
     """Blocks each tier holds: KV capacity after weights // block bytes, at least one, and
     at most the trace's distinct blocks (a tier that holds them all never evicts, so a
@@ -270,7 +250,7 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
 
     t_wall = time.perf_counter()
     caps = cache_slots(target, block_bytes, p.n_unique)
-    I, K, F, M = _policy_state(config.policy, caps)
+    I, K, F, M = policy_state([config.policy] * len(caps), caps)
     next_use = _next_use(p) if config.policy == "belady" else np.empty(0, np.int64)
     max_depth = int(np.max(np.diff(p.offsets))) if n else 0
     costs = (recompute_cost_per_byte(model, B, max(0, max_depth - 1)) if config.policy == "cost-aware"
@@ -311,7 +291,7 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
         ready0, dep_count, *child, c_new, r_depth, ctx_bytes, dec_flops, outp.astype(np.int64),
         ta.tier_bw, ta.tier_lat, ta.tier_link, ta.tier_wbw, ta.tier_wlat, num_links,
         float(ta.kv_capacity_bytes[0]), float(block_bytes), ta.weights_s, ta.weights_in_tier0, ta.bw0_bytes_per_s,
-        1 if T > 1 else 0, model.num_layers, config.layerwise, _PLANNER_CODES[config.planner],
+        1 if T > 1 else 0, model.num_layers, config.layerwise, PLANNER_CODES[config.planner],
         planner_subsets(T), int(config.threshold_tokens), B,
         float(config.decode_layer_latency_s) * model.num_layers,
         out_i, out_f, hits, fetch, occ, counters, link_bytes, link_busy, order)
@@ -332,8 +312,8 @@ def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens
     returns ``(ttft_s, split_block, fetched_tiers)`` for ``tier_index`` (per prefix block,
     -1 missing) with ``new_tokens`` after the prefix."""
     ta = target_arrays(target)
-    if planner not in _PLANNER_CODES:
-        raise UnknownNameError(f"planner: got {planner!r}, expected one of {sorted(_PLANNER_CODES)}")
+    if planner not in PLANNER_CODES:
+        raise UnknownNameError(f"planner: got {planner!r}, expected one of {sorted(PLANNER_CODES)}")
     ti = np.asarray(tier_index, dtype=np.int64).reshape(-1)
     T = len(ta.tier_names)
     if ti.size and (ti.min() < -1 or ti.max() >= T):
@@ -349,7 +329,7 @@ def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens
         busy[ta.link_names.index(name)] = float(v)
     scratch = np.empty((5, n + 1))
     cnt = np.empty((T, n + 1), np.int64)
-    ttft, split, mask = _kt.price_request(np.append(ti, 0), n, _PLANNER_CODES[planner], planner_subsets(T),
+    ttft, split, mask = _kt.price_request(np.append(ti, 0), n, PLANNER_CODES[planner], planner_subsets(T),
                                          threshold_tokens, block_tokens, r, c_new, ta.tier_bw, ta.tier_lat,
                                          ta.tier_link, len(ta.link_names), busy, float(model.block_bytes(block_tokens)),
                                          model.num_layers, layerwise, cnt, scratch)

@@ -35,7 +35,7 @@ def _pct(x: np.ndarray, q: float) -> float:
     return float(np.percentile(x, q))
 
 
-def _clean(v):
+def json_clean(v):
     """JSON-safe scalars: NaN/inf become None."""
     if isinstance(v, (float, np.floating)):
         v = float(v)
@@ -43,9 +43,9 @@ def _clean(v):
     if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: json_clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_clean(x) for x in v]
     return v
 
 
@@ -150,11 +150,11 @@ class SimResult:
         """Plain data (JSON-safe: NaN becomes null), deterministic unless ``timing`` adds
         ``wall_s``. ``per_request`` adds the arrays."""
         d = {**self.key(), "tiers": list(self.tier_names), "links": list(self.link_names),
-             "summary": _clean(self.summary)}
+             "summary": json_clean(self.summary)}
         if timing:
             d["wall_s"] = self.wall_s
         if per_request:
-            d["requests"] = {k: _clean(v.tolist()) for k, v in self.requests.items()}
+            d["requests"] = {k: json_clean(v.tolist()) for k, v in self.requests.items()}
         return d
 
     def to_json(self, **kw) -> str:

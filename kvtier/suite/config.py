@@ -51,7 +51,7 @@ from pathlib import Path
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
 from kvtier.policies import POLICIES
-from kvtier.sim.engine import _PLANNER_CODES
+from kvtier.sim.engine import PLANNER_CODES
 from kvtier.targets import target_names
 from kvtier.traces import WORKLOADS, CodingAgentConfig
 from kvtier.validation import check_bool, check_choice, check_int, check_number, is_int
@@ -115,7 +115,7 @@ class SuiteConfig:
         for p in self.policies + (self.headline_policy,):
             check_choice(p, "suite.policies", POLICIES, error=UnknownNameError)
         for p in self.planners + (self.headline_planner,):
-            check_choice(p, "suite.planners", _PLANNER_CODES, error=UnknownNameError)
+            check_choice(p, "suite.planners", PLANNER_CODES, error=UnknownNameError)
         if not isinstance(self.chips, dict) or not all(k in known and is_int(v) and v > 0 for k, v in self.chips.items()):
             raise ConfigError(f"suite.chips: got {self.chips!r}, expected a table of target name = chip count")
         checked = {

@@ -29,7 +29,7 @@ import numpy as np
 
 from kvtier.errors import ConfigError
 from kvtier.sim import prepare_trace, simulate
-from kvtier.sim.metrics import _clean
+from kvtier.sim.metrics import json_clean
 from kvtier.suite.config import SuiteConfig, is_target_file
 from kvtier.targets import HardwareTarget, load_target
 from kvtier.traces import generate_trace
@@ -231,7 +231,7 @@ def run_job(job: dict) -> dict:
                            decode_layer_latency_s=float(cfg.decode_layer_latency_s))
             d = res.as_dict()
             d.update({"target": job["target"], "agents": job["agents"], "variant": job["variant"], "chips": target.chips,
-                      "derived": _clean(derived_stats(res, cfg.long_context_tokens)), "sim_wall_s": res.wall_s})
+                      "derived": json_clean(derived_stats(res, cfg.long_context_tokens)), "sim_wall_s": res.wall_s})
             out["results"].append(d)
     out["wall_s"] = time.perf_counter() - t0
     return out
