@@ -31,7 +31,7 @@ from kvtier._kernels.jit import njit
 from kvtier._kernels.links import link_init, push, unlink
 from kvtier._kernels.listreplay import ARC, S3FIFO, TS_CAP, TS_GHOST_CAP, TS_KIND, TS_MAIN_CAP, TS_SMALL_CAP, TS_THRESH
 from kvtier._kernels.prefetch import prefetch
-from kvtier._kernels.rules import arc_adapt, arc_evict_case, s3_hit, s3_insert_queue, s3_main_victim, s3_small_victim
+from kvtier._kernels import rules
 from kvtier._kernels.scan import DEEP_PREFETCH_CELLS, DENSE_TABLE_CELLS, hit, probe
 
 
@@ -159,11 +159,8 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
     t2 = 0
     b1 = 0
     b2 = 0
-    free = -1
-    used = 0
-    hits = 0
-    prefix_hits = 0
-    evictions = 0
+    free, used = -1, 0
+    hits, prefix_hits, evictions = 0, 0, 0
     deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
@@ -185,7 +182,7 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
             ghost_hit = 0
             if f >= 0:  # a ghost: adapt p, and the block takes the ghost's entry back
                 unlink(lk, 0, f)
-                p = arc_adapt(p, b1, b2, cf, qf == 2)
+                p = rules.arc_adapt(p, b1, b2, cf, qf == 2)
                 if qf == 2:
                     ghost_hit = 1
                     b1 -= 1
@@ -193,7 +190,7 @@ def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier
                     ghost_hit = 2
                     b2 -= 1
             if t1 + t2 >= c:
-                lst, trim, ghost = arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit)
+                lst, trim, ghost = rules.arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit)
                 if trim >= 0:  # forget the oldest ghost of B1 or B2
                     g = lk[2 * (S + 2 + trim) + 1]
                     unlink(lk, 0, g)
@@ -247,11 +244,8 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
     main = 0
     ghosts = 0
     has_evicted = False
-    free = -1
-    used = 0
-    hits = 0
-    prefix_hits = 0
-    evictions = 0
+    free, used = -1, 0
+    hits, prefix_hits, evictions = 0, 0, 0
     deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
     for r in range(offsets.shape[0] - 1):
         prefix = True
@@ -259,7 +253,7 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
             h, f = probe(hashes, k, vals, shift, key, lk, q, deep)
             if f >= 0 and q[f] < 2:  # a hit: count it (up to 3)
                 hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
-                bit[f] = s3_hit(bit[f])
+                bit[f] = rules.s3_hit(bit[f])
                 continue
             prefix = False
             if record:
@@ -273,7 +267,7 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
                 if main <= main_cap and small > 0:
                     # Small's oldest moves to main if it was used often enough, else it
                     # leaves (a ghost); when small runs dry, main gives the victim.
-                    s, moved = s3_small_victim(lk, 0, S, S + 1, bit, 0, q, 0, small, thresh)
+                    s, moved = rules.s3_small_victim(lk, 0, S, S + 1, bit, 0, q, 0, small, thresh)
                     small -= moved
                     main += moved
                     if s >= 0:
@@ -290,7 +284,7 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
                         else:
                             free = _forget(vals, shift, key, lk, s, free)
                 if s < 0:  # main's oldest leaves unless it was used: then back to the front
-                    s = s3_main_victim(lk, 0, S + 1, bit, 0)
+                    s = rules.s3_main_victim(lk, 0, S + 1, bit, 0)
                     main -= 1
                     free = _forget(vals, shift, key, lk, s, free)
                 evictions += 1
@@ -300,7 +294,7 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
                 e = f
             else:
                 e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
-            kk = s3_insert_queue(f >= 0, has_evicted, small, small_cap)
+            kk = rules.s3_insert_queue(f >= 0, has_evicted, small, small_cap)
             q[e] = kk
             bit[e] = 0
             push(lk, 0, S + kk, e)

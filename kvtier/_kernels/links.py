@@ -24,16 +24,6 @@ def link_init(lk, b, head):
 
 
 @njit(_nrt=False, inline="always")
-def push(lk, b, head, x):
-    """``x`` (on no list) becomes the newest member of ``head``'s list."""
-    newest = lk[b + 2 * head]
-    lk[b + 2 * newest + 1] = x
-    lk[b + 2 * x] = newest
-    lk[b + 2 * x + 1] = head
-    lk[b + 2 * head] = x
-
-
-@njit(_nrt=False, inline="always")
 def insert_older(lk, b, anchor, x):
     """``x`` (on no list) joins ``anchor``'s list just older than ``anchor``."""
     p = lk[b + 2 * anchor]
@@ -41,6 +31,13 @@ def insert_older(lk, b, anchor, x):
     lk[b + 2 * x] = p
     lk[b + 2 * x + 1] = anchor
     lk[b + 2 * anchor] = x
+
+
+@njit(_nrt=False, inline="always")
+def push(lk, b, head, x):
+    """``x`` (on no list) becomes the newest member of ``head``'s list (just older than the
+    sentinel, whose older neighbour is the newest)."""
+    insert_older(lk, b, head, x)
 
 
 @njit(_nrt=False, inline="always")

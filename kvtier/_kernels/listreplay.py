@@ -57,15 +57,7 @@ from kvtier._kernels.jit import njit
 from kvtier._kernels.links import push, unlink
 from kvtier._kernels.policy import ARC, CLOCK, FIFO, LRU, S3FIFO, SIEVE
 from kvtier._kernels.prefetch import prefetch
-from kvtier._kernels.rules import (
-    arc_adapt,
-    arc_evict_case,
-    s3_evicts_from_main,
-    s3_hit,
-    s3_insert_queue,
-    s3_main_victim,
-    s3_small_victim,
-)
+from kvtier._kernels import rules
 from kvtier._kernels.scan import DEEP_PREFETCH_CELLS, prefetch_ahead, table_cells
 
 #: Policy kinds this kernel runs.
@@ -161,7 +153,7 @@ def _prepare(ts, arc_p, t, g, cell, vals, shift, key, q, lk):
     if kind == S3FIFO:
         ts[t, TS_GHOST_HIT] = 1
     else:
-        arc_p[t] = arc_adapt(arc_p[t], ts[t, TS_G0], ts[t, TS_G1], float(ts[t, TS_CAP]), q[g] == 0)
+        arc_p[t] = rules.arc_adapt(arc_p[t], ts[t, TS_G0], ts[t, TS_G1], float(ts[t, TS_CAP]), q[g] == 0)
         ts[t, TS_GHOST_HIT] = 1 if q[g] == 0 else 2
     if cell >= 0:
         vals[cell] = key.shape[0] - 1
@@ -176,7 +168,7 @@ def _insert(ts, t, e, q, bit, lk):
     head = ts[t, TS_HEAD]
     ts[t, TS_COUNT] += 1
     if kind == S3FIFO:
-        k = s3_insert_queue(ts[t, TS_GHOST_HIT] != 0, ts[t, TS_HAS_EVICTED] != 0, ts[t, TS_Q0], ts[t, TS_SMALL_CAP])
+        k = rules.s3_insert_queue(ts[t, TS_GHOST_HIT] != 0, ts[t, TS_HAS_EVICTED] != 0, ts[t, TS_Q0], ts[t, TS_SMALL_CAP])
         ts[t, TS_GHOST_HIT] = 0
         push(lk, 0, head + k, e)
         q[e] = k
@@ -215,7 +207,7 @@ def _touch(kind, head, e, bit, lk):
 def _access(ts, t, e, q, bit, lk):
     kind = ts[t, TS_KIND]
     if kind == S3FIFO:
-        bit[e] = s3_hit(bit[e])
+        bit[e] = rules.s3_hit(bit[e])
     elif kind == ARC:
         unlink(lk, 0, e)
         push(lk, 0, ts[t, TS_HEAD] + 1, e)
@@ -244,8 +236,8 @@ def _remove(ts, t, e, q, lk):
 def _s3_evict(ts, t, drop, vals, shift, key, q, bit, lk):
     head = ts[t, TS_HEAD]
     ts[t, TS_HAS_EVICTED] = 1
-    if not s3_evicts_from_main(ts[t, TS_Q0], ts[t, TS_Q1], ts[t, TS_MAIN_CAP]):
-        s, moved = s3_small_victim(lk, 0, head, head + 1, bit, 0, q, 0, ts[t, TS_Q0], ts[t, TS_THRESH])
+    if not rules.s3_evicts_from_main(ts[t, TS_Q0], ts[t, TS_Q1], ts[t, TS_MAIN_CAP]):
+        s, moved = rules.s3_small_victim(lk, 0, head, head + 1, bit, 0, q, 0, ts[t, TS_Q0], ts[t, TS_THRESH])
         ts[t, TS_Q0] -= moved
         ts[t, TS_Q1] += moved
         if s >= 0:
@@ -256,12 +248,12 @@ def _s3_evict(ts, t, drop, vals, shift, key, q, bit, lk):
                 _ghost_add(ts, t, 0, s, drop, vals, shift, key, q, lk)
             return s
     ts[t, TS_Q1] -= 1
-    return s3_main_victim(lk, 0, head + 1, bit, 0)
+    return rules.s3_main_victim(lk, 0, head + 1, bit, 0)
 
 
 @njit(_nrt=False, inline="always")
 def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, lk):
-    lst, trim, ghost = arc_evict_case(ts[t, TS_Q0], ts[t, TS_Q1], ts[t, TS_G0], ts[t, TS_G1], ts[t, TS_CAP],
+    lst, trim, ghost = rules.arc_evict_case(ts[t, TS_Q0], ts[t, TS_Q1], ts[t, TS_G0], ts[t, TS_G1], ts[t, TS_CAP],
                                       arc_p[t], ts[t, TS_GHOST_HIT])
     if trim >= 0:
         _ghost_drop_oldest(ts, t, trim, vals, shift, key, q, lk)
@@ -276,23 +268,12 @@ def _arc_evict(ts, arc_p, t, drop, vals, shift, key, q, lk):
 @njit(_nrt=False, inline="always")
 def _evict_plain(ts, t, kind, head, vals, shift, key, bit, lk):
     """The victim of a tier of LRU, FIFO, CLOCK or SIEVE (sentinel ``head``), unlinked."""
-    s = lk[2 * head + 1]
     if kind == CLOCK:
-        while bit[s] != 0:
-            bit[s] -= 1
-            unlink(lk, 0, s)
-            push(lk, 0, head, s)
-            s = lk[2 * head + 1]
+        s = rules.clock_victim(lk, 0, head, bit, 0)
     elif kind == SIEVE:
-        if ts[t, TS_HAND] >= 0:
-            s = ts[t, TS_HAND]
-        while bit[s] != 0:
-            bit[s] = 0
-            s = lk[2 * s + 1]
-            if s == head:
-                s = lk[2 * head + 1]
-        h = lk[2 * s + 1]
-        ts[t, TS_HAND] = -1 if h == head else h
+        s, ts[t, TS_HAND] = rules.sieve_victim(lk, 0, head, bit, 0, ts[t, TS_HAND])
+    else:
+        s = lk[2 * head + 1]
     unlink(lk, 0, s)
     # Walk the prefetches up the list: the next victim's links and key came with the last
     # eviction; now its table cell (for a drop), and the links and key of the one after.

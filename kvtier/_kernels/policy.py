@@ -39,15 +39,7 @@ from kvtier._kernels.hashtable import ht_delete, ht_find, ht_insert, ht_shift
 from kvtier._kernels.heap import heap_push, heap_rekey, heap_remove
 from kvtier._kernels.jit import njit
 from kvtier._kernels.links import detach, insert_older, is_linked, link_init, mark_unlinked, oldest, push, unlink
-from kvtier._kernels.rules import (
-    arc_adapt,
-    arc_evict_case,
-    s3_evicts_from_main,
-    s3_hit,
-    s3_insert_queue,
-    s3_main_victim,
-    s3_small_victim,
-)
+from kvtier._kernels import rules
 
 # Policy kinds (``M[m + M_KIND]``).
 LRU = 0
@@ -273,7 +265,7 @@ def _arc_prepare(I, K, F, M, m, key):
     if lst < 0:
         return
     fb = M[m + M_FB]
-    F[fb] = arc_adapt(F[fb], M[m + M_G_COUNT0], M[m + M_G_COUNT1], float(M[m + M_N]), lst == 0)
+    F[fb] = rules.arc_adapt(F[fb], M[m + M_G_COUNT0], M[m + M_G_COUNT1], float(M[m + M_N]), lst == 0)
     M[m + M_GHOST_HIT] = 1 if lst == 0 else 2
     _ghost_take(I, K, M, m, key)
 
@@ -350,25 +342,11 @@ def _list_evict(I, M, m, kind):
     n = M[m + M_N]
     W = n + 4
     if kind == CLOCK:
-        ref = ib + 2 * W
-        s = I[ib + 2 * n + 1]
-        while I[ref + s] != 0:
-            I[ref + s] -= 1
-            unlink(I, ib, s)
-            push(I, ib, n, s)
-            s = I[ib + 2 * n + 1]
+        s = rules.clock_victim(I, ib, n, I, ib + 2 * W)
         detach(I, ib, s)
         return s
     if kind == SIEVE:
-        seen = ib + 2 * W
-        s = M[m + M_HAND] if M[m + M_HAND] >= 0 else I[ib + 2 * n + 1]
-        while I[seen + s] != 0:
-            I[seen + s] = 0
-            s = I[ib + 2 * s + 1]
-            if s == n:
-                s = I[ib + 2 * n + 1]
-        h = I[ib + 2 * s + 1]
-        M[m + M_HAND] = -1 if h == n else h
+        s, M[m + M_HAND] = rules.sieve_victim(I, ib, n, I, ib + 2 * W, M[m + M_HAND])
         detach(I, ib, s)
         return s
     s = I[ib + 2 * n + 1]
@@ -415,7 +393,7 @@ def _s3_insert(I, K, M, m, slot, key):
     n = M[m + M_N]
     W = n + 4
     K[M[m + M_KB] + slot] = key
-    q = s3_insert_queue(M[m + M_GHOST_HIT] != 0, M[m + M_HAS_EVICTED] != 0, M[m + M_Q0], M[m + M_CAP0])
+    q = rules.s3_insert_queue(M[m + M_GHOST_HIT] != 0, M[m + M_HAS_EVICTED] != 0, M[m + M_Q0], M[m + M_CAP0])
     M[m + M_GHOST_HIT] = 0
     push(I, ib, n + q, slot)
     I[ib + 2 * W + slot] = q
@@ -446,7 +424,7 @@ def _s3_victim(I, M, m):
     n = M[m + M_N]
     W = n + 4
     fq = ib + 2 * W + n
-    if s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
+    if rules.s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
         return _s3_main_victim(I, ib, fq, n + 1)
     s = I[ib + 2 * n + 1]
     while s != n:
@@ -470,8 +448,8 @@ def _s3_evict(I, K, M, m):
     qa = ib + 2 * W
     fq = qa + n
     M[m + M_HAS_EVICTED] = 1
-    if not s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
-        s, moved = s3_small_victim(I, ib, n, n + 1, I, fq, I, qa, M[m + M_Q0], M[m + M_THRESH])
+    if not rules.s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
+        s, moved = rules.s3_small_victim(I, ib, n, n + 1, I, fq, I, qa, M[m + M_Q0], M[m + M_THRESH])
         M[m + M_Q0] -= moved
         M[m + M_Q1] += moved
         if s >= 0:
@@ -483,7 +461,7 @@ def _s3_evict(I, K, M, m):
                     _ghost_drop_oldest(I, K, M, m, 0)
                 _ghost_add(I, K, M, m, 0, key)
             return s
-    s = s3_main_victim(I, ib, n + 1, I, fq)
+    s = rules.s3_main_victim(I, ib, n + 1, I, fq)
     mark_unlinked(I, ib, s)
     M[m + M_Q1] -= 1
     return s
@@ -522,7 +500,7 @@ def _arc_access(I, M, m, slot):
 @njit(_nrt=False)
 def _arc_case(F, M, m):
     """ARC's eviction step now (``kvtier._kernels.rules.arc_evict_case``)."""
-    return arc_evict_case(M[m + M_Q0], M[m + M_Q1], M[m + M_G_COUNT0], M[m + M_G_COUNT1], M[m + M_N],
+    return rules.arc_evict_case(M[m + M_Q0], M[m + M_Q1], M[m + M_G_COUNT0], M[m + M_G_COUNT1], M[m + M_N],
                           F[M[m + M_FB]], M[m + M_GHOST_HIT])
 
 
@@ -607,7 +585,7 @@ def policy_access(I, K, F, M, m, slot, depth, next_use, cost):
     kind = M[m + M_KIND]
     if kind == S3FIFO:
         a = M[m + M_IB] + 2 * (M[m + M_N] + 4) + M[m + M_N] + slot
-        I[a] = s3_hit(I[a])
+        I[a] = rules.s3_hit(I[a])
     elif kind == ARC:
         _arc_access(I, M, m, slot)
     elif _is_heap(kind):

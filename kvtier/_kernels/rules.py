@@ -117,3 +117,36 @@ def s3_small_victim(lk, b, head, main_head, freq, fb, queue, qb, small_count, th
         freq[fb + s] = 0
         moved += 1
     return -1, moved
+
+
+# -- CLOCK and SIEVE --------------------------------------------------------------------
+
+
+@njit(_nrt=False, inline="always")
+def clock_victim(lk, b, head, ref, rb):
+    """CLOCK's hand: from the oldest member, each with references left (``ref[rb + x]``)
+    loses one and goes to the front; the first with none is the victim. Returns it (still
+    on the list)."""
+    s = lk[b + 2 * head + 1]
+    while ref[rb + s] != 0:
+        ref[rb + s] -= 1
+        unlink(lk, b, s)
+        push(lk, b, head, s)
+        s = lk[b + 2 * head + 1]
+    return s
+
+
+@njit(_nrt=False, inline="always")
+def sieve_victim(lk, b, head, seen, sb, hand):
+    """SIEVE's hand (Zhang et al., NSDI'24): from ``hand`` (-1: the oldest member) toward
+    newer members, wrapping to the oldest, it clears the ``seen`` bits it passes and stops
+    at the first member not seen. Returns ``(victim, hand)``: the victim (still on the
+    list) and where the hand rests next (the victim's newer neighbour, -1 for the oldest)."""
+    s = hand if hand >= 0 else lk[b + 2 * head + 1]
+    while seen[sb + s] != 0:
+        seen[sb + s] = 0
+        s = lk[b + 2 * s + 1]
+        if s == head:
+            s = lk[b + 2 * head + 1]
+    h = lk[b + 2 * s + 1]
+    return s, -1 if h == head else h
