@@ -28,7 +28,9 @@ from typing import ClassVar
 import numpy as np
 
 from kvtier._kernels import policy as _k
-from kvtier.errors import ConfigError, UnknownNameError
+from kvtier.errors import ConfigError
+from kvtier.registry import Registry
+from kvtier.validation import check_int, is_int
 
 
 class EvictionPolicy(ABC):
@@ -38,9 +40,7 @@ class EvictionPolicy(ABC):
     name: ClassVar[str]
 
     def __init__(self, num_slots: int) -> None:
-        if isinstance(num_slots, bool) or not isinstance(num_slots, int) or num_slots <= 0:
-            raise ConfigError(f"num_slots: got {num_slots!r}, expected a positive integer")
-        self.num_slots = num_slots
+        self.num_slots = check_int(num_slots, "num_slots")
 
     @abstractmethod
     def insert(self, slot: int, *, key: int | None = None, depth: int = 0, next_use: int | None = None,
@@ -86,24 +86,21 @@ class EvictionPolicy(ABC):
         """Raise ``AssertionError`` if the policy's internal state is inconsistent."""
 
 
-POLICIES: dict[str, type[EvictionPolicy]] = {}
+_REGISTRY: Registry[type[EvictionPolicy]] = Registry("policy")
+
+#: Policy classes by registry name: a read-only view (``register_policy`` adds to it).
+POLICIES = _REGISTRY.view
 
 
 def register_policy(cls: type[EvictionPolicy]) -> type[EvictionPolicy]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in POLICIES and POLICIES[cls.name] is not cls:
-        raise ConfigError(f"policy name {cls.name!r} is already registered by {POLICIES[cls.name].__name__}")
-    POLICIES[cls.name] = cls
-    return cls
+    """Class decorator: make ``cls`` available under ``cls.name`` (``ConfigError`` if a
+    different class holds that name)."""
+    return _REGISTRY.register(cls.name, cls)
 
 
 def make_policy(name: str, num_slots: int) -> EvictionPolicy:
     """A fresh policy by registry name; ``UnknownNameError`` names the valid choices."""
-    try:
-        cls = POLICIES[name]
-    except KeyError:
-        raise UnknownNameError(f"policy: got {name!r}, expected one of {sorted(POLICIES)}") from None
-    return cls(num_slots)
+    return _REGISTRY.get(name)(num_slots)
 
 
 def _as_key(key) -> int:
@@ -112,7 +109,7 @@ def _as_key(key) -> int:
         return key
     if key is None:
         return _k.NO_KEY
-    if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not -(2**63) < int(key) < 2**64:
+    if not is_int(key) or not -(2**63) < int(key) < 2**64:
         raise ConfigError(f"key: got {key!r}, expected None or an integer in (-2**63, 2**64)")
     key = int(key)
     return key - 2**64 if key >= 2**63 else key
@@ -143,9 +140,7 @@ class KernelPolicy(EvictionPolicy):
     def _check_slot(self, slot) -> int:
         if type(slot) is int and 0 <= slot < self.num_slots:
             return slot
-        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.num_slots:
-            raise ConfigError(f"slot: got {slot!r}, expected an integer in [0, {self.num_slots})")
-        return int(slot)
+        return check_int(slot, "slot", minimum=0, maximum=self.num_slots - 1)
 
     def prepare(self, key: int | None) -> None:
         if self._uses_keys:

@@ -18,8 +18,8 @@ without keys it never hits.
 from __future__ import annotations
 
 from kvtier._kernels import policy as _k
-from kvtier.errors import ConfigError
 from kvtier.policies.base import KernelPolicy, register_policy
+from kvtier.validation import check_int, check_number
 
 
 @register_policy
@@ -29,15 +29,11 @@ class S3FIFO(KernelPolicy):
 
     def __init__(self, num_slots: int, *, small_ratio: float = 0.1, ghost_ratio: float = 0.9,
                  move_threshold: int = 2) -> None:
-        if not 0.0 < small_ratio < 1.0:
-            raise ConfigError(f"small_ratio: got {small_ratio!r}, expected a number in (0, 1)")
-        if not 0.0 <= ghost_ratio <= 4.0:
-            raise ConfigError(f"ghost_ratio: got {ghost_ratio!r}, expected a number in [0, 4]")
-        if isinstance(move_threshold, bool) or not isinstance(move_threshold, int) or move_threshold < 1:
-            raise ConfigError(f"move_threshold: got {move_threshold!r}, expected a positive integer")
+        check_number(small_ratio, "small_ratio", minimum=0.0, maximum=1.0, min_exclusive=True, max_exclusive=True)
+        check_number(ghost_ratio, "ghost_ratio", minimum=0.0, maximum=4.0)
         self.small_ratio = small_ratio
         self.ghost_ratio = ghost_ratio
-        self.move_threshold = move_threshold
+        self.move_threshold = check_int(move_threshold, "move_threshold")
         super().__init__(num_slots)
 
     def _kernel_params_for(self, num_slots: int) -> tuple[int, int, int]:
