@@ -2,7 +2,8 @@
 
 A block travels between tiers as an ``Encoded`` value: the stored bytes, the codec that
 produced them, the raw length and (when computed) their CRC32C. Two tiers with the same
-codec pass the stored bytes through untouched; compression happens once.
+codec pass the stored bytes through untouched; compression happens once. The codec names
+and ids are ``kvtier.codec_ids``' table, re-exported here.
 """
 
 from __future__ import annotations
@@ -14,19 +15,7 @@ import crc32c as _crc32c
 import lz4.block
 import numpy as np
 
-from kvtier.errors import UnknownNameError
-
-CODEC_NONE = 0
-CODEC_LZ4 = 1
-CODEC_IDS = {"none": CODEC_NONE, "lz4": CODEC_LZ4}
-CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
-
-
-def codec_id(name: str) -> int:
-    try:
-        return CODEC_IDS[name]
-    except (KeyError, TypeError):
-        raise UnknownNameError(f"codec: got {name!r}, expected one of {sorted(CODEC_IDS)}") from None
+from kvtier.codec_ids import CODEC_IDS, CODEC_LZ4, CODEC_NAMES, CODEC_NONE, codec_id  # noqa: F401  (the table lives there)
 
 
 def checksum(data) -> int:

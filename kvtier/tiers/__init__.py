@@ -1,27 +1,33 @@
-"""Tiers of the hierarchy: specs, the shared ``Tier`` base, memory and flash backends."""
+"""Tiers of the hierarchy: specs, the shared ``Tier`` base, memory and flash backends.
+
+``TierSpec`` and the tier kinds load with the package: they import nothing heavy, so the
+targets and the cost model can describe tiers. The backends (``Tier``, the memory and
+flash tiers, ``make_tier``) load when first named, so that describing a tier does not
+import the codecs, the checksum library and the flash file format.
+"""
 
 from __future__ import annotations
 
-from kvtier.errors import UnknownNameError
-from kvtier.tiers.base import Tier
-from kvtier.tiers.flash_tier import FileIO, FlashTier, RecoveryReport, flash_slot_bytes
-from kvtier.tiers.memory_tier import DRAMTier, HBMTier, MemoryTier, SRAMTier
+from kvtier._lazy import lazy_exports
 from kvtier.tiers.spec import TIER_KINDS, TierSpec, dram, flash, hbm, sram
 
-TIER_CLASSES: dict[str, type[Tier]] = {"sram": SRAMTier, "hbm": HBMTier, "dram": DRAMTier, "flash": FlashTier}
+# name -> the module that defines it, imported on first access
+_BACKENDS = {
+    "Tier": "kvtier.tiers.base",
+    "FileIO": "kvtier.tiers.flash_tier",
+    "FlashTier": "kvtier.tiers.flash_tier",
+    "RecoveryReport": "kvtier.tiers.flash_tier",
+    "flash_slot_bytes": "kvtier.tiers.flash_tier",
+    "DRAMTier": "kvtier.tiers.memory_tier",
+    "HBMTier": "kvtier.tiers.memory_tier",
+    "MemoryTier": "kvtier.tiers.memory_tier",
+    "SRAMTier": "kvtier.tiers.memory_tier",
+    "TIER_CLASSES": "kvtier.tiers.factory",
+    "make_tier": "kvtier.tiers.factory",
+}
 
 
-def make_tier(spec: TierSpec, block_bytes: int, *, flash_io: FileIO | None = None) -> Tier:
-    """Build the tier class for ``spec.kind`` with slots of ``block_bytes``.
-    ``flash_io`` replaces the system calls of a flash tier (fault injection, tracing)."""
-    try:
-        cls = TIER_CLASSES[spec.kind]
-    except KeyError:
-        raise UnknownNameError(f"TierSpec.kind: got {spec.kind!r}, expected one of {sorted(TIER_CLASSES)}") from None
-    if cls is FlashTier:
-        return FlashTier(spec, block_bytes, io=flash_io)
-    return cls(spec, block_bytes)
-
+__getattr__, __dir__ = lazy_exports(globals(), _BACKENDS)
 
 __all__ = [
     "DRAMTier", "FileIO", "FlashTier", "HBMTier", "MemoryTier", "RecoveryReport", "SRAMTier", "TIER_CLASSES", "TIER_KINDS",

@@ -1,4 +1,8 @@
-"""``TierSpec``: what a tier is (kind, capacity, bandwidth, latency, codec, policy)."""
+"""``TierSpec``: what a tier is (kind, capacity, bandwidth, latency, codec, policy).
+
+Light on purpose: it imports only kvtier's errors, checks, sourced data and codec name
+table, so the targets and the cost model can name tier kinds without loading a backend.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from kvtier._data import hardware_data
-from kvtier.codec import CODEC_IDS
+from kvtier.codec_ids import CODEC_IDS
 from kvtier.errors import ConfigError, UnknownNameError
+from kvtier.validation import check_bool, check_choice, check_int, check_name, check_number
 
 TIER_KINDS = ("sram", "hbm", "dram", "flash")
 FSYNC_POLICIES = ("always", "flush", "never")
@@ -62,30 +67,20 @@ class TierSpec:
     verify_on_open: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.kind, str) or self.kind not in TIER_KINDS:
-            raise UnknownNameError(f"TierSpec.kind: got {self.kind!r}, expected one of {list(TIER_KINDS)}")
-        if isinstance(self.capacity_bytes, bool) or not isinstance(self.capacity_bytes, int) or self.capacity_bytes <= 0:
-            raise ConfigError(f"TierSpec.capacity_bytes: got {self.capacity_bytes!r}, expected a positive integer")
+        check_choice(self.kind, "TierSpec.kind", TIER_KINDS, error=UnknownNameError)
+        object.__setattr__(self, "capacity_bytes", check_int(self.capacity_bytes, "TierSpec.capacity_bytes"))
         defaults = _default_figures()[self.kind]
         for field, default in defaults.items():
-            value = getattr(self, field)
-            if value is None:
+            if getattr(self, field) is None:
                 object.__setattr__(self, field, float(default))
-            elif isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"TierSpec.{field}: got {value!r}, expected a number")
         for field in ("read_bw_bytes_per_s", "write_bw_bytes_per_s"):
-            if not 0 < getattr(self, field) < float("inf"):
-                raise ConfigError(f"TierSpec.{field}: got {getattr(self, field)!r}, expected > 0")
-        if not self.latency_s >= 0 or self.latency_s == float("inf"):
-            raise ConfigError(f"TierSpec.latency_s: got {self.latency_s!r}, expected >= 0")
+            check_number(getattr(self, field), f"TierSpec.{field}", minimum=0.0, min_exclusive=True)
+        check_number(self.latency_s, "TierSpec.latency_s", minimum=0.0)
         if self.name is None:
             object.__setattr__(self, "name", self.kind)
-        if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"TierSpec.name: got {self.name!r}, expected letters, digits, '-' or '_'")
-        if not isinstance(self.codec, str) or self.codec not in CODEC_IDS:
-            raise UnknownNameError(f"TierSpec.codec: got {self.codec!r}, expected one of {sorted(CODEC_IDS)}")
-        if not isinstance(self.fsync, str) or self.fsync not in FSYNC_POLICIES:
-            raise UnknownNameError(f"TierSpec.fsync: got {self.fsync!r}, expected one of {list(FSYNC_POLICIES)}")
+        check_name(self.name, "TierSpec.name", charset="-_")
+        check_choice(self.codec, "TierSpec.codec", tuple(CODEC_IDS), error=UnknownNameError)
+        check_choice(self.fsync, "TierSpec.fsync", FSYNC_POLICIES, error=UnknownNameError)
         if self.kind == "flash":
             if not self.path:
                 raise ConfigError("TierSpec.path: got None, expected a directory for the flash tier's file")
@@ -97,16 +92,14 @@ class TierSpec:
         if not isinstance(self.policy, str):
             raise ConfigError(f"TierSpec.policy: got {self.policy!r}, expected a policy name")
         for field in ("checksum", "verify_on_open"):
-            value = getattr(self, field)
-            if value is not None and not isinstance(value, bool):
-                raise ConfigError(f"TierSpec.{field}: got {value!r}, expected True or False")
+            if getattr(self, field) is not None:
+                check_bool(getattr(self, field), f"TierSpec.{field}")
         # Policy names are checked when the tier is built, so policies may register late.
 
     @staticmethod
     def defaults(kind: str) -> dict:
         """The sourced bandwidth/latency defaults of a tier kind."""
-        if kind not in TIER_KINDS:
-            raise UnknownNameError(f"kind: got {kind!r}, expected one of {list(TIER_KINDS)}")
+        check_choice(kind, "kind", TIER_KINDS, error=UnknownNameError)
         return dict(_default_figures()[kind])
 
     def replace(self, **changes) -> "TierSpec":
