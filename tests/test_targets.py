@@ -16,6 +16,7 @@ from kvtier.cli import main as cli_main
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
 from kvtier.targets import (
+    DEFAULT_EFFICIENCY,
     Estimate,
     HardwareTarget,
     LinkSpec,
@@ -24,6 +25,7 @@ from kvtier.targets import (
     target_names,
     weights_bytes,
 )
+from kvtier.targets.figures import assumption, assumptions_data, hardware_value
 
 LLAMA70 = ModelSpec.preset("llama-3.1-70b")
 HW = hardware_data()
@@ -222,6 +224,56 @@ def test_every_estimate_brackets_its_value(name):
         for e in part.estimates:
             assert e.low <= getattr(part, e.field) * (1 + 1e-12) and getattr(part, e.field) <= e.high * (1 + 1e-12)
             assert len(e.assumption) > 10
+
+
+def _assumption_entries(node=None, path=()):
+    """(keys, entry) of every figure in assumptions.json."""
+    node = assumptions_data() if node is None else node
+    for key, value in node.items():
+        if isinstance(value, dict) and "reason" in value:
+            yield (*path, key), value
+        elif isinstance(value, dict) and key != "meta":
+            yield from _assumption_entries(value, (*path, key))
+
+
+def test_assumptions_are_data_with_reasons_ranges_and_sources():
+    sources = HW["meta"]["sources"]
+    entries = dict(_assumption_entries())
+    assert len(entries) > 40
+    for keys, e in entries.items():
+        assert {"value", "low", "high", "reason", "sources"} <= set(e), keys
+        assert len(e["reason"]) > 10, keys
+        assert all(s in sources for s in e["sources"]), (keys, e["sources"])
+        for end in ("value", "low", "high"):
+            if f"{end}_from" in e:  # a figure named in hardware.json, not repeated here
+                assert e[end] is None and isinstance(hardware_value(e[f"{end}_from"]), (int, float)), (keys, end)
+        fig = assumption(*keys)
+        assert (fig.low is None) == (fig.high is None) and (fig.low is None or fig.low <= fig.high), keys
+
+
+@pytest.mark.parametrize("name", target_names())
+def test_every_preset_estimate_comes_from_data(name):
+    """Each range a preset's assumptions give is an estimate of that preset (scaled to its
+    chips), with the data's reason; and every estimate of the preset is one of the data's."""
+    t = HardwareTarget.preset(name)
+    estimates = [e for part in (t, *t.tiers, *t.links, *((t.weights_memory,) if t.weights_memory else ()))
+                 for e in part.estimates]
+    for figure in assumptions_data()["presets"].get(name, {}):
+        fig = assumption("presets", name, figure)
+        if fig.low is not None:
+            field = figure.split(".")[-1]
+            assert any(e.field.endswith(field) and e.assumption == fig.reason
+                       and e.low / e.high == pytest.approx(fig.low / fig.high) for e in estimates), (name, figure)
+    reasons = {entry["reason"] for _, entry in _assumption_entries()}
+    assert all(e.assumption in reasons for e in estimates), name
+
+
+def test_matx_figures_are_the_assumed_ones():
+    m = HardwareTarget.preset("matx-one")
+    assert m.weights_memory.capacity_bytes == int(assumption("presets", "matx-one", "sram.capacity_bytes").value)
+    assert m.tiers[0].read_bw_bytes_per_s == assumption("presets", "matx-one", "hbm.read_bw_bytes_per_s").value
+    assert m.compute_flops == assumption("presets", "matx-one", "compute_flops").value
+    assert m.efficiency == DEFAULT_EFFICIENCY == assumption("efficiency").value
 
 
 # -- validation -----------------------------------------------------------------------
