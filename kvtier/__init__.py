@@ -2,8 +2,17 @@
 
 A real block-paged tiered KV store (``TieredStore``), the model geometry it is sized by
 (``ModelSpec``), and the chained prefix hashing that names its blocks.
+
+The specs, the cost model, the policies and the planners load with the package. The store,
+its tier backends, the replay engine and the trace formats load when one of their names is
+first used (``_LAZY``), so that importing the cost model or a target does not load the
+codecs, the checksum library and the flash file format.
 """
 
+import sys
+import types
+
+from kvtier._lazy import lazy_exports
 from kvtier.errors import (
     BlockNotFoundError,
     BlockPinnedError,
@@ -26,13 +35,35 @@ from kvtier.cost import (
 from kvtier.hashing import block_hashes
 from kvtier.model import ModelSpec, model_names
 from kvtier.policies import POLICIES, EvictionPolicy, make_policy, register_policy
-from kvtier.policies.planners import PLANNERS, Plan, Planner, make_planner, planner_names, register_planner
-from kvtier.replay import ReplayResult, ReplayTier, replay
+from kvtier.planners import PLANNERS, Plan, Planner, make_planner, planner_names, register_planner
 from kvtier.stats import StoreStats, TierStats
-from kvtier.store import LookupResult, PutResult, TieredStore
 from kvtier.targets import Estimate, HardwareTarget, LinkSpec, TargetTier, load_target, target_names
-from kvtier.traces import Trace, generate_trace, read_trace, trace_stats, write_trace
-from kvtier.tiers import DRAMTier, FlashTier, HBMTier, SRAMTier, Tier, TierSpec, dram, flash, hbm, sram
+from kvtier.tiers import TierSpec, dram, flash, hbm, sram
+
+# name -> the module that defines it, imported when the name is first used
+_LAZY = {
+    **dict.fromkeys(("ReplayResult", "ReplayTier", "replay"), "kvtier.replay"),
+    **dict.fromkeys(("LookupResult", "PutResult", "TieredStore"), "kvtier.store"),
+    **dict.fromkeys(("Trace", "generate_trace", "read_trace", "trace_stats", "write_trace"), "kvtier.traces"),
+    **dict.fromkeys(("DRAMTier", "FlashTier", "HBMTier", "SRAMTier", "Tier"), "kvtier.tiers"),
+}
+
+
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
+
+
+class _Package(types.ModuleType):
+    """``kvtier`` itself. Importing a submodule binds it on its package, and ``kvtier.replay``
+    (the module) would then hide ``kvtier.replay`` (the function this package exports);
+    the package keeps the function, as it did when it imported it eagerly."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 

@@ -1,13 +1,17 @@
 """The bandwidth/compute cost model: pure functions of (bytes, link) and (tokens, target).
 
-* ``transfer_time_s(num_bytes, link)`` = ``latency + bytes / bandwidth`` (0 for 0 bytes).
+* ``transfer_time_s(num_bytes, link)`` = ``latency + bytes / bandwidth`` (0 for 0 bytes);
+  ``to_ns`` rounds seconds up to the simulated clock's whole nanoseconds.
 * ``LinkQueue`` — a link as a resource: transfers take turns in submission order on an
   integer-nanosecond simulated clock (two transfers on one link never overlap).
 * ``recompute_time_s(model, target, new, cached)`` = prefill FLOPs (linear + attention
   term, ``ModelSpec.prefill_flops``) / (peak x efficiency).
 * ``decode_step_time_s(model, target, context_tokens)`` = max over resources of bytes read
   per step / bandwidth (weights and each sequence's KV, from the tier it sits in) and
-  FLOPs / effective compute.
+  FLOPs / effective compute; ``decode_step_s`` is that roofline over plain numbers.
+* ``plan_times_s`` — the planners' schedule: the time to first token of a request for
+  every split between recomputing from the front and fetching from the back
+  (``kvtier.planners`` documents it; every planner prices its plans with it).
 * ``layerwise_overlap_time_s(load_s, compute_s, num_layers)`` — loading layer l+1's KV
   while layer l computes: ``L + (n-1) * max(L, P) + P`` with per-layer load ``L`` and
   compute ``P``.
@@ -16,6 +20,9 @@
 
 Every function takes scalars or numpy arrays (broadcast) and returns the same shape; a
 scalar input gives a Python float. Negative sizes raise ``ConfigError``.
+
+``kvtier._kernels.timing`` is the numba twin of ``to_ns``, ``decode_step_s`` and
+``plan_times_s`` (the simulator's event loop calls it); tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
 from kvtier.targets import HardwareTarget, LinkSpec
+from kvtier.validation import check_int
 
 NS_PER_S = 1_000_000_000
 
@@ -54,13 +62,23 @@ def transfer_time_s(num_bytes, link: LinkSpec, direction: str = "read"):
     return _out(np.where(b > 0, link.latency_s + b / bw, 0.0))
 
 
-def transfer_time_ns(num_bytes, link: LinkSpec, direction: str = "read"):
-    """``transfer_time_s`` rounded up to whole nanoseconds (int64): the simulator's clock unit."""
-    t = np.ceil(np.asarray(transfer_time_s(num_bytes, link, direction)) * NS_PER_S - 1e-6)
+def to_ns(seconds):
+    """``seconds`` rounded up to whole nanoseconds (int64; 0 for ``<= 0``): the simulator's
+    clock unit. A float a hair above a whole ns (1e-6 ns) does not round up. ``ConfigError``
+    for 2**62 ns or more."""
+    t = np.ceil(np.asarray(seconds, dtype=np.float64) * NS_PER_S - 1e-6)
     if np.any(t >= 2.0**62):
-        raise ConfigError(f"num_bytes: got {num_bytes!r}, a transfer on {link.name!r} longer than 2**62 ns")
+        raise ConfigError(f"seconds: got {seconds!r}, expected less than 2**62 ns")
     t = np.maximum(t, 0).astype(np.int64)
     return t if t.ndim else int(t)
+
+
+def transfer_time_ns(num_bytes, link: LinkSpec, direction: str = "read"):
+    """``transfer_time_s`` rounded up to whole nanoseconds (``to_ns``)."""
+    try:
+        return to_ns(transfer_time_s(num_bytes, link, direction))
+    except ConfigError:
+        raise ConfigError(f"num_bytes: got {num_bytes!r}, a transfer on {link.name!r} longer than 2**62 ns") from None
 
 
 class Transfer(NamedTuple):
@@ -84,20 +102,16 @@ class LinkQueue:
         if not isinstance(link, LinkSpec):
             raise ConfigError(f"link: got {link!r}, expected a LinkSpec")
         link.bw_bytes_per_s(direction)  # validates direction
-        if isinstance(busy_until_ns, bool) or not isinstance(busy_until_ns, (int, np.integer)) or busy_until_ns < 0:
-            raise ConfigError(f"busy_until_ns: got {busy_until_ns!r}, expected an integer >= 0")
         self.link = link
         self.direction = direction
-        self.busy_until_ns = int(busy_until_ns)
+        self.busy_until_ns = check_int(busy_until_ns, "busy_until_ns", minimum=0)
         self.bytes_moved = 0
         self.transfers = 0
 
     def submit(self, ready_ns: int, num_bytes: int) -> Transfer:
         """Book one transfer; returns its start and end. Zero bytes: an empty interval at
         ``max(ready, busy)`` that does not hold the link."""
-        if isinstance(ready_ns, bool) or not isinstance(ready_ns, (int, np.integer)) or ready_ns < 0:
-            raise ConfigError(f"ready_ns: got {ready_ns!r}, expected an integer >= 0")
-        start = max(int(ready_ns), self.busy_until_ns)
+        start = max(check_int(ready_ns, "ready_ns", minimum=0), self.busy_until_ns)
         dur = transfer_time_ns(num_bytes, self.link, self.direction)
         if dur == 0:
             return Transfer(start, start)
@@ -178,18 +192,32 @@ def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens,
     if tiers.size and (tiers.min() < 0 or tiers.max() >= len(target.tiers)):
         raise ConfigError(f"kv_tier: got values outside 0..{len(target.tiers) - 1}")
     kv_bytes = np.asarray(model.kv_bytes(ctx), dtype=np.float64).reshape(-1)
-    # resource name -> seconds of reading this step
-    busy: dict[str, float] = {}
     wt = target.weights_tier
-    busy[wt.name] = target.weights_bytes / wt.read_bw_bytes_per_s
-    compute_tier = target.tiers[0]
-    busy[compute_tier.name] = busy.get(compute_tier.name, 0.0) + float(kv_bytes.sum()) / compute_tier.read_bw_bytes_per_s
-    for t in np.unique(tiers[tiers > 0]):
-        # Streamed KV also passes through the compute tier's memory (counted above).
-        path = target.fetch_path(int(t))
-        busy[path.name] = busy.get(path.name, 0.0) + float(kv_bytes[tiers == t].sum()) / path.read_bw_bytes_per_s
     flops = float(np.sum(model.prefill_flops(np.ones_like(ctx), ctx))) if ctx.size else 0.0
-    return max(max(busy.values()), flops / target.effective_flops)
+    # Streamed KV also passes through the compute tier's memory (its kv_bytes count there).
+    step = decode_step_s(float(kv_bytes.sum()), target.weights_bytes / wt.read_bw_bytes_per_s,
+                         target.weights_memory is None, target.tiers[0].read_bw_bytes_per_s, 0.0, 1.0,
+                         flops / target.effective_flops)
+    stream_s: dict[str, float] = {}  # link name -> seconds of streaming over it this step
+    for t in np.unique(tiers[tiers > 0]):
+        path = target.fetch_path(int(t))
+        stream_s[path.name] = stream_s.get(path.name, 0.0) + float(kv_bytes[tiers == t].sum()) / path.read_bw_bytes_per_s
+    return max([step, *stream_s.values()])
+
+
+def decode_step_s(kv_bytes, weights_s, weights_in_tier0, bw0, stream_bytes, stream_bw, flops_s, step_latency_s=0.0):
+    """Seconds of one decode step of a batch, the roofline of its resources: the weights
+    read once (``weights_s``; from the compute tier, adding to its reads, when
+    ``weights_in_tier0``, else from their own memory at the same time), every sequence's
+    ``kv_bytes`` read from the compute tier at ``bw0``, ``stream_bytes`` read over a link
+    at ``stream_bw`` (none when 0) and ``flops_s`` of compute; the slowest sets the step,
+    plus a fixed ``step_latency_s``. Broadcasts over arrays (``_kernels.timing.decode_step_s``
+    is its twin over scalars)."""
+    kv_s = np.asarray(kv_bytes, dtype=np.float64) / bw0
+    step = np.where(weights_in_tier0, kv_s + weights_s, np.maximum(kv_s, weights_s))
+    stream = np.asarray(stream_bytes, dtype=np.float64)
+    stream_s = np.divide(stream, stream_bw, out=np.zeros(np.broadcast(stream, stream_bw).shape), where=stream > 0)
+    return _out(np.maximum(np.maximum(step, stream_s), flops_s) + step_latency_s)
 
 
 def break_even_fetch_bw_bytes_per_s(model: ModelSpec, target: HardwareTarget, context_tokens=0):
@@ -200,3 +228,71 @@ def break_even_fetch_bw_bytes_per_s(model: ModelSpec, target: HardwareTarget, co
     c = _nonneg("context_tokens", context_tokens)
     flops = model.linear_flops_per_token + model.attention_flops_coef * c
     return _out(model.kv_bytes_per_token * target.effective_flops / flops)
+
+
+class PlanTimes(NamedTuple):
+    """``plan_times_s``'s answer, every array over the split ``k = 0..n``."""
+
+    ttft_s: np.ndarray  # the predicted time to first token
+    front_s: np.ndarray  # Cf: compute of the non-resident blocks before k
+    tail_s: np.ndarray  # Ct: compute after the loads (tail blocks, then the new tokens)
+    link_load_s: np.ndarray  # [num_links, n + 1]: busy + latency + transfer per link; 0 where it carries none
+
+
+def suffix_counts(mask) -> np.ndarray:
+    """For each ``k = 0..n``, how many of ``mask[k:]`` are true (int64, length ``n + 1``)."""
+    mask = np.asarray(mask, dtype=bool)
+    return np.concatenate((np.cumsum(mask[::-1])[::-1], [0])).astype(np.int64)
+
+
+def plan_times_s(tier_index, block_compute_s, new_compute_s, fetch_tiers, *, path_read_bw, path_latency_s, path_link,
+                 link_busy_s, block_bytes, num_layers, layerwise=True) -> PlanTimes:
+    """The planners' schedule (``kvtier.planners``): for every split ``k``, the time to
+    first token when non-resident blocks before ``k`` are recomputed first and blocks from
+    ``k`` on held in a tier of ``fetch_tiers`` are fetched meanwhile.
+
+    ``tier_index[i]``: the tier of prefix block ``i`` (0 resident, -1 missing).
+    ``block_compute_s[i]``: seconds to recompute block ``i`` (it needs the KV before it);
+    ``new_compute_s``: seconds for the new tokens after the prefix. Per tier ``t``:
+    ``path_read_bw[t]``/``path_latency_s[t]`` of its path to the compute tier and
+    ``path_link[t]``, the index of the link it comes over; ``link_busy_s[l]``: seconds
+    link ``l`` is held by earlier transfers. A fetch of ``c`` blocks of tier ``t`` holds
+    its link for ``c * block_bytes / path_read_bw[t]`` after the tier's latency, once per
+    tier; tiers on one link take turns. With ``L = num_layers``, ``Cf`` the front compute,
+    ``Ct`` the tail's and per link ``a`` (busy + latencies) and ``D`` (transfer):
+    ``max(Cf + Ct, max_l(a + D/L + Ct), max_l(a + D + Ct/L))`` layer by layer, else
+    ``max(Cf, max_l(a + D)) + Ct``.
+    """
+    ti = np.asarray(tier_index, dtype=np.int64)
+    r = np.asarray(block_compute_s, dtype=np.float64)
+    n = int(ti.size)
+    fetch = sorted(int(t) for t in fetch_tiers)
+    nonres = ti != 0
+    fetched = np.isin(ti, fetch) if fetch else np.zeros(n, bool)
+    tail_compute = nonres & ~fetched  # blocks >= k that are computed in the tail
+    cf = np.concatenate(([0.0], np.cumsum(np.where(nonres, r, 0.0))))
+    rt = np.where(tail_compute, r, 0.0)
+    ct = new_compute_s + np.concatenate((np.cumsum(rt[::-1])[::-1], [0.0]))
+    t = cf + ct if layerwise else cf.copy()
+    busy = np.asarray(link_busy_s, dtype=np.float64)
+    loads = np.zeros((busy.size, n + 1))
+    for link in range(busy.size):
+        on_link = [tier for tier in fetch if path_link[tier] == link]
+        if not on_link:
+            continue
+        a = np.full(n + 1, busy[link])
+        d = np.zeros(n + 1)
+        for tier in on_link:
+            cnt = suffix_counts(ti == tier)
+            d += cnt * (block_bytes / path_read_bw[tier])
+            a += np.where(cnt > 0, path_latency_s[tier], 0.0)
+        active = d > 0
+        loads[link] = np.where(active, a + d, 0.0)
+        if layerwise:
+            t = np.maximum(t, np.where(active, a + d / num_layers + ct, 0.0))
+            t = np.maximum(t, np.where(active, a + d + ct / num_layers, 0.0))
+        else:
+            t = np.maximum(t, np.where(active, a + d, 0.0))
+    if not layerwise:
+        t = t + ct
+    return PlanTimes(ttft_s=t, front_s=cf, tail_s=ct, link_load_s=loads)

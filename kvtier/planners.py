@@ -27,6 +27,9 @@ With ``L`` layers, link ``l`` of latency ``a_l`` and load ``D_l``, the first tok
 the tail's layer i waits for layer i of the loads); without ``layerwise`` it is
 ``max(Cf, max_l(a_l + D_l)) + Ct``. ``k = 0`` fetching every tier is always-fetch;
 ``k = n`` is always-recompute; Cake (ICML'25) is the best ``k`` in between.
+
+The formula is ``kvtier.cost.plan_times_s`` (its numba twin prices plans inside the
+simulator); the planners only choose among the plans it prices.
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
-from kvtier.errors import ConfigError, UnknownNameError
+from kvtier.cost import plan_times_s, recompute_time_s
+from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
+from kvtier.registry import Registry
 from kvtier.targets import HardwareTarget
+from kvtier.validation import check_int, check_number
 
 RECOMPUTE = -1  # Plan.source value of a recomputed block
 
@@ -99,11 +105,6 @@ class Plan:
         }
 
 
-# ---------------------------------------------------------------------------------------
-# the shared pricing of every (split, fetched tiers) choice
-# ---------------------------------------------------------------------------------------
-
-
 class _Request:
     """Validated inputs and the per-block arrays all plans are priced from."""
 
@@ -112,10 +113,8 @@ class _Request:
             raise ConfigError(f"model: got {model!r}, expected a ModelSpec")
         if not isinstance(target, HardwareTarget):
             raise ConfigError(f"target: got {target!r}, expected a HardwareTarget")
-        if isinstance(block_tokens, bool) or not isinstance(block_tokens, (int, np.integer)) or block_tokens <= 0:
-            raise ConfigError(f"block_tokens: got {block_tokens!r}, expected a positive integer")
-        if isinstance(new_tokens, bool) or not isinstance(new_tokens, (int, np.integer)) or new_tokens < 0:
-            raise ConfigError(f"new_tokens: got {new_tokens!r}, expected an integer >= 0")
+        check_int(block_tokens, "block_tokens")
+        check_int(new_tokens, "new_tokens", minimum=0)
         ti = getattr(tier_index, "tier_index", tier_index)  # a LookupResult works too
         ti = np.asarray(ti)
         if ti.ndim != 1 or (ti.size and not np.issubdtype(ti.dtype, np.integer)):
@@ -126,70 +125,37 @@ class _Request:
         busy = dict(link_busy_s or {})
         for name, v in busy.items():
             target.link(name)  # UnknownNameError for a link the target lacks
-            if not np.isfinite(v) or v < 0:
-                raise ConfigError(f"link_busy_s[{name!r}]: got {v!r}, expected a finite number >= 0")
+            check_number(v, f"link_busy_s[{name!r}]", minimum=0.0)
         self.ti = ti.astype(np.int64)
         self.model, self.target = model, target
         self.B, self.S = int(block_tokens), int(new_tokens)
         self.n = int(ti.size)
         self.L = model.num_layers
         self.layerwise = bool(layerwise)
-        self.busy = busy
-        eff = target.effective_flops
         starts = np.arange(self.n, dtype=np.float64) * self.B
-        self.r = np.asarray(model.prefill_flops(np.full(self.n, float(self.B)), starts), dtype=np.float64).reshape(-1) / eff
-        self.c_new = float(model.prefill_flops(self.S, self.n * self.B)) / eff
+        self.r = np.asarray(recompute_time_s(model, target, np.full(self.n, float(self.B)), starts)).reshape(-1)
+        self.c_new = float(recompute_time_s(model, target, self.S, self.n * self.B))
         self.block_bytes = model.block_bytes(self.B)
-        self.paths = [target.fetch_path(t) if t > 0 else None for t in range(T)]
-        self.link_names = sorted({p.name for p in self.paths[1:]})
+        paths = [target.fetch_path(t) for t in range(T)]
+        self.link_names = sorted({p.name for p in paths[1:]})
+        self.path_read_bw = [p.read_bw_bytes_per_s for p in paths]
+        self.path_latency_s = [p.latency_s for p in paths]
+        self.path_link = [-1] + [self.link_names.index(p.name) for p in paths[1:]]
+        self.link_busy_s = [busy.get(name, 0.0) for name in self.link_names]
 
-    # Every quantity is an array over k = 0..n (the split).
-    def _suffix_count(self, mask: np.ndarray) -> np.ndarray:
-        """For each k, how many blocks j >= k satisfy mask."""
-        c = np.concatenate((np.cumsum(mask[::-1])[::-1], [0]))
-        return c.astype(np.int64)
-
-    def times(self, fetch_tiers: frozenset[int]) -> tuple[np.ndarray, dict]:
-        """TTFT for every split k, fetching blocks >= k of ``fetch_tiers``; plus parts."""
-        ti, n = self.ti, self.n
-        nonres = ti != 0
-        fetched = np.isin(ti, list(fetch_tiers)) if fetch_tiers else np.zeros(n, bool)
-        tail_compute = nonres & ~fetched  # blocks >= k that are computed in the tail
-        cf = np.concatenate(([0.0], np.cumsum(np.where(nonres, self.r, 0.0))))
-        rt = np.where(tail_compute, self.r, 0.0)
-        ct = self.c_new + np.concatenate((np.cumsum(rt[::-1])[::-1], [0.0]))
-        total = cf + ct
-        if self.layerwise:
-            t = total.copy()
-        else:
-            t = cf.copy()
-        link_load = {}
-        for name in self.link_names:
-            a = np.full(n + 1, self.busy.get(name, 0.0))
-            d = np.zeros(n + 1)
-            for tier in sorted(fetch_tiers):
-                p = self.paths[tier]
-                if p.name != name:
-                    continue
-                cnt = self._suffix_count(ti == tier)
-                d += cnt * (self.block_bytes / p.read_bw_bytes_per_s)
-                a += np.where(cnt > 0, p.latency_s, 0.0)
-            active = d > 0
-            link_load[name] = np.where(active, a + d, 0.0)
-            if self.layerwise:
-                t = np.maximum(t, np.where(active, a + d / self.L + ct, 0.0))
-                t = np.maximum(t, np.where(active, a + d + ct / self.L, 0.0))
-            else:
-                t = np.maximum(t, np.where(active, a + d, 0.0))
-        if not self.layerwise:
-            t = t + ct
-        return t, {"cf": cf, "ct": ct, "link_load": link_load, "fetched": fetched}
+    def times(self, fetch_tiers: frozenset[int]):
+        """``kvtier.cost.plan_times_s`` of this request, fetching blocks >= k of ``fetch_tiers``."""
+        return plan_times_s(self.ti, self.r, self.c_new, fetch_tiers, path_read_bw=self.path_read_bw,
+                            path_latency_s=self.path_latency_s, path_link=self.path_link,
+                            link_busy_s=self.link_busy_s, block_bytes=self.block_bytes, num_layers=self.L,
+                            layerwise=self.layerwise)
 
     def plan(self, planner: str, k: int, fetch_tiers: frozenset[int]) -> Plan:
-        t, parts = self.times(fetch_tiers)
+        times = self.times(fetch_tiers)
         src = self.ti.copy()
         idx = np.arange(self.n)
-        recompute = (src != 0) & ((idx < k) | ~parts["fetched"])
+        fetched = np.isin(src, list(fetch_tiers)) if fetch_tiers else np.zeros(self.n, bool)
+        recompute = (src != 0) & ((idx < k) | ~fetched)
         src[recompute] = RECOMPUTE
         fetch_bytes = [0] * len(self.target.tiers)
         for tier in range(1, len(self.target.tiers)):
@@ -198,19 +164,15 @@ class _Request:
             planner=planner, tier_names=tuple(x.name for x in self.target.tiers), block_tokens=self.B,
             new_tokens=self.S, source=src.astype(np.int8), split_block=int(k), fetch_bytes=tuple(fetch_bytes),
             recompute_tokens=int(np.count_nonzero(recompute)) * self.B,
-            compute_s=float(parts["cf"][k] + parts["ct"][k]),
-            link_load_s={name: float(v[k]) for name, v in parts["link_load"].items() if v[k] > 0},
-            ttft_s=float(t[k]),
+            compute_s=float(times.front_s[k] + times.tail_s[k]),
+            link_load_s={name: float(times.link_load_s[i, k]) for i, name in enumerate(self.link_names)
+                         if times.link_load_s[i, k] > 0},
+            ttft_s=float(times.ttft_s[k]),
         )
 
     @property
     def lower_tiers(self) -> frozenset[int]:
         return frozenset(range(1, len(self.target.tiers)))
-
-
-# ---------------------------------------------------------------------------------------
-# planners and their registry
-# ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,24 +194,22 @@ class Planner:
         raise NotImplementedError
 
 
-PLANNERS: dict[str, type[Planner]] = {}
+_REGISTRY: Registry[type[Planner]] = Registry("planner")
+
+#: Planner classes by registry name: a read-only view (``register_planner`` adds to it).
+PLANNERS = _REGISTRY.view
 
 
 def register_planner(cls: type[Planner]) -> type[Planner]:
-    """Class decorator: make ``cls`` available as ``make_planner(cls.name)``."""
-    if cls.name in PLANNERS and PLANNERS[cls.name] is not cls:
-        raise ConfigError(f"planner name {cls.name!r} is already registered by {PLANNERS[cls.name].__name__}")
-    PLANNERS[cls.name] = cls
-    return cls
+    """Class decorator: make ``cls`` available as ``make_planner(cls.name)`` (``ConfigError``
+    if a different class holds that name)."""
+    return _REGISTRY.register(cls.name, cls)
 
 
 def make_planner(name: str, **options) -> Planner:
     """A planner by registry name (``always-fetch``, ``always-recompute``, ``threshold``,
     ``cost-optimal``) with its options; ``UnknownNameError`` names the valid choices."""
-    try:
-        cls = PLANNERS[name]
-    except KeyError:
-        raise UnknownNameError(f"planner: got {name!r}, expected one of {sorted(PLANNERS)}") from None
+    cls = _REGISTRY.get(name)
     try:
         return cls(**options)
     except TypeError as e:
@@ -257,7 +217,8 @@ def make_planner(name: str, **options) -> Planner:
 
 
 def planner_names() -> list[str]:
-    return sorted(PLANNERS)
+    """The registered planner names, sorted."""
+    return sorted(_REGISTRY.names())
 
 
 @register_planner
@@ -293,9 +254,7 @@ class Threshold(Planner):
     threshold_tokens: int = 256
 
     def __post_init__(self) -> None:
-        t = self.threshold_tokens
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-            raise ConfigError(f"threshold_tokens: got {t!r}, expected an integer >= 0")
+        check_int(self.threshold_tokens, "threshold_tokens", minimum=0)
 
     def _choose(self, req: _Request) -> Plan:
         lower_tokens = int(np.count_nonzero(req.ti > 0)) * req.B
@@ -321,7 +280,7 @@ class CostOptimal(Planner):
         for r in range(len(lower), -1, -1):
             for subset in itertools.combinations(lower, r):
                 fs = frozenset(subset)
-                t, _ = req.times(fs)
+                t = req.times(fs).ttft_s
                 k = int(np.argmin(t))
                 if best is None or t[k] < best[0]:
                     best = (float(t[k]), k, fs)

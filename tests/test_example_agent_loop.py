@@ -35,7 +35,7 @@ from kvtier.examples.agent_loop.timing import cold_fetches as _cold_fetches
 from kvtier.examples.agent_loop.timing import fill_tiers as _fill_tiers
 from kvtier.examples.agent_loop.timing import rate as _rate
 from kvtier.examples.transformer import Transformer, TransformerConfig
-from kvtier.policies.planners import planner_names
+from kvtier.planners import planner_names
 from kvtier.tiers import flash_slot_bytes
 
 TINY = TransformerConfig.tiny()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
-from kvtier.policies.planners import (
+from kvtier.planners import (
     PLANNERS,
     RECOMPUTE,
     AlwaysFetch,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
-from kvtier.policies.planners import make_planner
+from kvtier.planners import make_planner
 from kvtier.replay import ReplayTier, replay
 from kvtier.sim import SimConfig, prepare_trace, regime_for, simulate
 from kvtier.sim.engine import price_plan

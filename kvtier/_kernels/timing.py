@@ -1,9 +1,12 @@
 """The simulator's timing formulas over arrays: the numba twin of ``kvtier.cost``.
 
-``price_request`` is the planners' schedule (``kvtier.policies.planners``: one formula for
-every plan, ``_Request.times``) over arrays, so the event loop can price a request without
-Python; a test checks it against the planners on random inputs. ``decode_step_s`` is one
-decode step's roofline; ``to_ns`` rounds seconds up to the simulated clock's nanoseconds.
+Each kernel here has its Python face in ``kvtier.cost``, and a test holds the two equal
+on random inputs: ``to_ns`` is ``cost.to_ns``, ``decode_step_s`` is
+``cost.decode_step_s``, ``plan_times`` is ``cost.plan_times_s`` (the planners' schedule)
+and ``suffix_counts`` is ``cost.suffix_counts``. ``price_request`` makes the planners'
+choice (``kvtier.planners``: always-fetch, always-recompute, threshold, cost-optimal)
+over ``plan_times``, so the event loop can price a request without Python; a test checks
+it against the planners.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ PLAN_THRESHOLD = 3
 def plan_times(ti, n, mask, r, c_new, tier_bw, tier_lat, tier_link, num_links, busy, block_bytes, num_layers,
                 layerwise, cnt, cf, ct, t, d, a):
     """TTFT for every split k = 0..n fetching blocks >= k of tiers in bitmask ``mask``
-    (into ``t[:n+1]``); the planners' ``_Request.times``."""
+    (into ``t[:n+1]``; ``cf``/``ct`` get the front and tail compute): ``cost.plan_times_s``.
+    ``cnt`` holds ``suffix_counts`` of ``ti``."""
     T = tier_bw.shape[0]
     cf[0] = 0.0
     for i in range(n):
@@ -76,6 +80,7 @@ def plan_times(ti, n, mask, r, c_new, tier_bw, tier_lat, tier_link, num_links, b
 
 @njit
 def suffix_counts(ti, n, T, cnt):
+    """``cnt[tier, k]``: how many of the blocks ``k..n-1`` sit in ``tier`` (``cost.suffix_counts``)."""
     for tier in range(T):
         cnt[tier, n] = 0
     for i in range(n - 1, -1, -1):
@@ -137,6 +142,7 @@ def price_request(ti, n, planner, subsets, threshold_tokens, block_tokens, r, c_
 
 @njit
 def to_ns(s):
+    """Seconds rounded up to whole nanoseconds, 0 for ``s <= 0`` (``cost.to_ns``)."""
     if s <= 0.0:
         return np.int64(0)
     return np.int64(np.ceil(s * 1e9 - 1e-6))
@@ -148,7 +154,7 @@ def decode_step_s(kv_bytes, weights_s, weights_in_tier0, bw0, stream_bytes, stre
     or over their own path at the same time, ``weights_in_tier0`` False), every sequence's
     ``kv_bytes`` read from the compute tier at ``bw0``, ``stream_bytes`` read over a link at
     ``stream_bw`` and ``flops_s`` of compute, the slowest of these setting the step, plus a
-    fixed ``step_latency_s``."""
+    fixed ``step_latency_s`` (``cost.decode_step_s``)."""
     step = kv_bytes / bw0
     if weights_in_tier0:
         step += weights_s

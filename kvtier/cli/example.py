@@ -31,7 +31,7 @@ from kvtier.examples.agent_loop import (
 )
 from kvtier.examples.agent_loop.config import FLASH_CODECS
 from kvtier.examples.transformer import Transformer, TransformerConfig
-from kvtier.policies.planners import planner_names
+from kvtier.planners import planner_names
 
 
 def _pct(x: float) -> str:

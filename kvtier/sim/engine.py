@@ -53,7 +53,7 @@ from kvtier._kernels.hashtable import next_use_index
 from kvtier._kernels.policy import NEVER
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.policies import POLICIES, KernelPolicy
-from kvtier.policies.planners import PLANNERS
+from kvtier.planners import PLANNERS
 from kvtier.replay import densify, policy_state, recompute_cost_per_byte
 from kvtier._kernels import sim as _k
 from kvtier._kernels import timing as _kt

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from kvtier.errors import ConfigError
 from kvtier.examples.agent_loop.tiers import TierBytes, tier_bytes
 from kvtier.examples.transformer import TransformerConfig
-from kvtier.policies.planners import make_planner
+from kvtier.planners import make_planner
 from kvtier.validation import check_choice, check_int, is_int
 
 #: Codecs the flash tier of the run may use.

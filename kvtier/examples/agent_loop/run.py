@@ -37,7 +37,7 @@ from kvtier.examples.agent_loop.tiers import TIER_NAMES, tier_specs
 from kvtier.examples.agent_loop.timing import Clock, OpTiming
 from kvtier.examples.transformer import Transformer
 from kvtier.hashing import block_hashes
-from kvtier.policies.planners import RECOMPUTE, make_planner
+from kvtier.planners import RECOMPUTE, make_planner
 from kvtier.store import TieredStore
 from kvtier.targets import HardwareTarget
 
