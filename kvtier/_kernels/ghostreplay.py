@@ -106,25 +106,15 @@ def ghost_replay(offsets, hashes, ts_init, record):
     n = hashes.shape[0]
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, 1), dtype=np.int32)
+    arc = ts_init[0, TS_KIND] == ARC
     if _narrow(P):
-        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int16), ht_shift(size), key, q, bit, lk, counters,
-             hit_tier, evictions_at, record)
+        _loop(offsets, hashes, arc, ts_init[0], P, np.full(size, -1, dtype=np.int16), ht_shift(size), key, q, bit, lk,
+              counters, hit_tier, evictions_at, record)
     else:
-        _run(offsets, hashes, ts_init, P, np.full(size, -1, dtype=np.int32), ht_shift(size), key, q, bit, lk, counters,
-             hit_tier, evictions_at, record)
+        _loop(offsets, hashes, arc, ts_init[0], P, np.full(size, -1, dtype=np.int32), ht_shift(size), key, q, bit, lk,
+              counters, hit_tier, evictions_at, record)
     derive_counters(offsets, counters)
     return counters, hit_tier, evictions_at
-
-
-@njit(_nrt=False)
-def _run(offsets, hashes, ts_init, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
-    if ts_init[0, TS_KIND] == ARC:
-        _arc_loop(offsets, hashes, ts_init[0, TS_CAP], P, vals, shift, key, q, lk, counters, hit_tier,
-                  evictions_at, record)
-    else:
-        _s3fifo_loop(offsets, hashes, ts_init[0, TS_CAP], ts_init[0, TS_SMALL_CAP], ts_init[0, TS_MAIN_CAP],
-                     ts_init[0, TS_THRESH], ts_init[0, TS_GHOST_CAP], P, vals, shift, key, q, bit, lk, counters,
-                     hit_tier, evictions_at, record)
 
 
 @njit(_nrt=False, inline="always")
@@ -150,99 +140,85 @@ def _new_entry(vals, shift, key, lk, h, free, used):
     return e, free, used
 
 
-@njit(_nrt=False)
-def _arc_loop(offsets, hashes, c, P, vals, shift, key, q, lk, counters, hit_tier, evictions_at, record):
-    S = P  # sentinels: S T1, S + 1 T2, S + 2 B1, S + 3 B2
-    cf = float(c)
-    p = 0.0
-    t1 = 0
-    t2 = 0
-    b1 = 0
-    b2 = 0
-    free, used = -1, 0
-    hits, prefix_hits, evictions = 0, 0, 0
-    deep = vals.shape[0] * vals.itemsize > 4 * DEEP_PREFETCH_CELLS
-    for r in range(offsets.shape[0] - 1):
-        prefix = True
-        for k in range(offsets[r], offsets[r + 1]):
-            h, f = probe(hashes, k, vals, shift, key, lk, q, deep)
-            qf = q[f] if f >= 0 else 0
-            if f >= 0 and qf < 2:  # a hit: to the front of T2
-                hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
-                unlink(lk, 0, f)
-                push(lk, 0, S + 1, f)
-                if qf == 0:
-                    q[f] = 1
-                    t1 -= 1
-                    t2 += 1
-                continue
-            prefix = False
-            if record:
-                hit_tier[k] = -1
-            ghost_hit = 0
-            if f >= 0:  # a ghost: adapt p, and the block takes the ghost's entry back
-                unlink(lk, 0, f)
-                p = rules.arc_adapt(p, b1, b2, cf, qf == 2)
-                if qf == 2:
-                    ghost_hit = 1
-                    b1 -= 1
-                else:
-                    ghost_hit = 2
-                    b2 -= 1
-            if t1 + t2 >= c:
-                lst, trim, ghost = rules.arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit)
-                if trim >= 0:  # forget the oldest ghost of B1 or B2
-                    g = lk[2 * (S + 2 + trim) + 1]
+@njit(_nrt=False, inline="always")
+def _arc_evict(S, c, p, ghost_hit, t1, t2, b1, b2, vals, shift, key, q, lk, free):
+    """ARC makes room: the victim list's oldest leaves T1 or T2 and, remembered, turns ghost
+    in place on B1 or B2 (the oldest ghost of the list ``arc_evict_case`` trims is
+    forgotten first). Returns ``(free, t1, t2, b1, b2)``."""
+    lst, trim, ghost = rules.arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit)
+    if trim >= 0:  # forget the oldest ghost of B1 or B2
+        g = lk[2 * (S + 2 + trim) + 1]
+        unlink(lk, 0, g)
+        free = _forget(vals, shift, key, lk, g, free)
+        if trim == 0:
+            b1 -= 1
+        else:
+            b2 -= 1
+        o = lk[2 * (S + 2 + trim) + 1]
+        if o < S:  # the next ghost to go: its table cell
+            prefetch(vals, ht_home(key[o], shift))
+    s = lk[2 * (S + lst) + 1]
+    unlink(lk, 0, s)
+    if lst == 0:
+        t1 -= 1
+    else:
+        t2 -= 1
+    if ghost:  # the victim's entry stays, on B1 or B2
+        q[s] = 2 + lst
+        push(lk, 0, S + 2 + lst, s)
+        if lst == 0:
+            b1 += 1
+        else:
+            b2 += 1
+    else:
+        free = _forget(vals, shift, key, lk, s, free)
+    o = lk[2 * (S + lst) + 1]
+    prefetch(lk, 2 * lk[2 * o + 1])
+    return free, t1, t2, b1, b2
+
+
+@njit(_nrt=False, inline="always")
+def _s3_evict(S, main_cap, thresh, ghost_cap, small, main, ghosts, vals, shift, key, q, bit, lk, free):
+    """S3-FIFO makes room: small's oldest moves to main if it was used often enough, else it
+    leaves and turns ghost in place (the oldest ghost forgotten when the ghost FIFO is
+    full); when small runs dry, or main is over its share, main gives the victim.
+    Returns ``(free, small, main, ghosts)``."""
+    s = -1
+    if not rules.s3_evicts_from_main(small, main, main_cap):
+        s, moved = rules.s3_small_victim(lk, 0, S, S + 1, bit, 0, q, 0, small, thresh)
+        small -= moved
+        main += moved
+        if s >= 0:
+            small -= 1
+            if ghost_cap > 0:
+                if ghosts >= ghost_cap:  # forget the oldest ghost
+                    g = lk[2 * (S + 2) + 1]
                     unlink(lk, 0, g)
                     free = _forget(vals, shift, key, lk, g, free)
-                    if trim == 0:
-                        b1 -= 1
-                    else:
-                        b2 -= 1
-                    o = lk[2 * (S + 2 + trim) + 1]
-                    if o < P:  # the next ghost to go: its table cell
-                        prefetch(vals, ht_home(key[o], shift))
-                s = lk[2 * (S + lst) + 1]
-                unlink(lk, 0, s)
-                if lst == 0:
-                    t1 -= 1
-                else:
-                    t2 -= 1
-                if ghost:  # the victim's entry stays, on B1 or B2
-                    q[s] = 2 + lst
-                    push(lk, 0, S + 2 + lst, s)
-                    if lst == 0:
-                        b1 += 1
-                    else:
-                        b2 += 1
-                else:
-                    free = _forget(vals, shift, key, lk, s, free)
-                o = lk[2 * (S + lst) + 1]
-                prefetch(lk, 2 * lk[2 * o + 1])
-                evictions += 1
-                if record:
-                    evictions_at[k, 0] = 1
-            if f >= 0:
-                e = f
+                    ghosts -= 1
+                q[s] = 2
+                push(lk, 0, S + 2, s)
+                ghosts += 1
             else:
-                e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
-            kk = 1 if ghost_hit != 0 else 0
-            q[e] = kk
-            push(lk, 0, S + kk, e)
-            if kk == 0:
-                t1 += 1
-            else:
-                t2 += 1
-    set_one_tier(counters, hits, prefix_hits, evictions)
+                free = _forget(vals, shift, key, lk, s, free)
+    if s < 0:
+        s = rules.s3_main_victim(lk, 0, S + 1, bit, 0)
+        main -= 1
+        free = _forget(vals, shift, key, lk, s, free)
+    return free, small, main, ghosts
 
 
 @njit(_nrt=False)
-def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, vals, shift, key, q, bit, lk,
-                 counters, hit_tier, evictions_at, record):
-    S = P  # sentinels: S small, S + 1 main, S + 2 ghost
-    small = 0
-    main = 0
-    ghosts = 0
+def _loop(offsets, hashes, arc, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
+    """The replay. A hit moves to the front of T2 (ARC) or counts (S3-FIFO); a miss makes
+    room if the tier is full and enters, on its ghost's entry if it has one: ARC's T1, or T2
+    after a ghost hit; S3-FIFO's queue by ``s3_insert_queue``. Counts in locals: ``q0``,
+    ``q1`` the resident lists (T1, T2 / small, main), ``g0``, ``g1`` the ghost lists (B1,
+    B2 / the ghost FIFO)."""
+    S = P  # sentinels, ARC: S T1, S + 1 T2, S + 2 B1, S + 3 B2; S3-FIFO: S small, S + 1 main, S + 2 ghost
+    c = ts[TS_CAP]
+    p = 0.0  # ARC's target size of T1
+    q0, q1, g0, g1 = 0, 0, 0, 0
     has_evicted = False
     free, used = -1, 0
     hits, prefix_hits, evictions = 0, 0, 0
@@ -251,42 +227,40 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
         prefix = True
         for k in range(offsets[r], offsets[r + 1]):
             h, f = probe(hashes, k, vals, shift, key, lk, q, deep)
-            if f >= 0 and q[f] < 2:  # a hit: count it (up to 3)
+            qf = q[f] if f >= 0 else 0
+            if f >= 0 and qf < 2:  # a hit
                 hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
-                bit[f] = rules.s3_hit(bit[f])
+                if not arc:
+                    bit[f] = rules.s3_hit(bit[f])
+                    continue
+                unlink(lk, 0, f)
+                push(lk, 0, S + 1, f)
+                if qf == 0:
+                    q[f] = 1
+                    q0 -= 1
+                    q1 += 1
                 continue
             prefix = False
             if record:
                 hit_tier[k] = -1
-            if f >= 0:  # a ghost: the block takes its entry back, into main
+            ghost_hit = 0  # ARC: 1 the key was on B1, 2 on B2
+            if f >= 0:  # a ghost: it leaves its list, and the block takes its entry back
                 unlink(lk, 0, f)
-                ghosts -= 1
-            if small + main >= c:
-                has_evicted = True
-                s = -1
-                if main <= main_cap and small > 0:
-                    # Small's oldest moves to main if it was used often enough, else it
-                    # leaves (a ghost); when small runs dry, main gives the victim.
-                    s, moved = rules.s3_small_victim(lk, 0, S, S + 1, bit, 0, q, 0, small, thresh)
-                    small -= moved
-                    main += moved
-                    if s >= 0:
-                        small -= 1
-                        if ghost_cap > 0:
-                            if ghosts >= ghost_cap:  # forget the oldest ghost
-                                g = lk[2 * (S + 2) + 1]
-                                unlink(lk, 0, g)
-                                free = _forget(vals, shift, key, lk, g, free)
-                                ghosts -= 1
-                            q[s] = 2
-                            push(lk, 0, S + 2, s)
-                            ghosts += 1
-                        else:
-                            free = _forget(vals, shift, key, lk, s, free)
-                if s < 0:  # main's oldest leaves unless it was used: then back to the front
-                    s = rules.s3_main_victim(lk, 0, S + 1, bit, 0)
-                    main -= 1
-                    free = _forget(vals, shift, key, lk, s, free)
+                if arc:
+                    p = rules.arc_adapt(p, g0, g1, float(c), qf == 2)
+                    ghost_hit = qf - 1
+                if qf == 2:
+                    g0 -= 1
+                else:
+                    g1 -= 1
+            if q0 + q1 >= c:
+                if arc:
+                    free, q0, q1, g0, g1 = _arc_evict(S, c, p, ghost_hit, q0, q1, g0, g1, vals, shift, key, q, lk,
+                                                      free)
+                else:
+                    has_evicted = True
+                    free, q0, q1, g0 = _s3_evict(S, ts[TS_MAIN_CAP], ts[TS_THRESH], ts[TS_GHOST_CAP], q0, q1, g0,
+                                                 vals, shift, key, q, bit, lk, free)
                 evictions += 1
                 if record:
                     evictions_at[k, 0] = 1
@@ -294,12 +268,15 @@ def _s3fifo_loop(offsets, hashes, c, small_cap, main_cap, thresh, ghost_cap, P, 
                 e = f
             else:
                 e, free, used = _new_entry(vals, shift, key, lk, h, free, used)
-            kk = rules.s3_insert_queue(f >= 0, has_evicted, small, small_cap)
+            if arc:
+                kk = 1 if ghost_hit != 0 else 0
+            else:
+                kk = rules.s3_insert_queue(f >= 0, has_evicted, q0, ts[TS_SMALL_CAP])
+                bit[e] = 0
             q[e] = kk
-            bit[e] = 0
             push(lk, 0, S + kk, e)
             if kk == 0:
-                small += 1
+                q0 += 1
             else:
-                main += 1
+                q1 += 1
     set_one_tier(counters, hits, prefix_hits, evictions)
