@@ -106,13 +106,12 @@ def ghost_replay(offsets, hashes, ts_init, record):
     n = hashes.shape[0]
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, 1), dtype=np.int32)
-    arc = ts_init[0, TS_KIND] == ARC
     if _narrow(P):
-        _loop(offsets, hashes, arc, ts_init[0], P, np.full(size, -1, dtype=np.int16), ht_shift(size), key, q, bit, lk,
-              counters, hit_tier, evictions_at, record)
+        _run(offsets, hashes, ts_init[0], P, np.full(size, -1, dtype=np.int16), ht_shift(size), key, q, bit, lk,
+             counters, hit_tier, evictions_at, record)
     else:
-        _loop(offsets, hashes, arc, ts_init[0], P, np.full(size, -1, dtype=np.int32), ht_shift(size), key, q, bit, lk,
-              counters, hit_tier, evictions_at, record)
+        _run(offsets, hashes, ts_init[0], P, np.full(size, -1, dtype=np.int32), ht_shift(size), key, q, bit, lk,
+             counters, hit_tier, evictions_at, record)
     derive_counters(offsets, counters)
     return counters, hit_tier, evictions_at
 
@@ -209,8 +208,27 @@ def _s3_evict(S, main_cap, thresh, ghost_cap, small, main, ghosts, vals, shift, 
 
 
 @njit(_nrt=False)
+def _run(offsets, hashes, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
+    if ts[TS_KIND] == ARC:
+        _arc_loop(offsets, hashes, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record)
+    else:
+        _s3fifo_loop(offsets, hashes, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record)
+
+
+@njit(_nrt=False)
+def _arc_loop(offsets, hashes, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
+    _loop(offsets, hashes, True, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record)
+
+
+@njit(_nrt=False)
+def _s3fifo_loop(offsets, hashes, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
+    _loop(offsets, hashes, False, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record)
+
+
+@njit(_nrt=False, inline="always")
 def _loop(offsets, hashes, arc, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
-    """The replay. A hit moves to the front of T2 (ARC) or counts (S3-FIFO); a miss makes
+    """The replay (inlined into ``_arc_loop`` and ``_s3fifo_loop``, so ``arc`` is a constant
+    there and each compiles only its own branches). A hit moves to the front of T2 (ARC) or counts (S3-FIFO); a miss makes
     room if the tier is full and enters, on its ghost's entry if it has one: ARC's T1, or T2
     after a ghost hit; S3-FIFO's queue by ``s3_insert_queue``. Counts in locals: ``q0``,
     ``q1`` the resident lists (T1, T2 / small, main), ``g0``, ``g1`` the ghost lists (B1,
