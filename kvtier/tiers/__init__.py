@@ -1,6 +1,6 @@
 """Tiers of the hierarchy: specs, the shared ``Tier`` base, memory and flash backends.
 
-``TierSpec`` and the tier kinds load with the package: they import nothing heavy, so the
+``TierSpec``, the tier kinds and ``flash_slot_bytes`` load with the package: they import nothing heavy, so the
 targets and the cost model can describe tiers. The backends (``Tier``, the memory and
 flash tiers, ``make_tier``) load when first named, so that describing a tier does not
 import the codecs, the checksum library and the flash file format.
@@ -9,7 +9,7 @@ import the codecs, the checksum library and the flash file format.
 from __future__ import annotations
 
 from kvtier._lazy import lazy_exports
-from kvtier.tiers.spec import TIER_KINDS, TierSpec, dram, flash, hbm, sram
+from kvtier.tiers.spec import TIER_KINDS, TierSpec, dram, flash, flash_slot_bytes, hbm, sram
 
 # name -> the module that defines it, imported on first access
 _BACKENDS = {
@@ -17,7 +17,6 @@ _BACKENDS = {
     "FileIO": "kvtier.tiers.flash_tier",
     "FlashTier": "kvtier.tiers.flash_tier",
     "RecoveryReport": "kvtier.tiers.flash_tier",
-    "flash_slot_bytes": "kvtier.tiers.flash_tier",
     "DRAMTier": "kvtier.tiers.memory_tier",
     "HBMTier": "kvtier.tiers.memory_tier",
     "MemoryTier": "kvtier.tiers.memory_tier",

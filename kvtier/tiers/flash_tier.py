@@ -32,7 +32,7 @@ import numpy as np
 from kvtier.codec import CODEC_NAMES, CODEC_NONE, Encoded, checksum
 from kvtier.errors import ConfigError, FlashFormatError
 from kvtier.tiers.base import CorruptSlot, Tier
-from kvtier.tiers.spec import TierSpec
+from kvtier.tiers.spec import FLASH_ALIGN_BYTES, FLASH_SLOT_HEADER_BYTES, TierSpec, flash_slot_bytes  # noqa: F401
 
 FILE_MAGIC = b"KVTIERFL"
 FILE_VERSION = 1
@@ -40,11 +40,11 @@ FILE_HEADER_BYTES = 4096
 _FILE_HEADER = struct.Struct("<8sIQQQ")  # magic, version, slot_stride, num_slots, block_bytes
 SLOT_MAGIC = b"KVBK"
 SLOT_VERSION = 1
-SLOT_HEADER_BYTES = 64
+SLOT_HEADER_BYTES = FLASH_SLOT_HEADER_BYTES
 _SLOT_HEADER = struct.Struct("<4sHBBQQIII")  # magic, ver, codec, flags, hash, seq, raw, stored, payload crc
 #: Leading bytes of a slot header that its fields and their CRC32C fill; the rest is zero padding.
 SLOT_HEADER_USED_BYTES = _SLOT_HEADER.size + 4
-_ALIGN = 4096
+_ALIGN = FLASH_ALIGN_BYTES
 _ZERO_HEADER = bytes(SLOT_HEADER_BYTES)
 
 
@@ -77,12 +77,6 @@ def _fsync_directory(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def flash_slot_bytes(block_bytes: int) -> int:
-    """Bytes of flash capacity one block takes: its 64-byte header plus the payload,
-    rounded up to 4 KiB. Size a flash tier as ``n * flash_slot_bytes(block_bytes)``."""
-    return -(-(SLOT_HEADER_BYTES + block_bytes) // _ALIGN) * _ALIGN
 
 
 @dataclass

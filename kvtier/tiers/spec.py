@@ -17,6 +17,17 @@ from kvtier.validation import check_bool, check_choice, check_int, check_name, c
 TIER_KINDS = ("sram", "hbm", "dram", "flash")
 FSYNC_POLICIES = ("always", "flush", "never")
 
+#: The flash file's slot geometry, all that sizing a flash tier needs (the format itself is
+#: ``kvtier.tiers.flash_tier``'s): a header before each block's payload, slots aligned.
+FLASH_SLOT_HEADER_BYTES = 64
+FLASH_ALIGN_BYTES = 4096
+
+
+def flash_slot_bytes(block_bytes: int) -> int:
+    """Bytes of flash capacity one block takes: its 64-byte header plus the payload,
+    rounded up to 4 KiB. Size a flash tier as ``n * flash_slot_bytes(block_bytes)``."""
+    return -(-(FLASH_SLOT_HEADER_BYTES + block_bytes) // FLASH_ALIGN_BYTES) * FLASH_ALIGN_BYTES
+
 
 def _default_figures() -> dict[str, dict]:
     """Default bandwidth/latency per kind, read from the sourced hardware data.
