@@ -189,17 +189,11 @@ def recompute_cost_per_byte(model: ModelSpec, block_tokens: int, max_depth: int)
     return flops / float(model.block_bytes(block_tokens))
 
 
-def _kernel_params(policy: str, num_slots: int) -> tuple[int, int, int]:
-    """(S3-FIFO small-queue capacity, ghost capacity, move threshold) of ``policy`` over
-    ``num_slots`` slots, as the store's policy instance of that size has them."""
-    return POLICIES[policy](1)._kernel_params_for(num_slots)
-
-
 def policy_state(policies: Sequence[str], slots: Sequence[int]):
     """Fresh kernel state of one policy per tier (``policies[t]`` over ``slots[t]`` slots,
     the store's policies exactly), concatenated into ``(I, K, F, M)`` with tier ``t``'s
     header at ``t * M_SIZE``: the layout the general replay loop and the simulator take."""
-    parts = [_kp.policy_new(POLICIES[p].kind, n, *_kernel_params(p, n)) for p, n in zip(policies, slots)]
+    parts = [_kp.policy_new(POLICIES[p].kind, n, *POLICIES[p].kernel_params(n)) for p, n in zip(policies, slots)]
     I, K, F, M = (np.concatenate([p[j] for p in parts]) for j in range(4))
     di = dk = df = 0
     for t, p in enumerate(parts):
@@ -218,7 +212,7 @@ def _list_scalars(policies: Sequence[str], slots: Sequence[int]) -> np.ndarray |
         return None
     ts = np.zeros((len(kinds), _kl.TS_SIZE), dtype=np.int64)
     for i, (p, n, kind) in enumerate(zip(policies, slots, kinds)):
-        small, ghost, threshold = _kernel_params(p, n)
+        small, ghost, threshold = POLICIES[p].kernel_params(n)
         ts[i, _kl.TS_KIND] = kind
         ts[i, _kl.TS_CAP] = n
         ts[i, _kl.TS_SMALL_CAP] = small

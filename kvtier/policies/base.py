@@ -126,16 +126,21 @@ class KernelPolicy(EvictionPolicy):
 
     def __init__(self, num_slots: int) -> None:
         super().__init__(num_slots)
-        self._state = _k.policy_new(self.kind, num_slots, *self._kernel_params())
+        self._state = _k.policy_new(self.kind, num_slots, *self.kernel_params(num_slots, **self.kernel_options()))
         self._pending = -1
         self._uses_keys = self.kind in (_k.S3FIFO, _k.ARC)  # only ghost lists read keys
 
-    def _kernel_params(self) -> tuple[int, int, int]:
-        """(small-queue capacity, ghost capacity, move threshold): S3-FIFO's; unused elsewhere."""
-        return self._kernel_params_for(self.num_slots)
-
-    def _kernel_params_for(self, num_slots: int) -> tuple[int, int, int]:
+    @classmethod
+    def kernel_params(cls, num_slots: int, **options) -> tuple[int, int, int]:
+        """The kernel parameters of this policy over ``num_slots`` slots with ``options``
+        (the constructor's keyword arguments; defaults when none): ``(small-queue capacity,
+        ghost capacity, move threshold)``, S3-FIFO's; ``(0, 0, 0)`` for the others. The
+        replay and the simulator size their kernels with it, without making an instance."""
         return (0, 0, 0)
+
+    def kernel_options(self) -> dict:
+        """The options this instance was made with, as ``kernel_params`` takes them."""
+        return {}
 
     def _check_slot(self, slot) -> int:
         if type(slot) is int and 0 <= slot < self.num_slots:

@@ -36,7 +36,12 @@ class S3FIFO(KernelPolicy):
         self.move_threshold = check_int(move_threshold, "move_threshold")
         super().__init__(num_slots)
 
-    def _kernel_params_for(self, num_slots: int) -> tuple[int, int, int]:
+    @classmethod
+    def kernel_params(cls, num_slots: int, *, small_ratio: float = 0.1, ghost_ratio: float = 0.9,
+                      move_threshold: int = 2) -> tuple[int, int, int]:
         n = num_slots
-        small = max(1, int(n * self.small_ratio)) if n > 1 else 1
-        return (min(small, n), int(n * self.ghost_ratio), self.move_threshold)
+        small = max(1, int(n * small_ratio)) if n > 1 else 1
+        return (min(small, n), int(n * ghost_ratio), move_threshold)
+
+    def kernel_options(self) -> dict:
+        return {"small_ratio": self.small_ratio, "ghost_ratio": self.ghost_ratio, "move_threshold": self.move_threshold}

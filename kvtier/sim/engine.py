@@ -15,7 +15,7 @@ Model (simulated clock in integer nanoseconds; never the wall clock):
   The tier each input block was found in is what the planner prices.
 * **Plan and prefill.** The compute engine serves prefills first-come first-served: a
   prefill starts when the engine is free (queue wait) and holds it until its first token.
-  The planner (``kvtier.policies.planners``'s schedule, priced in the kernel) chooses per
+  The planner (``kvtier.planners``'s schedule, priced in the kernel) chooses per
   block to fetch or recompute, with each link's earlier transfers as its busy time; the
   plan's fetches are booked on their links. TTFT = queue wait + the plan's TTFT. Prefix
   blocks are the request's whole blocks; the tokens after them (at least one, as engines
@@ -308,7 +308,7 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
 
 def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens: int, new_tokens: int,
                link_busy_s: dict | None = None, layerwise: bool = True, threshold_tokens: int = 256):
-    """The kernel's pricing of one request, for checking it against ``kvtier.policies.planners``:
+    """The kernel's pricing of one request, for checking it against ``kvtier.planners``:
     returns ``(ttft_s, split_block, fetched_tiers)`` for ``tier_index`` (per prefix block,
     -1 missing) with ``new_tokens`` after the prefix."""
     ta = target_arrays(target)

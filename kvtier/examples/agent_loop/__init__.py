@@ -10,7 +10,7 @@ What one run does (``run_agent_loop``):
   the context is put (or promoted) into HBM, which pushes older blocks to DRAM and flash
   and, when flash is full, drops them.
 * **Before each turn** the context's block hashes are looked up; the chosen planner
-  (``kvtier.policies.planners``) decides, per block, to fetch it from its tier or to
+  (``kvtier.planners``) decides, per block, to fetch it from its tier or to
   recompute it with the model (missing blocks are always recomputed). Fetched blocks go
   straight into the sequence's KV pages (``store.fetch(h, out=page)``); recomputed ranges
   run through the model given the KV before them; then the new tokens are prefilled and

@@ -1,7 +1,7 @@
 """``run_agent_loop``: sessions of multi-turn generation whose KV lives in a ``TieredStore``.
 
 Each turn of each session: look up the context's block hashes; let the planner
-(``kvtier.policies.planners``) decide per block to fetch it from its tier or recompute
+(``kvtier.planners``) decide per block to fetch it from its tier or recompute
 it (missing blocks are always recomputed); fetch straight into the sequence's KV pages
 (``store.fetch(h, out=page)``); recompute each run of recomputed blocks given the KV
 before it; prefill the new tokens and decode the answer greedily; then put every full
