@@ -99,6 +99,14 @@ def _is_heap(kind):
     return kind == LFU or kind == COST_AWARE or kind == BELADY
 
 
+@njit(_nrt=False, inline="always")
+def _list_layout(M, m):
+    """``(ib, n, W)`` of a list policy: where its arrays start in ``I``, its slots, and its
+    link entries (slots and four sentinels; the aux rows start at ``ib + 2 * W``)."""
+    n = M[m + M_N]
+    return M[m + M_IB], n, n + 4
+
+
 @njit
 def _pow2_at_least(x):
     size = 16
@@ -309,9 +317,7 @@ def _prefix_place(I, M, m, slot, depth):
 
 @njit(_nrt=False)
 def _list_insert(I, M, m, kind, slot, depth):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     if kind == PREFIX_LRU:
         _prefix_place(I, M, m, slot, depth)
         return
@@ -322,9 +328,7 @@ def _list_insert(I, M, m, kind, slot, depth):
 
 @njit(_nrt=False)
 def _list_access(I, M, m, kind, slot, depth):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     if kind == LRU:
         unlink(I, ib, slot)
         push(I, ib, n, slot)
@@ -338,9 +342,7 @@ def _list_access(I, M, m, kind, slot, depth):
 
 @njit(_nrt=False)
 def _list_evict(I, M, m, kind):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     if kind == CLOCK:
         s = rules.clock_victim(I, ib, n, I, ib + 2 * W)
         detach(I, ib, s)
@@ -358,9 +360,7 @@ def _list_evict(I, M, m, kind):
 
 @njit(_nrt=False)
 def _list_victim(I, M, m, kind):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     if kind == CLOCK:
         ref = ib + 2 * W
         s = I[ib + 2 * n + 1]
@@ -389,9 +389,7 @@ def _list_victim(I, M, m, kind):
 
 @njit(_nrt=False)
 def _s3_insert(I, K, M, m, slot, key):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     K[M[m + M_KB] + slot] = key
     q = rules.s3_insert_queue(M[m + M_GHOST_HIT] != 0, M[m + M_HAS_EVICTED] != 0, M[m + M_Q0], M[m + M_CAP0])
     M[m + M_GHOST_HIT] = 0
@@ -420,9 +418,7 @@ def _s3_main_victim(I, ib, fq, head):
 
 @njit(_nrt=False)
 def _s3_victim(I, M, m):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     fq = ib + 2 * W + n
     if rules.s3_evicts_from_main(M[m + M_Q0], M[m + M_Q1], M[m + M_CAP1]):
         return _s3_main_victim(I, ib, fq, n + 1)
@@ -442,9 +438,7 @@ def _s3_victim(I, M, m):
 
 @njit(_nrt=False)
 def _s3_evict(I, K, M, m):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     qa = ib + 2 * W
     fq = qa + n
     M[m + M_HAS_EVICTED] = 1
@@ -472,9 +466,7 @@ def _s3_evict(I, K, M, m):
 
 @njit(_nrt=False)
 def _arc_insert(I, K, M, m, slot, key):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     K[M[m + M_KB] + slot] = key
     q = 1 if M[m + M_GHOST_HIT] != 0 else 0
     M[m + M_GHOST_HIT] = 0
@@ -485,9 +477,7 @@ def _arc_insert(I, K, M, m, slot, key):
 
 @njit(_nrt=False)
 def _arc_access(I, M, m, slot):
-    ib = M[m + M_IB]
-    n = M[m + M_N]
-    W = n + 4
+    ib, n, W = _list_layout(M, m)
     unlink(I, ib, slot)
     push(I, ib, n + 1, slot)
     a = ib + 2 * W + slot
