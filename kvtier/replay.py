@@ -240,7 +240,8 @@ class KernelChoice(NamedTuple):
 
     name: str
     state_bytes: int
-    list_scalars: np.ndarray | None
+    list_scalars: np.ndarray | None  # the list kernels' per-tier scalars (None for "general" and "belady")
+    use_keys: bool  # the policies see block keys (ARC's and S3-FIFO's ghosts)
 
 
 def select_kernel(policies: Sequence[str], slots: Sequence[int], *, hints: bool | str = True,
@@ -253,15 +254,15 @@ def select_kernel(policies: Sequence[str], slots: Sequence[int], *, hints: bool 
     use_keys = bool(hints) and any(p in _NEEDS_KEY for p in policies)
     belady = fast and hints is True and policies == ["belady"] and accesses <= _kb.MAX_ACCESSES
     if belady:
-        return KernelChoice("belady", _kb.state_bytes(slots[0], accesses)[0], None)
+        return KernelChoice("belady", _kb.state_bytes(slots[0], accesses)[0], None, use_keys)
     ts = _list_scalars(policies, slots) if fast else None
     if ts is None:
-        return KernelChoice("general", 0, None)
+        return KernelChoice("general", 0, None, use_keys)
     if _kg.applies(ts, use_keys):
-        return KernelChoice("ghost", int(_kg.state_bytes(ts)), ts)
+        return KernelChoice("ghost", int(_kg.state_bytes(ts)), ts, use_keys)
     if _lc.applies(ts):
-        return KernelChoice("lru-chain", int(_lc.state_bytes(ts)), ts)
-    return KernelChoice("list", int(_kl.state_bytes(ts, use_keys)), ts)
+        return KernelChoice("lru-chain", int(_lc.state_bytes(ts)), ts, use_keys)
+    return KernelChoice("list", int(_kl.state_bytes(ts, use_keys)), ts, use_keys)
 
 
 def densify(block_hashes) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +330,6 @@ def replay(
     if hints not in (True, False, "keys"):
         raise ConfigError(f"hints: got {hints!r}, expected True, False or 'keys'")
     hints_given = hints
-    use_keys = bool(hints) and bool(names & _NEEDS_KEY)
     hints = hints is True
 
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
@@ -353,7 +353,7 @@ def replay(
     slots = [t.slots(block_bytes, n_unique or 1) for t in spec_tiers]
     policies = [t.policy for t in spec_tiers]
     choice = select_kernel(policies, slots, hints=hints_given, accesses=hashes.shape[0], fast=fast)
-    ts, record = choice.list_scalars, bool(record)
+    ts, record, use_keys = choice.list_scalars, bool(record), choice.use_keys
     if choice.name == "belady":
         t1 = time.perf_counter()
         counters, hit_tier, evictions_at = _kb.belady_replay(offsets, hashes, next_use, slots[0], _kp.NEVER, record)

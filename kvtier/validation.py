@@ -106,10 +106,11 @@ def check_bool(value, field: str, *, error: type[Exception] = ConfigError) -> bo
 
 def check_name(value, field: str, *, charset: str | None = None, error: type[Exception] = ConfigError) -> str:
     """``value`` if it is a non-empty string; with ``charset`` (extra characters besides
-    letters and digits, e.g. ``"-_."``) every character must be one of those too."""
+    letters and digits, e.g. ``"-_."``) every character must be one of those too, and at
+    least one must be a letter or digit (``"-"`` names nothing)."""
     ok = isinstance(value, str) and bool(value)
     if ok and charset is not None:
-        ok = all(c.isalnum() or c in charset for c in value)
+        ok = all(c.isalnum() or c in charset for c in value) and any(c.isalnum() for c in value)
     if not ok:
         extra = ""
         if charset is not None:
@@ -120,7 +121,11 @@ def check_name(value, field: str, *, charset: str | None = None, error: type[Exc
 
 def check_choice(value, field: str, choices, *, error: type[Exception] = ConfigError):
     """``value`` if it is one of ``choices``; else raise ``error`` listing them."""
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value is in no mapping or set of names
+        known = False
+    if not known:
         raise error(f"{field}: got {value!r}, expected one of {sorted(choices, key=str)}")
     return value
 

@@ -1,14 +1,14 @@
 """The replay's Belady path: one tier, evicting the block whose next use is furthest away.
 
 The general kernel (``kvtier._kernels.replay``) runs Belady as a heap policy over float
-priorities behind a kind dispatch; this one keeps a binary max-heap of packed int64
-priorities, ``next_use << 32 | (2**32 - 1 - stamp)`` (furthest next use first; among equal
-ones, blocks never used again, the least recently stamped), beside the slot it orders, so
-a sift compares neighbouring words and follows no pointer. A miss in a full tier replaces
-the root (the victim) by the new block and sifts it down once. Decisions, and so every
+priorities behind a kind dispatch; this one orders the slots in the kernels' heap
+(``kvtier._kernels.heap``) by one packed int64 key, negated so that the top is the
+furthest next use: ``-(next_use << 32 | (2**32 - 1 - stamp))`` (among equal next uses,
+blocks never used again, the least recently stamped first). A miss in a full tier replaces
+the top (the victim) by the new block and sifts it down once. Decisions, and so every
 counter, equal the general kernel's: ties fall only among blocks never used again, and
-which of those leaves changes no later hit. Blocks are found through the same sparse
-table as ``kvtier._kernels.listreplay``'s.
+which of those leaves changes no later hit. Blocks are found through the kernels' table
+(``kvtier._kernels.hashtable``).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _loop(offsets, hashes, next_use, cap, never, vals, shift, key, hkey, hslot, 
             if s >= 0:
                 hits, prefix_hits = hit(hits, prefix_hits, prefix, hit_tier, k, 0, record)
                 p = pos[s]
-                hkey[p] = prio  # a later next use: only ever up
+                hkey[p] = prio  # a later next use, a smaller negated key: it can only rise
                 heap_sift_up(hslot, 0, pos, 0, hkey, 0, hkey, 0, p)
                 continue
             prefix = False

@@ -16,9 +16,10 @@ buys a table twice as sparse.
 The decisions are the list kernel's (and the store's policies') event for event: ARC's
 adaptation of ``p``, choice of victim list and ghost trims; S3-FIFO's small and main
 queues, frequency bits and ghost FIFO (a test replays random traces through these kernels
-and the general one and compares every counter, hit and eviction). Links are
-``listreplay``'s (``lk[2e]`` older, ``lk[2e + 1]`` newer neighbour); sentinels follow the
-``P`` entries, one per list; forgotten entries form a stack linked by ``lk[2e + 1]``.
+and the general one and compares every counter, hit and eviction); both call the rules of
+``kvtier._kernels.rules``. Lists are ``kvtier._kernels.links``' (``lk[2e]`` older,
+``lk[2e + 1]`` newer neighbour); sentinels follow the ``P`` entries, one per list;
+forgotten entries form a stack linked by ``lk[2e + 1]``.
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ def ht_probe(vals, vb, size, shift, keys, kb, key):
     mask = size - 1
     i = ht_home(key, shift)
     while True:
-        e = np.int64(vals[vb + i])  # (2-byte cells: callers double it; so would plain Python)
+        # Widened: with 2-byte cells, callers compute 2 * e, which int16 arithmetic (plain
+        # Python under NUMBA_DISABLE_JIT) would overflow.
+        e = np.int64(vals[vb + i])
         if e == -1 or keys[kb + e] == key:
             return i
         i = (i + 1) & mask

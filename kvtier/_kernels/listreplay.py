@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from kvtier._kernels.counters import C_EVICTIONS, C_HITS, C_PREFIX_HITS, C_PROMOTIONS, NUM_COUNTERS, derive_counters
+from kvtier._kernels.counters import set_one_tier
 from kvtier._kernels.hashtable import (
     ht_delete_entry,
     ht_find_in,
@@ -54,7 +55,7 @@ from kvtier._kernels.hashtable import (
     ht_shift,
 )
 from kvtier._kernels.jit import njit
-from kvtier._kernels.links import push, unlink
+from kvtier._kernels.links import link_init, push, unlink
 from kvtier._kernels.policy import ARC, CLOCK, FIFO, LRU, S3FIFO, SIEVE
 from kvtier._kernels.prefetch import prefetch
 from kvtier._kernels import rules
@@ -347,8 +348,7 @@ def list_replay(offsets, hashes, ts_init, promote, record, use_keys):
         E += pool
     lk = np.empty(2 * (E + 4 * T), dtype=np.int32)
     for x in range(E, E + 4 * T):
-        lk[2 * x] = x
-        lk[2 * x + 1] = x
+        link_init(lk, 0, x)
     for t in range(T):
         ts[t, TS_HAND] = -1
         ts[t, TS_HEAD] = E + 4 * t
@@ -574,6 +574,4 @@ def _loop(offsets, hashes, ts, arc_p, T, R, vals, shift, key, tier, q, bit, lk, 
             if record:
                 hit_tier[k] = t
     if plain:
-        counters[0, C_HITS] = hits0
-        counters[0, C_PREFIX_HITS] = prefix0
-        counters[0, C_EVICTIONS] = evictions0
+        set_one_tier(counters, hits0, prefix0, evictions0)

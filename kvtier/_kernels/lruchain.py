@@ -11,11 +11,12 @@ pointer steps one block forward and the block's tier changes. Without promotion 
 hit goes to the front of its own segment, just behind the back of the one above.
 
 Decisions, hits and evictions equal the list kernel's and the general kernel's event for
-event (a test replays random chains through them). Blocks are found through the same
-sparse table as ``kvtier._kernels.listreplay``'s; entries ``0 .. R - 1`` are the blocks,
-``R`` the list's sentinel. As there, ``lk[2e]`` links an entry to its older neighbour and
-``lk[2e + 1]`` to its newer one; the sentinel's older neighbour is the newest block and
-its newer one the oldest (the list is a ring).
+event (a test replays random chains through them). Blocks are found through the kernels'
+table (``kvtier._kernels.hashtable``, sized as the list kernel's: ``scan.table_cells``);
+entries ``0 .. R - 1`` are the blocks, ``R`` the list's sentinel, linked as
+``kvtier._kernels.links`` lays lists out (``lk[2e]`` an entry's older neighbour,
+``lk[2e + 1]`` its newer one; the sentinel's older neighbour is the newest block and its
+newer one the oldest: the list is a ring).
 """
 
 from __future__ import annotations

@@ -403,10 +403,10 @@ def _s3_insert(I, K, M, m, slot, key):
 def _s3_main_victim(I, ib, fq, head):
     """First member (oldest first) with the smallest capped count: it reaches zero first."""
     best = -1
-    best_f = 4
+    best_f = rules.S3_MAX_FREQ + 1
     s = I[ib + 2 * head + 1]
     while s != head:
-        f = min(I[fq + s], 3)
+        f = min(I[fq + s], rules.S3_MAX_FREQ)
         if f < best_f:
             best = s
             best_f = f

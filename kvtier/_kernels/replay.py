@@ -5,7 +5,7 @@ slot (``so[t] + slot`` of tier ``t``; the slot's hash is in ``slot_key``), sized
 tiers' total capacity, as libCacheSim's table is: it holds resident blocks only, so it stays in cache however many distinct
 blocks the trace has, and no remapping pass over the trace is needed. Each tier has
 ``caps[t]`` slots, a stack of free slots and one eviction-policy instance from
-``kernels.policy`` (the same kernels the store's tiers run); the instances share four
+``kvtier._kernels.policy`` (the same kernels the store's tiers run); the instances share four
 concatenated arrays, tier ``t``'s header at ``M[t * M_SIZE]``.
 
 The decisions are the store's (``TieredStore`` with exclusive placement, a fetch per
@@ -38,9 +38,45 @@ from kvtier._kernels.policy import (
 
 
 @njit(_nrt=False, inline="always")
-def _admit(t0, h, depth, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key, slot_tier,
+def _loc_find(loc_vals, loc_shift, slot_key, h, dense):
+    """The global slot of block ``h``, or -1. ``dense``: keys are dense ids and the
+    location table is an array indexed by them (the simulator's); else a hash table."""
+    if dense:
+        return np.int64(loc_vals[h])
+    return ht_find(loc_vals, 0, loc_vals.shape[0], loc_shift, slot_key, 0, h)
+
+
+@njit(_nrt=False, inline="always")
+def _loc_enter(loc_vals, loc_shift, h, g, dense):
+    """Block ``h`` (not located) is now at global slot ``g``."""
+    if dense:
+        loc_vals[h] = g
+    else:
+        ht_insert(loc_vals, 0, loc_vals.shape[0], loc_shift, h, g)
+
+
+@njit(_nrt=False, inline="always")
+def _loc_move(loc_vals, loc_shift, slot_key, h, g, dense):
+    """Block ``h`` moves to global slot ``g`` (its old slot still holds its key)."""
+    if dense:
+        loc_vals[h] = g
+    else:
+        loc_vals[ht_cell(loc_vals, 0, loc_vals.shape[0], loc_shift, slot_key, 0, h)] = g
+
+
+@njit(_nrt=False, inline="always")
+def _loc_forget(loc_vals, loc_shift, slot_key, h, dense):
+    """Block ``h`` is no longer located (its slot still holds its key)."""
+    if dense:
+        loc_vals[h] = -1
+    else:
+        ht_delete(loc_vals, 0, loc_vals.shape[0], loc_shift, slot_key, 0, h)
+
+
+@njit(_nrt=False, inline="always")
+def _admit(t0, h, depth, nu, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier,
            slot_depth, slot_next, free, free_top, chain, costs, counters, evictions_at, k, record, use_keys,
-           use_depth, has_next):
+           use_depth, has_next, dense):
     """Admit block ``h`` (not in the location table) to tier ``t0``, demoting victims down.
 
     Top-down, each tier on the way prepares for its incoming block and evicts a victim if
@@ -71,7 +107,7 @@ def _admit(t0, h, depth, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shif
             evictions_at[k, t] += 1
         if t + 1 == num_tiers:
             counters[t, C_DROPS] += 1
-            ht_delete(loc_vals, 0, loc_size, loc_shift, slot_key, 0, slot_key[g])
+            _loc_forget(loc_vals, loc_shift, slot_key, slot_key[g], dense)
             break
         counters[t, C_DEMOTIONS] += 1
         j += 1
@@ -90,11 +126,10 @@ def _admit(t0, h, depth, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shif
         policy_insert(I, K, F, M, m, s, key, d, chain[j, 2], costs[min(d, last_cost)])
         if j == 0:
             slot_key[g] = b
-            ht_insert(loc_vals, 0, loc_size, loc_shift, b, g)
+            _loc_enter(loc_vals, loc_shift, b, g, dense)
         else:
             # b still owns its old slot in tier t - 1 (filled after this), so its cell is found.
-            cell = ht_cell(loc_vals, 0, loc_size, loc_shift, slot_key, 0, b)
-            loc_vals[cell] = g
+            _loc_move(loc_vals, loc_shift, slot_key, b, g, dense)
             slot_key[g] = b
         slot_tier[g] = t
         if use_depth:
@@ -106,15 +141,16 @@ def _admit(t0, h, depth, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shif
 
 
 @njit
-def cache_state(caps, use_depth, has_next):
+def cache_state(caps, use_depth, has_next, dense_ids):
     """Fresh cache state for tiers of ``caps`` slots: ``(so, free, free_top, loc_vals,
     loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain)``, as ``access`` takes it.
 
     ``so[t]``: tier ``t``'s first global slot; ``free``/``free_top``: each tier's stack of
     free slots (slot 0 handed out first, as the store does); ``loc_vals``: the location
-    table (``kvtier._kernels.hashtable``) from a block's hash to its global slot, whose
-    hash, tier, chain depth (``use_depth``) and next use (``has_next``) are ``slot_*``;
-    ``chain``: scratch for one admission's demotions."""
+    table (``kvtier._kernels.hashtable``) from a block's hash to its global slot or, when
+    the keys are dense ids below ``dense_ids`` (> 0; the simulator's), an array by id;
+    the slot's hash, tier, chain depth (``use_depth``) and next use (``has_next``) are
+    ``slot_*``; ``chain``: scratch for one admission's demotions."""
     num_tiers = caps.shape[0]
     so = np.zeros(num_tiers + 1, dtype=np.int64)
     for t in range(num_tiers):
@@ -126,9 +162,12 @@ def cache_state(caps, use_depth, has_next):
         for i in range(caps[t]):
             free[so[t] + i] = caps[t] - 1 - i
         free_top[t] = caps[t]
-    loc_size = 16
-    while loc_size < 2 * total:
-        loc_size *= 2
+    if dense_ids > 0:  # keys are ids 0 .. dense_ids - 1: the table is an array by id
+        loc_size = dense_ids
+    else:
+        loc_size = 16
+        while loc_size < 2 * total:
+            loc_size *= 2
     loc_vals = np.full(loc_size, -1, dtype=np.int32)
     slot_key = np.zeros(total, dtype=np.uint64)
     slot_tier = np.zeros(total, dtype=np.int8)
@@ -141,21 +180,21 @@ def cache_state(caps, use_depth, has_next):
 @njit(_nrt=False, inline="always")
 def access(h, d, nu, prefix, k, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth,
            slot_next, free, free_top, chain, costs, counters, evictions_at, promote, record, use_keys, use_depth,
-           has_next):
+           has_next, dense):
     """One block access, the store's decisions: block ``h`` (chain depth ``d``, next use
-    ``nu``; access ``k``; ``prefix``: its request has missed nothing yet). A hit in tier 0
+    ``nu``; access ``k``; ``prefix``: its request has missed nothing yet; ``dense``: the
+    location table is an array by id, as ``cache_state`` made it). A hit in tier 0
     (or anywhere, without ``promote``) touches the block; a hit in tier ``t > 0`` promotes
     it (removed from ``t``, admitted to tier 0); a miss admits it to tier 0 (as after
     recomputing it). Admitting demotes victims down the chain (``_admit``). Counts into
     ``counters``; returns the tier that hit, or -1."""
-    loc_size = loc_vals.shape[0]
-    g = ht_find(loc_vals, 0, loc_size, loc_shift, slot_key, 0, h)
+    g = _loc_find(loc_vals, loc_shift, slot_key, h, dense)
     if g < 0:
         for u in range(num_tiers):
             counters[u, C_MISSES] += 1
-        _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key, slot_tier,
+        _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier,
                slot_depth, slot_next, free, free_top, chain, costs, counters, evictions_at, k, record, use_keys,
-               use_depth, has_next)
+               use_depth, has_next, dense)
         return -1
     t = slot_tier[g]
     counters[t, C_HITS] += 1
@@ -170,10 +209,10 @@ def access(h, d, nu, prefix, k, num_tiers, I, K, F, M, loc_vals, loc_shift, so, 
         policy_remove(I, K, F, M, m, s)
         free[so[t] + free_top[t]] = s
         free_top[t] += 1
-        ht_delete(loc_vals, 0, loc_size, loc_shift, slot_key, 0, h)
-        _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_size, loc_shift, so, slot_key, slot_tier,
+        _loc_forget(loc_vals, loc_shift, slot_key, h, dense)
+        _admit(0, h, d, nu, num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier,
                slot_depth, slot_next, free, free_top, chain, costs, counters, evictions_at, k, record, use_keys,
-               use_depth, has_next)
+               use_depth, has_next, dense)
     else:
         policy_access(I, K, F, M, m, s, d, nu, costs[min(d, costs.shape[0] - 1)])
         if use_depth:
@@ -200,7 +239,7 @@ def replay_trace(offsets, hashes, next_use, costs, caps, I, K, F, M, promote, re
     n = hashes.shape[0]
     has_next = next_use.shape[0] == n
     so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = cache_state(
-        caps, use_depth, has_next)
+        caps, use_depth, has_next, 0)
     counters = np.zeros((num_tiers, NUM_COUNTERS), dtype=np.int64)
     hit_tier = np.empty(n if record else 0, dtype=np.int8)
     evictions_at = np.zeros((n if record else 0, num_tiers), dtype=np.int32)
@@ -223,7 +262,7 @@ def _replay_loop(offsets, hashes, next_use, costs, num_tiers, I, K, F, M, loc_va
             t = access(hashes[k], k - start if use_depth else 0, next_use[k] if has_next else NEVER, prefix, k,
                        num_tiers, I, K, F, M, loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth, slot_next,
                        free, free_top, chain, costs, counters, evictions_at, promote, record, use_keys, use_depth,
-                       has_next)
+                       has_next, False)
             prefix = prefix and t >= 0
             if record:
                 hit_tier[k] = t

@@ -11,9 +11,6 @@ event queues are ``kvtier._kernels.heap``'s.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 
 from kvtier._kernels.counters import C_DEMOTIONS
@@ -48,11 +45,6 @@ F_COMPUTE = 2  # s of prefill compute
 NUM_F_OUT = 3
 
 
-# ---------------------------------------------------------------------------------------
-# the event loop
-# ---------------------------------------------------------------------------------------
-
-
 @njit(_nrt=False, inline="always")
 def _pop(H, P, A, count):
     """Remove the earliest ``(time, row)`` of an event queue; returns ``(time, row, count)``."""
@@ -81,7 +73,7 @@ def simulate_kernel(
     # the replay core's cache (a block's key is its dense id)
     has_next = next_use.shape[0] == ids.shape[0]
     so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = cache_state(
-        caps, True, has_next)
+        caps, True, has_next, n_unique)
     no_record = np.zeros((0, T), dtype=np.int32)
 
     max_n = 1
@@ -168,7 +160,7 @@ def simulate_kernel(
         for k in range(start, offsets[q + 1]):
             t = access(np.uint64(ids[k]), k - start, next_use[k] if has_next else NEVER, prefix, k, T, I, K, F, M,
                        loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth, slot_next, free, free_top, chain,
-                       costs, counters, no_record, True, False, True, True, has_next)
+                       costs, counters, no_record, True, False, True, True, has_next, True)
             prefix = prefix and t >= 0
             if k - start < n_in:
                 ti[k - start] = t

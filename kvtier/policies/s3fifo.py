@@ -21,14 +21,20 @@ from kvtier._kernels import policy as _k
 from kvtier.policies.base import KernelPolicy, register_policy
 from kvtier.validation import check_int, check_number
 
+#: libCacheSim's defaults: the small queue's and the ghost's share of the slots, and the
+#: hits that move a block from small to main.
+SMALL_RATIO = 0.1
+GHOST_RATIO = 0.9
+MOVE_THRESHOLD = 2
+
 
 @register_policy
 class S3FIFO(KernelPolicy):
     name = "s3fifo"
     kind = _k.S3FIFO
 
-    def __init__(self, num_slots: int, *, small_ratio: float = 0.1, ghost_ratio: float = 0.9,
-                 move_threshold: int = 2) -> None:
+    def __init__(self, num_slots: int, *, small_ratio: float = SMALL_RATIO, ghost_ratio: float = GHOST_RATIO,
+                 move_threshold: int = MOVE_THRESHOLD) -> None:
         check_number(small_ratio, "small_ratio", minimum=0.0, maximum=1.0, min_exclusive=True, max_exclusive=True)
         check_number(ghost_ratio, "ghost_ratio", minimum=0.0, maximum=4.0)
         self.small_ratio = small_ratio
@@ -37,8 +43,8 @@ class S3FIFO(KernelPolicy):
         super().__init__(num_slots)
 
     @classmethod
-    def kernel_params(cls, num_slots: int, *, small_ratio: float = 0.1, ghost_ratio: float = 0.9,
-                      move_threshold: int = 2) -> tuple[int, int, int]:
+    def kernel_params(cls, num_slots: int, *, small_ratio: float = SMALL_RATIO, ghost_ratio: float = GHOST_RATIO,
+                      move_threshold: int = MOVE_THRESHOLD) -> tuple[int, int, int]:
         n = num_slots
         small = max(1, int(n * small_ratio)) if n > 1 else 1
         return (min(small, n), int(n * ghost_ratio), move_threshold)
