@@ -40,7 +40,7 @@ def ht_home(key, shift):
     return np.int64((np.uint64(key) * GOLDEN) >> np.uint64(shift))
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_probe(vals, vb, size, shift, keys, kb, key):
     """The cell holding ``key``'s (first) entry or, if it has none, the empty cell where
     the probe ended (where ``ht_insert`` would put it): read ``vals[vb + cell]`` to tell."""
@@ -55,20 +55,20 @@ def ht_probe(vals, vb, size, shift, keys, kb, key):
         i = (i + 1) & mask
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_find(vals, vb, size, shift, keys, kb, key):
     """The entry of ``key`` (the first of its probe run), or -1."""
     return np.int64(vals[vb + ht_probe(vals, vb, size, shift, keys, kb, key)])
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_cell(vals, vb, size, shift, keys, kb, key):
     """The cell that holds ``key``'s entry, or -1."""
     i = ht_probe(vals, vb, size, shift, keys, kb, key)
     return -1 if vals[vb + i] == -1 else i
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_find_in(vals, vb, size, shift, keys, kb, key, lo, hi):
     """The entry of ``key`` numbered in ``lo .. hi - 1`` (a table where a key may have
     several entries, in ranges of the caller's), or -1."""
@@ -83,7 +83,7 @@ def ht_find_in(vals, vb, size, shift, keys, kb, key, lo, hi):
         i = (i + 1) & mask
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_entry_cell(vals, vb, size, shift, keys, kb, e):
     """The cell that holds entry ``e`` (which must be in the table, under ``keys[kb + e]``)."""
     mask = size - 1
@@ -93,7 +93,7 @@ def ht_entry_cell(vals, vb, size, shift, keys, kb, e):
     return i
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_insert(vals, vb, size, shift, key, e):
     """Index entry ``e`` under ``key`` (the caller has set ``keys[kb + e] = key``) in the
     first empty cell of its probe run."""
@@ -104,7 +104,7 @@ def ht_insert(vals, vb, size, shift, key, e):
     vals[vb + i] = e
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_remove_cell(vals, vb, size, shift, keys, kb, i):
     """Empty cell ``i``, shifting back the entries after it that would no longer be found."""
     mask = size - 1
@@ -136,20 +136,20 @@ def ht_delete(vals, vb, size, shift, keys, kb, key):
     return out
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_delete_entry(vals, vb, size, shift, keys, kb, e):
     """Unindex entry ``e`` (indexed under ``keys[kb + e]``)."""
     ht_remove_cell(vals, vb, size, shift, keys, kb, ht_entry_cell(vals, vb, size, shift, keys, kb, e))
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_replace(vals, vb, size, shift, keys, kb, old, new):
     """Entry ``new`` (``keys[kb + new] == keys[kb + old]``) takes ``old``'s cell: no probe
     run moves."""
     vals[vb + ht_entry_cell(vals, vb, size, shift, keys, kb, old)] = new
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def ht_rekey(vals, vb, size, shift, keys, kb, e, key):
     """Entry ``e`` leaves the table under its old key and comes back under ``key``."""
     ht_delete_entry(vals, vb, size, shift, keys, kb, e)

@@ -25,7 +25,7 @@ S3_MAX_FREQ = 3
 # -- ARC --------------------------------------------------------------------------------
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def arc_adapt(p, b1, b2, c, in_b1):
     """ARC's target size of T1 after a ghost hit in B1 (``in_b1``) or B2 (``b1``, ``b2``:
     the ghost lists' sizes before the ghost leaves; ``c`` the capacity)."""
@@ -34,7 +34,7 @@ def arc_adapt(p, b1, b2, c, in_b1):
     return max(p - max(b1 / b2, 1.0), 0.0)
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def arc_victim_list(t1, t2, p, ghost_hit):
     """ARC's REPLACE: 0 evicts from T1, 1 from T2 (``ghost_hit`` 2: the key was in B2)."""
     if (t1 > 0 and (t1 > p or (t1 == p and ghost_hit == 2))) or t2 == 0:
@@ -42,7 +42,7 @@ def arc_victim_list(t1, t2, p, ghost_hit):
     return 1
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit):
     """ARC's eviction step in a full cache of ``c`` blocks: ``(list, trim, remember)``, the
     list that gives the victim (0 T1, 1 T2), the ghost list whose oldest key is forgotten
@@ -61,7 +61,7 @@ def arc_evict_case(t1, t2, b1, b2, c, p, ghost_hit):
 # -- S3-FIFO ----------------------------------------------------------------------------
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def s3_insert_queue(ghost_hit, has_evicted, small_count, small_cap):
     """The queue a new block enters: main (1) if its key was a ghost, or while the cache
     has never evicted and small is full (filling main first); else small (0)."""
@@ -72,19 +72,19 @@ def s3_insert_queue(ghost_hit, has_evicted, small_count, small_cap):
     return 0
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def s3_hit(f):
     """A block's access count after a hit."""
     return f + 1 if f < S3_MAX_FREQ else f
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def s3_evicts_from_main(small_count, main_count, main_cap):
     """Whether the next victim comes from main: main is over its share, or small is empty."""
     return main_count > main_cap or small_count == 0
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def s3_main_victim(lk, b, head, freq, fb):
     """Walk main (sentinel ``head`` in links ``lk`` from ``b``; counts ``freq[fb + x]``):
     its oldest member leaves unless it was used, in which case it goes back to the front
@@ -99,7 +99,7 @@ def s3_main_victim(lk, b, head, freq, fb):
         freq[fb + s] = min(f, S3_MAX_FREQ) - 1
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def s3_small_victim(lk, b, head, main_head, freq, fb, queue, qb, small_count, thresh):
     """Walk small (sentinel ``head``; ``small_count`` members): its oldest member moves to
     main (count reset, ``queue[qb + x] = 1``) if it was used ``thresh`` times or more,
@@ -122,7 +122,7 @@ def s3_small_victim(lk, b, head, main_head, freq, fb, queue, qb, small_count, th
 # -- CLOCK and SIEVE --------------------------------------------------------------------
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def clock_victim(lk, b, head, ref, rb):
     """CLOCK's hand: from the oldest member, each with references left (``ref[rb + x]``)
     loses one and goes to the front; the first with none is the victim. Returns it (still
@@ -136,7 +136,7 @@ def clock_victim(lk, b, head, ref, rb):
     return s
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def sieve_victim(lk, b, head, seen, sb, hand):
     """SIEVE's hand (Zhang et al., NSDI'24): from ``hand`` (-1: the oldest member) toward
     newer members, wrapping to the oldest, it clears the ``seen`` bits it passes and stops

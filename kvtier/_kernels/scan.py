@@ -23,7 +23,7 @@ DENSE_TABLE_CELLS = 1 << 17
 DEEP_PREFETCH_CELLS = 1 << 18
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def prefetch_ahead(hashes, k, vals, shift, key, lk, state, deep):
     """Prefetch the table cell of the access ``2 * PREFETCH_AHEAD`` ahead of ``k`` and, for
     tables that outgrow the L2 cache (``deep``), the key, links and byte of ``state`` (the
@@ -41,7 +41,7 @@ def prefetch_ahead(hashes, k, vals, shift, key, lk, state, deep):
                 prefetch(state, c)
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def probe(hashes, k, vals, shift, key, lk, state, deep):
     """Access ``k``: ``(hash, entry)``, its entry in the block table (one entry per key) or
     -1, after prefetching for the accesses ahead (``prefetch_ahead``)."""
@@ -50,7 +50,7 @@ def probe(hashes, k, vals, shift, key, lk, state, deep):
     return h, ht_find(vals, 0, vals.shape[0], shift, key, 0, h)
 
 
-@njit(_nrt=False, inline="always")
+@njit(_nrt=False)
 def hit(hits, prefix_hits, prefix, hit_tier, k, tier, record):
     """Count a hit in ``tier`` at access ``k``: ``(hits, prefix_hits)`` after it (a prefix
     hit while ``prefix``, the request having missed nothing yet); ``hit_tier[k]`` when
