@@ -23,21 +23,11 @@ def link_init(lk, b, head):
     lk[b + 2 * head + 1] = head
 
 
-@njit(_nrt=False)
-def insert_older(lk, b, anchor, x):
-    """``x`` (on no list) joins ``anchor``'s list just older than ``anchor``."""
-    p = lk[b + 2 * anchor]
-    lk[b + 2 * p + 1] = x
-    lk[b + 2 * x] = p
-    lk[b + 2 * x + 1] = anchor
-    lk[b + 2 * anchor] = x
-
-
 @njit(_nrt=False, inline="always")
 def push(lk, b, head, x):
-    """``x`` (on no list) becomes the newest member of ``head``'s list (just older than the
-    sentinel, whose older neighbour is the newest: ``insert_older`` at the sentinel, written
-    out so that the hot loops inline one level, not two)."""
+    """``x`` (on no list) joins the list just older than ``head``: at the sentinel, ``x``
+    becomes the list's newest member (the sentinel's older neighbour is the newest); at a
+    member, ``x`` goes just behind it (prefix-LRU places a chain's next block so)."""
     newest = lk[b + 2 * head]
     lk[b + 2 * newest + 1] = x
     lk[b + 2 * x] = newest

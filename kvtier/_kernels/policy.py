@@ -38,7 +38,7 @@ import numpy as np
 from kvtier._kernels.hashtable import ht_delete, ht_find, ht_insert, ht_shift
 from kvtier._kernels.heap import heap_push, heap_rekey, heap_remove
 from kvtier._kernels.jit import njit
-from kvtier._kernels.links import detach, insert_older, is_linked, link_init, mark_unlinked, oldest, push, unlink
+from kvtier._kernels.links import detach, is_linked, link_init, mark_unlinked, oldest, push, unlink
 from kvtier._kernels import rules
 
 # Policy kinds (``M[m + M_KIND]``).
@@ -308,7 +308,7 @@ def _prefix_place(I, M, m, slot, depth):
     ib = M[m + M_IB]
     anchor = M[m + M_ANCHOR]
     if anchor >= 0 and anchor != slot and depth == M[m + M_LAST_DEPTH] + 1:
-        insert_older(I, ib, anchor, slot)
+        push(I, ib, anchor, slot)  # just older than the anchor
     else:
         push(I, ib, M[m + M_N], slot)
     M[m + M_ANCHOR] = slot
