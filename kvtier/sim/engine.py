@@ -51,6 +51,7 @@ import numpy as np
 
 from kvtier._kernels.hashtable import next_use_index
 from kvtier._kernels.policy import NEVER
+from kvtier.cost import recompute_time_s
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.policies import POLICIES, KernelPolicy
 from kvtier.planners import PLANNERS
@@ -246,7 +247,6 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
     n = tr.num_requests
     T = len(ta.tier_names)
     block_bytes = int(model.block_bytes(B))
-    eff = ta.effective_flops
 
     t_wall = time.perf_counter()
     caps = cache_slots(target, block_bytes, p.n_unique)
@@ -259,14 +259,14 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
     outp = tr.output_lengths
     cached = p.n_price * B
     new_tokens = np.maximum(inp - cached, 1)
-    c_new = np.asarray(model.prefill_flops(new_tokens.astype(np.float64), cached.astype(np.float64)),
-                       dtype=np.float64).reshape(-1) / eff
+    c_new = np.asarray(recompute_time_s(model, target, new_tokens.astype(np.float64), cached.astype(np.float64)),
+                       dtype=np.float64).reshape(-1)
     dmax = int(p.n_price.max()) + 1
-    r_depth = np.asarray(model.prefill_flops(np.full(dmax, float(B)), np.arange(dmax, dtype=np.float64) * B),
-                         dtype=np.float64).reshape(-1) / eff
+    r_depth = np.asarray(recompute_time_s(model, target, np.full(dmax, float(B)), np.arange(dmax, dtype=np.float64) * B),
+                         dtype=np.float64).reshape(-1)
     ctx_bytes = np.asarray(model.kv_bytes(inp + outp), dtype=np.float64).reshape(-1)
-    dec_flops = np.asarray(model.prefill_flops(np.ones(n), (inp + outp / 2.0).astype(np.float64)),
-                           dtype=np.float64).reshape(-1) / eff
+    dec_flops = np.asarray(recompute_time_s(model, target, np.ones(n), (inp + outp / 2.0).astype(np.float64)),
+                           dtype=np.float64).reshape(-1)
     closed = config.closed_loop and tr.has_dependencies
     if closed:
         dep_count = p.dep_count
@@ -320,10 +320,9 @@ def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens
         raise ConfigError(f"tier_index: got values outside -1..{T - 1}")
     model = target.model
     n = int(ti.size)
-    eff = ta.effective_flops
-    r = np.asarray(model.prefill_flops(np.full(n + 1, float(block_tokens)),
-                                       np.arange(n + 1, dtype=np.float64) * block_tokens), dtype=np.float64) / eff
-    c_new = float(model.prefill_flops(new_tokens, n * block_tokens)) / eff
+    r = np.asarray(recompute_time_s(model, target, np.full(n + 1, float(block_tokens)),
+                                    np.arange(n + 1, dtype=np.float64) * block_tokens), dtype=np.float64)
+    c_new = float(recompute_time_s(model, target, new_tokens, n * block_tokens))
     busy = np.zeros(max(1, len(ta.link_names)))
     for name, v in (link_busy_s or {}).items():
         busy[ta.link_names.index(name)] = float(v)

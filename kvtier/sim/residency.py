@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kvtier.cost import decode_step_s
 from kvtier._kernels.sim import REGIME_OVERFLOW, REGIME_RESIDENT, REGIME_STREAMED
 from kvtier.targets import HardwareTarget
 
@@ -49,14 +50,12 @@ def regime_for(target: HardwareTarget, context_tokens: int, agents: int = 1, *,
         regime, streamed = REGIME_STREAMED, kv - room
     else:
         regime, streamed = REGIME_OVERFLOW, np.nan
-    wt = target.weights_tier
-    weights_s = target.weights_bytes / wt.read_bw_bytes_per_s
-    kv_s = agents * kv / target.tiers[0].read_bw_bytes_per_s
-    step = kv_s + weights_s if target.weights_memory is None else max(kv_s, weights_s)
-    if regime == REGIME_STREAMED:
-        step = max(step, agents * streamed / target.fetch_path(1).read_bw_bytes_per_s)
+    weights_s = target.weights_bytes / target.weights_tier.read_bw_bytes_per_s
+    streamed_bytes = agents * streamed if regime == REGIME_STREAMED else 0.0
+    stream_bw = target.fetch_path(1).read_bw_bytes_per_s if regime == REGIME_STREAMED else 1.0
     flops = agents * float(model.prefill_flops(1, context_tokens)) / target.effective_flops
-    step = max(step, flops) + decode_layer_latency_s * model.num_layers
+    step = decode_step_s(agents * kv, weights_s, target.weights_memory is None, target.tiers[0].read_bw_bytes_per_s,
+                         streamed_bytes, stream_bw, flops, decode_layer_latency_s * model.num_layers)
     if regime == REGIME_OVERFLOW:
         step = np.nan
     return RegimeRow(int(context_tokens), int(agents), REGIME_NAMES[regime], streamed, step,
