@@ -229,12 +229,12 @@ def _s3fifo_loop(offsets, hashes, ts, P, vals, shift, key, q, bit, lk, counters,
 @njit(_nrt=False, inline="always")
 def _loop(offsets, hashes, arc, ts, P, vals, shift, key, q, bit, lk, counters, hit_tier, evictions_at, record):
     """The replay (inlined into ``_arc_loop`` and ``_s3fifo_loop``, so ``arc`` is a constant
-    there and each compiles only its own branches). A hit moves to the front of T2 (ARC) or counts (S3-FIFO); a miss makes
-    room if the tier is full and enters, on its ghost's entry if it has one: ARC's T1, or T2
-    after a ghost hit; S3-FIFO's queue by ``s3_insert_queue``. Counts in locals: ``q0``,
+    there and each compiles only its own branches). A hit moves to the front of T2 (ARC) or
+    counts (S3-FIFO); a miss makes room if the tier is full and enters, on its ghost's entry
+    if it has one: ARC's T1, or T2 after a ghost hit; S3-FIFO's queue by ``s3_insert_queue``. Counts in locals: ``q0``,
     ``q1`` the resident lists (T1, T2 / small, main), ``g0``, ``g1`` the ghost lists (B1,
     B2 / the ghost FIFO)."""
-    S = P  # sentinels, ARC: S T1, S + 1 T2, S + 2 B1, S + 3 B2; S3-FIFO: S small, S + 1 main, S + 2 ghost
+    S = P  # sentinels. ARC: S T1, S + 1 T2, S + 2 B1, S + 3 B2. S3-FIFO: S small, S + 1 main, S + 2 ghost
     c = ts[TS_CAP]
     p = 0.0  # ARC's target size of T1
     q0, q1, g0, g1 = 0, 0, 0, 0
