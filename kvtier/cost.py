@@ -6,9 +6,10 @@
   integer-nanosecond simulated clock (two transfers on one link never overlap).
 * ``recompute_time_s(model, target, new, cached)`` = prefill FLOPs (linear + attention
   term, ``ModelSpec.prefill_flops``) / (peak x efficiency).
-* ``decode_step_time_s(model, target, context_tokens)`` = max over resources of bytes read
-  per step / bandwidth (weights and each sequence's KV, from the tier it sits in) and
-  FLOPs / effective compute; ``decode_step_s`` is that roofline over plain numbers.
+* ``batch_step_s(stage_model(target), n, kv_bytes, flops, stream_bytes)`` — one step of a
+  batch on a replica of ``tp x pp`` chips: per stage the slowest of memory (weights and
+  KV), compute and streamed KV, plus a per-layer overhead; stages in turn for a token.
+  ``decode_step_time_s(model, target, context_tokens)`` prices a decode batch with it.
 * ``plan_times_s`` — the planners' schedule: the time to first token of a request for
   every split between recomputing from the front and fetching from the back
   (``kvtier.planners`` documents it; every planner prices its plans with it).
@@ -21,7 +22,7 @@
 Every function takes scalars or numpy arrays (broadcast) and returns the same shape; a
 scalar input gives a Python float. Negative sizes raise ``ConfigError``.
 
-``kvtier._kernels.timing`` is the numba twin of ``to_ns``, ``decode_step_s`` and
+``kvtier._kernels.timing`` is the numba twin of ``to_ns``, ``batch_step_s`` and
 ``plan_times_s`` (the simulator's event loop calls it); tests hold the two equal.
 """
 
@@ -155,8 +156,9 @@ class LinkQueue:
 
 def recompute_time_s(model: ModelSpec, target: HardwareTarget, new_tokens, cached_tokens=0):
     """Seconds to prefill ``new_tokens`` on top of ``cached_tokens`` of KV:
-    ``model.prefill_flops(new, cached) / (target.compute_flops * target.efficiency)``."""
-    return _out(np.asarray(model.prefill_flops(new_tokens, cached_tokens)) / target.effective_flops)
+    ``model.prefill_flops(new, cached) / target.prefill_flops_per_s`` (one sequence's
+    prefill runs on one pipeline stage of one replica at a time)."""
+    return _out(np.asarray(model.prefill_flops(new_tokens, cached_tokens)) / target.prefill_flops_per_s)
 
 
 def layerwise_overlap_time_s(load_s, compute_s, num_layers):
@@ -173,17 +175,81 @@ def layerwise_overlap_time_s(load_s, compute_s, num_layers):
     return _out(per_l + (n - 1) * np.maximum(per_l, per_p) + per_p)
 
 
-def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens, kv_tier=None):
-    """Seconds for one decode step of a batch: one new token per sequence.
+class StageModel(NamedTuple):
+    """The time model of one replica of a target (``target.serving``): ``pp`` stages of
+    ``tp`` chips each. Per stage: ``bw_stage`` (bytes/s from the compute tier,
+    ``bw_efficiency`` applied), ``weights_bw_stage`` (from the weights' own memory, when
+    ``weights_separate``), ``stream_bw_stage`` (tier 1's path over the stage's own links),
+    ``compute_stage`` (FLOP/s, MFU applied); ``weights_bytes`` (a whole copy per replica),
+    ``active_bytes`` (what one token reads: all of it for a dense model, the active
+    parameters' for a mixture of experts) and ``layer_overhead_s`` per layer of
+    ``num_layers``."""
+
+    pp: int
+    weights_bytes: float
+    active_bytes: float  # weights one token reads (a mixture of experts' active ones)
+    weights_separate: bool
+    bw_stage: float
+    weights_bw_stage: float
+    stream_bw_stage: float
+    compute_stage: float
+    layer_overhead_s: float
+    num_layers: int
+
+
+def stage_model(target: HardwareTarget, *, layer_overhead_s=None) -> StageModel:
+    """The ``StageModel`` of one replica of ``target`` (a model placed);
+    ``layer_overhead_s`` overrides the family's ``decode_layer_overhead_s``."""
+    if target.model is None:
+        raise ConfigError(f"target {target.name!r}: got no model, expected a target with a model placed")
+    rep = target.replica()
+    pp = rep.serving.pp
+    eff = rep.bw_efficiency
+    wm = rep.weights_memory
+    stream = rep.fetch_path(1).read_bw_bytes_per_s / pp if len(rep.tiers) > 1 else 1.0
+    return StageModel(
+        pp=pp, weights_bytes=float(rep.weights_bytes),
+        active_bytes=float(min(rep.weights_bytes, target.model.active_params * rep.weights_bytes_per_param)),
+        weights_separate=wm is not None,
+        bw_stage=rep.tiers[0].read_bw_bytes_per_s * eff / pp,
+        weights_bw_stage=wm.read_bw_bytes_per_s * eff / pp if wm is not None else 1.0,
+        stream_bw_stage=float(stream), compute_stage=rep.effective_flops / pp,
+        layer_overhead_s=float(rep.decode_layer_overhead_s if layer_overhead_s is None else layer_overhead_s),
+        num_layers=int(target.model.num_layers),
+    )
+
+
+def batch_step_s(stage: StageModel, num_seqs, kv_bytes, flops, stream_bytes=0.0, num_tokens=None):
+    """Seconds for every sequence of a batch to advance one step on a replica: ``num_seqs``
+    sequences (``num_tokens`` tokens in all, default one each) reading ``kv_bytes`` of KV
+    from the compute tier, computing ``flops``, and streaming ``stream_bytes`` over tier
+    1's path. Pipeline stages run in turn for one token and overlap across micro-batches;
+    tensor parallelism is in each stage's bandwidth and compute
+    (``_kernels.timing.batch_step_s``, whose Python face this is)."""
+    from kvtier._kernels.timing import batch_step_s as _step
+
+    n = check_int(num_seqs, "num_seqs", minimum=0)
+    tokens = n if num_tokens is None else check_int(num_tokens, "num_tokens", minimum=0)
+    kv = float(_nonneg("kv_bytes", kv_bytes))
+    work = float(_nonneg("flops", flops)) / stage.compute_stage
+    st = float(_nonneg("stream_bytes", stream_bytes))
+    return float(_step(stage.pp, stage.weights_bytes, stage.active_bytes, stage.weights_separate, stage.bw_stage,
+                       stage.weights_bw_stage, stage.stream_bw_stage, stage.layer_overhead_s, stage.num_layers, n,
+                       tokens, kv, work, st))
+
+
+def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens, kv_tier=None, *,
+                       layer_overhead_s=None):
+    """Seconds for one decode step of a batch on one replica of ``target``: one new token
+    per sequence (``batch_step_s`` of ``stage_model``).
 
     ``context_tokens``: per sequence, the tokens already in its KV (a 1-d array, or a
     scalar for a batch of one). ``kv_tier``: per sequence, the tier its KV is read from
     (default 0, the compute tier); KV in a lower tier is streamed over that tier's path
     at every step (the residency regime of DESIGN.md) and still read from the compute
-    tier's memory it lands in. The step reads the weights once
-    (from the weights memory) and every sequence's whole KV; it takes the longest of the
-    per-resource read times (resources sharing a link add up) and the compute time
-    ``sum(prefill_flops(1, C)) / effective FLOPs``.
+    tier's memory it lands in. The step reads the weights and every sequence's KV,
+    computes ``prefill_flops(1, C)`` per sequence, and streams the lower tiers' part;
+    ``layer_overhead_s`` overrides the family's per-layer overhead.
     """
     ctx = _nonneg("context_tokens", context_tokens).reshape(-1)
     tiers = np.zeros(ctx.shape, np.int64) if kv_tier is None else np.asarray(kv_tier, dtype=np.int64).reshape(-1)
@@ -191,33 +257,16 @@ def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens,
         raise ConfigError(f"kv_tier: got shape {tiers.shape}, expected one tier per sequence {ctx.shape}")
     if tiers.size and (tiers.min() < 0 or tiers.max() >= len(target.tiers)):
         raise ConfigError(f"kv_tier: got values outside 0..{len(target.tiers) - 1}")
+    target = target if target.model is model else target.with_model(model)
+    stage = stage_model(target, layer_overhead_s=layer_overhead_s)
     kv_bytes = np.asarray(model.kv_bytes(ctx), dtype=np.float64).reshape(-1)
-    wt = target.weights_tier
     flops = float(np.sum(model.prefill_flops(np.ones_like(ctx), ctx))) if ctx.size else 0.0
-    # Streamed KV also passes through the compute tier's memory (its kv_bytes count there).
-    step = decode_step_s(float(kv_bytes.sum()), target.weights_bytes / wt.read_bw_bytes_per_s,
-                         target.weights_memory is None, target.tiers[0].read_bw_bytes_per_s, 0.0, 1.0,
-                         flops / target.effective_flops)
-    stream_s: dict[str, float] = {}  # link name -> seconds of streaming over it this step
+    # KV streamed from tier t counts as tier 1's bytes at the ratio of the two paths
+    stream = 0.0
     for t in np.unique(tiers[tiers > 0]):
-        path = target.fetch_path(int(t))
-        stream_s[path.name] = stream_s.get(path.name, 0.0) + float(kv_bytes[tiers == t].sum()) / path.read_bw_bytes_per_s
-    return max([step, *stream_s.values()])
-
-
-def decode_step_s(kv_bytes, weights_s, weights_in_tier0, bw0, stream_bytes, stream_bw, flops_s, step_latency_s=0.0):
-    """Seconds of one decode step of a batch, the roofline of its resources: the weights
-    read once (``weights_s``; from the compute tier, adding to its reads, when
-    ``weights_in_tier0``, else from their own memory at the same time), every sequence's
-    ``kv_bytes`` read from the compute tier at ``bw0``, ``stream_bytes`` read over a link
-    at ``stream_bw`` (none when 0) and ``flops_s`` of compute; the slowest sets the step,
-    plus a fixed ``step_latency_s``. Broadcasts over arrays (``_kernels.timing.decode_step_s``
-    is its twin over scalars)."""
-    kv_s = np.asarray(kv_bytes, dtype=np.float64) / bw0
-    step = np.where(weights_in_tier0, kv_s + weights_s, np.maximum(kv_s, weights_s))
-    stream = np.asarray(stream_bytes, dtype=np.float64)
-    stream_s = np.divide(stream, stream_bw, out=np.zeros(np.broadcast(stream, stream_bw).shape), where=stream > 0)
-    return _out(np.maximum(np.maximum(step, stream_s), flops_s) + step_latency_s)
+        ratio = target.fetch_path(1).read_bw_bytes_per_s / target.fetch_path(int(t)).read_bw_bytes_per_s
+        stream += float(kv_bytes[tiers == t].sum()) * ratio
+    return batch_step_s(stage, int(ctx.size), float(kv_bytes.sum()), flops, stream)
 
 
 def break_even_fetch_bw_bytes_per_s(model: ModelSpec, target: HardwareTarget, context_tokens=0):
@@ -227,7 +276,7 @@ def break_even_fetch_bw_bytes_per_s(model: ModelSpec, target: HardwareTarget, co
     short-context, attention-free figure; longer contexts lower the threshold)."""
     c = _nonneg("context_tokens", context_tokens)
     flops = model.linear_flops_per_token + model.attention_flops_coef * c
-    return _out(model.kv_bytes_per_token * target.effective_flops / flops)
+    return _out(model.kv_bytes_per_token * target.prefill_flops_per_s / flops)
 
 
 class PlanTimes(NamedTuple):

@@ -136,7 +136,8 @@ class _Request:
         self.r = np.asarray(recompute_time_s(model, target, np.full(self.n, float(self.B)), starts)).reshape(-1)
         self.c_new = float(recompute_time_s(model, target, self.S, self.n * self.B))
         self.block_bytes = model.block_bytes(self.B)
-        paths = [target.fetch_path(t) for t in range(T)]
+        rep = target.replica()  # a request is served by one replica, over its share of the links
+        paths = [rep.fetch_path(t) for t in range(T)]
         self.link_names = sorted({p.name for p in paths[1:]})
         self.path_read_bw = [p.read_bw_bytes_per_s for p in paths]
         self.path_latency_s = [p.latency_s for p in paths]

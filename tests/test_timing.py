@@ -31,40 +31,38 @@ def test_to_ns_hand_values():
     assert cost.to_ns(np.array([0.0, 3e-9])).tolist() == [0, 3]
 
 
-@given(kv=non_negative, weights_s=st.floats(0.0, 10.0), in0=st.booleans(), bw0=positive,
-       stream=st.one_of(st.just(0.0), non_negative), stream_bw=positive, flops_s=st.floats(0.0, 10.0),
-       latency=st.floats(0.0, 1e-3))
+def _batch_step(pp, weights, active, separate, bw, wbw, stream_bw, overhead, layers, n, tokens, kv, work, stream):
+    """The step written out: ``m = min(pp, n)`` micro-batches; each stage reads the weights
+    its micro-batch's tokens use (``active`` per token, at most all) and its share of the
+    micro-batch's KV (the weights beside it when they have their own memory), computes
+    its share, streams its share; the slowest resource, plus the stage's layers'
+    overhead; ``pp`` stages in turn."""
+    m = max(1, min(pp, n))
+    w = min(weights, active * tokens / m) / pp
+    mem = [w / wbw, kv / (pp * m) / bw] if separate else [(w + kv / (pp * m)) / bw]
+    res = [*mem, work / (pp * m)] + ([stream / (pp * m) / stream_bw] if stream > 0 else [])
+    return pp * (max(res) + overhead * layers / pp)
+
+
+@given(pp=st.integers(1, 8), weights=non_negative, active=non_negative, separate=st.booleans(), bw=positive,
+       wbw=positive, stream_bw=positive, overhead=st.floats(0.0, 1e-4), layers=st.integers(1, 128),
+       n=st.integers(0, 300), extra=st.integers(0, 9000), kv=non_negative, work=st.floats(0.0, 10.0),
+       stream=st.one_of(st.just(0.0), non_negative))
 @settings(max_examples=200)
-def test_decode_step_twins_agree(kv, weights_s, in0, bw0, stream, stream_bw, flops_s, latency):
-    args = (kv, weights_s, in0, bw0, stream, stream_bw, flops_s, latency)
-    assert timing.decode_step_s(*args) == cost.decode_step_s(*args)
-
-
-def _decode_step(kv, weights_s, in0, bw0, stream, stream_bw, flops_s, latency):
-    """The roofline written out: the slowest resource (the compute tier's reads, with the
-    weights when they live there; the weights' own memory; the stream; compute)."""
-    resources = [kv / bw0 + weights_s] if in0 else [kv / bw0, weights_s]
-    if stream > 0:
-        resources.append(stream / stream_bw)
-    return max(*resources, flops_s) + latency
-
-
-@given(kv=non_negative, weights_s=st.floats(0.0, 10.0), in0=st.booleans(), bw0=positive,
-       stream=st.one_of(st.just(0.0), non_negative), stream_bw=positive, flops_s=st.floats(0.0, 10.0),
-       latency=st.floats(0.0, 1e-3))
-@settings(max_examples=100)
-def test_decode_step_is_the_roofline(kv, weights_s, in0, bw0, stream, stream_bw, flops_s, latency):
-    args = (kv, weights_s, in0, bw0, stream, stream_bw, flops_s, latency)
-    assert cost.decode_step_s(*args) == pytest.approx(_decode_step(*args), rel=1e-12, abs=1e-300)
+def test_batch_step_is_the_stage_roofline(pp, weights, active, separate, bw, wbw, stream_bw, overhead, layers, n,
+                                          extra, kv, work, stream):
+    args = (pp, weights, active, separate, bw, wbw, stream_bw, overhead, layers, n, n + extra, kv, work, stream)
+    assert timing.batch_step_s(*args) == pytest.approx(_batch_step(*args), rel=1e-12, abs=1e-300)
 
 
 TOY = ModelSpec(name="toy", num_layers=4, num_q_heads=1, num_kv_heads=1, head_dim=64, dtype_bytes=2,
                 active_params=0.5e9, total_params=1e9, attn_flops_coef=2e6)
 
 
-def test_decode_step_time_is_decode_step_of_the_target():
-    """``decode_step_time_s`` of a target prices the roofline ``decode_step_s`` does, with
-    the target's figures (one sequence streamed over one link)."""
+def test_decode_step_time_is_the_batch_step_of_the_target():
+    """``decode_step_time_s`` of a target (no deployment: one tensor-parallel group) is
+    the batch step over its figures: every byte of KV read from the compute tier (streamed
+    KV lands there first), the streamed part also over the link, one token of compute."""
     tiers = (TargetTier(name="hbm", kind="hbm", capacity_bytes=10**10, read_bw_bytes_per_s=1e10,
                         write_bw_bytes_per_s=1e10),
              TargetTier(name="dram", kind="dram", capacity_bytes=10**11, read_bw_bytes_per_s=1e9,
@@ -73,10 +71,33 @@ def test_decode_step_time_is_decode_step_of_the_target():
                             links=(LinkSpec(name="pcie", read_bw_bytes_per_s=1e6, write_bw_bytes_per_s=1e6),))
     for ctx, tier in ((1000, 0), (1000, 1), (10, 1), (0, 0)):
         kv = float(TOY.kv_bytes(ctx))
-        path = target.fetch_path(1)
-        want = cost.decode_step_s(kv, target.weights_bytes / 1e10, True, 1e10, kv if tier else 0.0,
-                                  path.read_bw_bytes_per_s, float(TOY.prefill_flops(1, ctx)) / target.effective_flops)
+        work = float(TOY.prefill_flops(1, ctx)) / target.effective_flops
+        want = _batch_step(1, target.weights_bytes, 0.5e9 * 2, False, 1e10, 1.0, 1e6, 0.0, 4, 1, 1, kv, work,
+                           kv if tier else 0.0)
         assert cost.decode_step_time_s(TOY, target, ctx, kv_tier=[tier]) == pytest.approx(want, rel=1e-12)
+
+
+def test_pipeline_stages_add_throughput_not_latency():
+    """The same 8 chips as TP8 or PP8 (hand values): one sequence's token passes PP8's
+    stages in turn (8 stage times of 1/8 of the work at one chip's rate: as slow as one
+    chip), while TP8 splits it over all eight; with 8 or more sequences PP8 keeps every
+    stage busy (8 micro-batches) and reaches TP8's compute-bound throughput."""
+    chip_bw, weights = 1e12, 8e9
+    tp8 = dict(pp=1, bw=8 * chip_bw)
+    pp8 = dict(pp=8, bw=chip_bw)
+    one = {k: timing.batch_step_s(v["pp"], weights, weights, False, v["bw"], 1.0, 1.0, 0.0, 80, 1, 1, 0.0, 0.0, 0.0)
+           for k, v in (("tp", tp8), ("pp", pp8))}
+    assert one["tp"] == pytest.approx(weights / (8 * chip_bw))  # 1 ms
+    assert one["pp"] == pytest.approx(weights / chip_bw)  # 8 ms: latency of one chip
+    # compute-bound batch of 64 sequences needing 64 s-of-one-chip... in units of one stage:
+    # TP8's stage is 8 chips (work 8 s at its rate), PP8's stage one chip (work 64 s)
+    tp = timing.batch_step_s(1, 0.0, 0.0, False, 8 * chip_bw, 1.0, 1.0, 0.0, 80, 64, 64, 0.0, 8.0, 0.0)
+    pp = timing.batch_step_s(8, 0.0, 0.0, False, chip_bw, 1.0, 1.0, 0.0, 80, 64, 64, 0.0, 64.0, 0.0)
+    assert tp == pytest.approx(8.0) and pp == pytest.approx(8.0)  # the same throughput
+    # a stage streams over its own links: PP8 sees one chip's link for one sequence
+    s_tp = timing.batch_step_s(1, 0.0, 0.0, False, 1e30, 1.0, 8e9, 0.0, 80, 1, 1, 0.0, 0.0, 8e9)
+    s_pp = timing.batch_step_s(8, 0.0, 0.0, False, 1e30, 1.0, 1e9, 0.0, 80, 1, 1, 0.0, 0.0, 8e9)
+    assert s_tp == pytest.approx(1.0) and s_pp == pytest.approx(8.0)
 
 
 @st.composite

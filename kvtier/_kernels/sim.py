@@ -1,15 +1,22 @@
-"""The simulator's event loop over arrays: requests dispatched in time order on a
-simulated clock, their prefixes looked up in the cache, priced, and decoded.
+"""The simulator's engine over arrays: replicas that schedule steps, as vLLM v1 does.
 
-Wrapped by ``kvtier.sim``; imports only other kernels and numpy. The cache is the replay
-core's (``kvtier._kernels.replay.access``, the same step ``replay_trace`` takes for every
-block): the same policy kernels called in the same order, over dense block ids, so a test
-holds the simulator's hits, evictions, demotions and promotions to the replay engine's
-access by access. Prices and decode steps come from ``kvtier._kernels.timing``; the
-event queues are ``kvtier._kernels.heap``'s.
+Wrapped by ``kvtier.sim`` (``kvtier.sim.engine`` documents the model); imports only other
+kernels and numpy. The engine's inputs travel as four named records, each documented
+once below: ``SimTrace`` (the requests), ``SimHardware`` (one replica's tiers, links and
+time model), ``SimSchedule`` (the scheduler's knobs) and ``SimCache`` (every replica's
+cache state, stacked); ``SimOutput`` receives the results.
+
+The cache is the replay core's (``kvtier._kernels.replay.access``, the step
+``replay_trace`` takes for every block), over dense block ids, one state per replica: a
+test holds the simulator's hits, evictions, demotions and promotions to the replay
+engine's, access by access, in the order ``SimOutput.order`` records. Step times come
+from ``kvtier._kernels.timing.batch_step_s``, plans from ``price_request``; the ready
+queue is ``kvtier._kernels.heap``'s.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 
@@ -17,272 +24,600 @@ from kvtier._kernels.counters import C_DEMOTIONS
 from kvtier._kernels.heap import heap_push, heap_remove
 from kvtier._kernels.jit import njit
 from kvtier._kernels.policy import NEVER
-from kvtier._kernels.replay import access, cache_state
-from kvtier._kernels.timing import decode_step_s, price_request, to_ns
+from kvtier._kernels.replay import access
+from kvtier._kernels.timing import batch_step_s, price_request, to_ns
 
+#: The requests, by trace row. ``offsets``/``ids``: each row's input blocks then the
+#: blocks its output completes (dense ids); ``n_price``: whole input blocks (the prefix
+#: the planner prices); ``in_tokens``/``out_tokens``; ``ready0``: ns a row with no
+#: dependencies is ready; ``dep_count`` and the children CSR (``child_offsets``,
+#: ``child_rows``, ``child_delay_ns``, ``child_dispatch``: the child waits for this row's
+#: dispatch instead of its completion); ``next_use`` per access (Belady's future, or
+#: empty); ``route``: the replica of each row (session affinity) or -1 (round robin);
+#: ``new_work_s``: seconds of one stage's compute to prefill the row's new tokens.
+SimTrace = namedtuple("SimTrace", (
+    "offsets", "ids", "n_price", "in_tokens", "out_tokens", "ready0", "dep_count", "child_offsets", "child_rows",
+    "child_delay_ns", "child_dispatch", "next_use", "route", "new_work_s"))
 
-REGIME_RESIDENT = 0  # the turn's KV sits in the compute tier for its decode
-REGIME_STREAMED = 1  # part of it is read over a link at every decode step
+#: One replica (every replica is alike). Per tier ``t`` (0 = compute tier): the read path
+#: to the compute tier ``tier_bw``/``tier_lat``, its link ``tier_link`` (index into the
+#: replica's ``num_links`` links) and the write path ``tier_wbw``/``tier_wlat``.
+#: ``kv0_bytes``: compute-tier room for KV after the weights; ``block_bytes``,
+#: ``kv_token_bytes``. The time model (``batch_step_s``): ``weights_bytes`` (of which a
+#: token reads ``active_bytes``: a mixture of experts') read from the compute tier or,
+#: when ``weights_separate``, from their own memory at
+#: ``weights_bw_stage``; per stage ``bw_stage`` (bytes/s, bandwidth efficiency applied),
+#: ``stream_bw_stage`` (the next tier's path over the stage's own links),
+#: ``layer_overhead_s`` per layer of ``num_layers``, over ``pp`` stages. Compute is in
+#: seconds of one stage: ``block_work_s[i]`` recomputes prefix block ``i``;
+#: ``lin_work_s`` + ``attn_work_s`` x context is one decode token.
+SimHardware = namedtuple("SimHardware", (
+    "tier_bw", "tier_lat", "tier_link", "tier_wbw", "tier_wlat", "num_links", "kv0_bytes", "block_bytes",
+    "kv_token_bytes", "weights_bytes", "active_bytes", "weights_separate", "bw_stage", "weights_bw_stage", "stream_bw_stage",
+    "layer_overhead_s", "num_layers", "pp", "block_work_s", "lin_work_s", "attn_work_s"))
+
+#: The scheduler: ``replicas``; per step at most ``max_tokens`` tokens
+#: (``max_num_batched_tokens``) of at most ``max_seqs`` running requests
+#: (``max_num_seqs``); ``chunked``: a prefill may take part of the budget (else it waits
+#: for a step with room for all of it); ``swap``: preempt by swapping KV to tier 1
+#: (else by recompute); ``stream_all``: admit without waiting for room and stream what
+#: does not fit (``residency="stream"``); the planner (``planner``, ``subsets``,
+#: ``threshold_tokens``, ``layerwise``); ``block_tokens``.
+SimSchedule = namedtuple("SimSchedule", (
+    "replicas", "max_tokens", "max_seqs", "chunked", "swap", "stream_all", "planner", "subsets", "threshold_tokens",
+    "layerwise", "block_tokens"))
+
+#: Each replica's cache state (``kvtier._kernels.replay.cache_state`` and
+#: ``kvtier.replay.policy_state``), stacked on a leading replica axis; ``caps`` slots per
+#: tier, ``costs`` (cost-aware), ``counters`` (replay's per-tier counters, summed over
+#: replicas).
+SimCache = namedtuple("SimCache", (
+    "caps", "I", "K", "F", "M", "so", "free", "free_top", "loc_vals", "loc_shift", "slot_key", "slot_tier",
+    "slot_depth", "slot_next", "chain", "costs", "counters"))
+
+#: Results: ``req_i``/``req_f`` (columns ``O_*``/``F_*``), per row and tier ``tier_hits``,
+#: ``fetch_blocks``, ``occupancy`` (tier blocks held after its lookup), per replica link
+#: and direction ``link_bytes``/``link_busy_ns`` (read toward compute, write away), and
+#: ``order`` (rows in cache-lookup order).
+SimOutput = namedtuple("SimOutput", (
+    "req_i", "req_f", "tier_hits", "fetch_blocks", "occupancy", "link_bytes", "link_busy_ns", "order"))
+
+REGIME_RESIDENT = 0  # the turn's KV sat in the compute tier for its whole turn
+REGIME_STREAMED = 1  # part of it was read over a link at every step
 REGIME_OVERFLOW = 2  # it fits nowhere it can be read from: the request is not served
 
 # Columns of the per-request int64 output.
-O_DISPATCH = 0  # ns: the request is ready and looks up its prefix
-O_START = 1  # ns: its prefill gets the compute engine
+O_DISPATCH = 0  # ns: the request is ready and reaches its replica's queue
+O_START = 1  # ns: first admitted (its blocks looked up, its plan made)
 O_FIRST_TOKEN = 2  # ns
 O_END = 3  # ns: last output token
 O_RECOMPUTE_BLOCKS = 4  # prefix blocks recomputed (missing or chosen)
 O_MISSING_BLOCKS = 5  # prefix blocks found in no tier
 O_SPLIT = 6  # the plan's split block
 O_REGIME = 7
-O_STREAM_BYTES = 8  # bytes per decode step read over a link (residency)
-O_ADMIT_WAIT = 9  # ns waited for compute-tier room (SRAM-only targets)
-NUM_I_OUT = 10
+O_STREAM_BYTES = 8  # most bytes read over a link in one step (residency)
+O_ROOM_WAIT = 9  # ns at the head of the queue waiting for compute-tier room
+O_PREEMPTIONS = 10
+O_REPLICA = 11
+NUM_I_OUT = 12
 
 # Columns of the per-request float64 output.
-F_PLAN_TTFT = 0  # s: the plan's predicted TTFT once it has the compute engine
-F_STEP = 1  # s per decode step (output token)
-F_COMPUTE = 2  # s of prefill compute
-NUM_F_OUT = 3
+F_PLAN_TTFT = 0  # s: the plan's predicted TTFT (fetch + recompute, one stage's compute)
+F_STEP = 1  # s: mean time per output token after the first (TPOT)
+F_COMPUTE = 2  # s of prefill compute (one stage's rate)
+F_SWAP_BYTES = 3  # bytes swapped out by preemption
+NUM_F_OUT = 4
+
+_WAITING = 0  # not ready, or in a replica's queue
+_RUNNING = 1
+_DONE = 2
 
 
 @njit(_nrt=False, inline="always")
 def _pop(H, P, A, count):
-    """Remove the earliest ``(time, row)`` of an event queue; returns ``(time, row, count)``."""
+    """Remove the earliest ``(time, row)`` of the ready queue; returns ``(time, row, count)``."""
     time = A[0]
     row = H[0]
     heap_remove(H, 0, P, 0, A, 0, H, 0, count, row)
     return time, row, count - 1
 
 
-@njit
-def simulate_kernel(
-    offsets, ids, n_price, next_use, costs, n_unique, caps, I, K, F, M,
-    ready0, dep_count, child_offsets, child_rows, child_delay_ns, child_dispatch,
-    c_new, r_depth, ctx_bytes, dec_flops_s, out_tokens,
-    tier_bw, tier_lat, tier_link, tier_wbw, tier_wlat, num_links, kv0_bytes, block_bytes, weights_s, weights_in_tier0,
-    bw0, stream_tier, num_layers, layerwise, planner, subsets, threshold_tokens, block_tokens, step_latency_s,
-    out_i, out_f, out_tier_hits, out_fetch_blocks, out_occupancy, counters, link_bytes, link_busy_ns, order,
-):
-    """Simulate every request. Rows are dispatched in (ready time, row) order; ``order``
-    receives the dispatch order. See ``kvtier.sim.engine`` for the model; outputs are
-    written into the ``out_*`` arrays, ``counters`` (replay's per-tier counters),
-    ``link_bytes[link, 0/1]`` (read toward compute / written away) and
-    ``link_busy_ns[link, 0/1]`` (time each direction was held)."""
-    n_req = ready0.shape[0]
-    T = caps.shape[0]
-    # the replay core's cache (a block's key is its dense id)
-    has_next = next_use.shape[0] == ids.shape[0]
-    so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = cache_state(
-        caps, True, has_next, n_unique)
-    no_record = np.zeros((0, T), dtype=np.int32)
+@njit(_nrt=False, inline="always")
+def _take(left, budget, chunked, n_seq):
+    """Prefill tokens a request gets this step: with chunked prefill, what the budget
+    allows; without, all of them or none (all when it is alone, as an engine whose budget
+    is at least the model's length would)."""
+    if chunked:
+        return left if left < budget else budget
+    if left <= budget or n_seq == 0:
+        return left
+    return 0
 
+
+@njit(_nrt=False)
+def _book(free_at, busy_ns, nbytes_out, link, start, dur_s, nbytes):
+    """Hold ``link`` for ``dur_s`` from ``start`` or when it is free; returns the end."""
+    s0 = start if start > free_at[link] else free_at[link]
+    d = to_ns(dur_s)
+    free_at[link] = s0 + d
+    busy_ns[link] += d
+    nbytes_out[link] += nbytes
+    return s0 + d
+
+
+@njit
+def simulate_kernel(tr, hw, sc, ca, out):
+    """Simulate every request of ``tr`` on ``sc.replicas`` replicas of ``hw``; see
+    ``kvtier.sim.engine`` for the model. Returns the number of requests completed or
+    found not servable (every row, unless a dependency cycle leaves some never ready)."""
+    n_req = tr.ready0.shape[0]
+    R = sc.replicas
+    T = ca.caps.shape[0]
+    L = hw.num_links
+    B = sc.block_tokens
+    kv_tok = hw.kv_token_bytes
+    kv0 = hw.kv0_bytes
+    has_next = tr.next_use.shape[0] == tr.ids.shape[0]
+    no_record = np.zeros((0, T), dtype=np.int32)
     max_n = 1
     for q in range(n_req):
-        if n_price[q] + 1 > max_n:
-            max_n = n_price[q] + 1
+        if tr.n_price[q] + 1 > max_n:
+            max_n = tr.n_price[q] + 1
     ti = np.empty(max_n, dtype=np.int64)
     scratch = np.empty((5, max_n), dtype=np.float64)
     scratch_cnt = np.empty((T, max_n), dtype=np.int64)
-    busy_s = np.zeros(max(num_links, 1), dtype=np.float64)
-    read_free = np.zeros(max(num_links, 1), dtype=np.int64)
-    write_free = np.zeros(max(num_links, 1), dtype=np.int64)
-    link_fetch_blocks = np.zeros(max(num_links, 1), dtype=np.int64)
-    link_lat = np.zeros(max(num_links, 1), dtype=np.float64)
-    compute_free = np.int64(0)
+    busy_s = np.zeros(max(L, 1), dtype=np.float64)
     dem_before = np.zeros(T, dtype=np.int64)
+    nl = max(L, 1) * R
+    read_free = np.zeros(nl, dtype=np.int64)
+    write_free = np.zeros(nl, dtype=np.int64)
+    rd_busy = np.zeros(nl, dtype=np.int64)
+    wr_busy = np.zeros(nl, dtype=np.int64)
+    rd_bytes = np.zeros(nl, dtype=np.float64)
+    wr_bytes = np.zeros(nl, dtype=np.float64)
+    stream_link = hw.tier_link[1] if T > 1 else -1
 
-    # event queues (``kvtier._kernels.heap``, by time then row): the ready queue and the
-    # active set (requests whose turn has not ended)
+    # per request
+    state = np.zeros(n_req, dtype=np.int8)
+    rep = np.full(n_req, -1, dtype=np.int64)
+    nxt = np.full(n_req, -1, dtype=np.int64)
+    pf_left = np.zeros(n_req, dtype=np.int64)  # prefill tokens still to compute
+    pf_work = np.zeros(n_req, dtype=np.float64)  # their compute, s at one stage
+    dec_left = np.zeros(n_req, dtype=np.int64)  # output tokens still to generate
+    ctx = np.zeros(n_req, dtype=np.int64)  # tokens whose KV exists
+    held = np.zeros(n_req, dtype=np.float64)  # compute-tier bytes held
+    strm = np.zeros(n_req, dtype=np.float64)  # bytes streamed per step
+    avail = np.zeros(n_req, dtype=np.int64)  # ns its KV is in place (fetch, swap-in)
+    fetch_end = np.zeros(n_req, dtype=np.int64)
+    swapped = np.zeros(n_req, dtype=np.float64)
+    swap_ready = np.zeros(n_req, dtype=np.int64)
+    chunk = np.zeros(n_req, dtype=np.int64)  # tokens scheduled in the step in flight
+    blocked = np.full(n_req, -1, dtype=np.int64)  # ns it started waiting for room at the head
+    looked_up = np.zeros(n_req, dtype=np.bool_)
+    # per replica: a FCFS queue (linked through ``nxt``), the running set in admission
+    # order, the step in flight (``k`` steps of ``step_ns`` from ``t0``; ``k = 0``: an idle
+    # wait for a fetch to land)
+    w_head = np.full(R, -1, dtype=np.int64)
+    w_tail = np.full(R, -1, dtype=np.int64)
+    run = np.empty((R, sc.max_seqs), dtype=np.int64)
+    run_n = np.zeros(R, dtype=np.int64)
+    held_sum = np.zeros(R, dtype=np.float64)
+    busy = np.zeros(R, dtype=np.bool_)
+    t0 = np.zeros(R, dtype=np.int64)
+    step_ns = np.zeros(R, dtype=np.int64)
+    k_steps = np.zeros(R, dtype=np.int64)
+    t_end = np.zeros(R, dtype=np.int64)
+
     rq_r = np.empty(n_req, dtype=np.int64)
     rq_p = np.empty(n_req, dtype=np.int64)
     rq_t = np.empty(n_req, dtype=np.int64)
     rq_n = 0
-    ac_r = np.empty(n_req, dtype=np.int64)
-    ac_p = np.empty(n_req, dtype=np.int64)
-    ac_t = np.empty(n_req, dtype=np.int64)
-    ac_n = 0
-    remaining = dep_count.copy()
-    ready = ready0.copy()
+    remaining = tr.dep_count.copy()
+    ready = tr.ready0.copy()
     for q in range(n_req):
         if remaining[q] == 0:
             heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, q, ready[q], q)
             rq_n += 1
-    held = np.zeros(n_req, dtype=np.float64)  # compute-tier bytes each active request holds
-    held_sum = 0.0
-    stream_link = tier_link[stream_tier] if stream_tier > 0 else -1
-    stream_bw = tier_bw[stream_tier] if stream_tier > 0 else 1.0
+    rr = 0
     n_done = 0
-    while rq_n > 0:
-        now, q, rq_n = _pop(rq_r, rq_p, rq_t, rq_n)
-        ready_at = now
-        order[n_done] = q
-        n_done += 1
-        # turns that ended by now release their KV and leave the decode batch
-        while ac_n > 0 and ac_t[0] <= now:
-            _end, e, ac_n = _pop(ac_r, ac_p, ac_t, ac_n)
-            held_sum -= held[e]
-        # residency: does this turn's KV fit in the compute tier next to the active ones?
-        need = ctx_bytes[q]
-        admit_wait = np.int64(0)
-        if stream_tier <= 0:
-            # nowhere to stream from: wait for active turns to end until it fits
-            while need > kv0_bytes - held_sum and ac_n > 0 and need <= kv0_bytes:
-                end, e, ac_n = _pop(ac_r, ac_p, ac_t, ac_n)
-                if end > now:
-                    admit_wait += end - now
-                    now = end
-                held_sum -= held[e]
-        room = kv0_bytes - held_sum
-        if room < 0.0:
-            room = 0.0
-        if need <= room:
-            regime = REGIME_RESIDENT
-            stream_b = 0.0
-            held[q] = need
-        elif stream_tier > 0:
-            regime = REGIME_STREAMED
-            stream_b = need - room
-            held[q] = room
-        else:
-            regime = REGIME_OVERFLOW
-            stream_b = 0.0
-            held[q] = 0.0
-        out_i[q, O_DISPATCH] = ready_at
-        out_i[q, O_ADMIT_WAIT] = admit_wait
-        out_i[q, O_REGIME] = regime
+    n_order = 0
+    big = np.int64(1) << 62
 
-        # cache: the replay core's loop over this row's blocks
-        for t in range(T):
-            dem_before[t] = counters[t, C_DEMOTIONS]
-        start = offsets[q]
-        n_in = n_price[q]
-        prefix = True
-        for k in range(start, offsets[q + 1]):
-            t = access(np.uint64(ids[k]), k - start, next_use[k] if has_next else NEVER, prefix, k, T, I, K, F, M,
-                       loc_vals, loc_shift, so, slot_key, slot_tier, slot_depth, slot_next, free, free_top, chain,
-                       costs, counters, no_record, True, False, True, True, has_next, True)
-            prefix = prefix and t >= 0
-            if k - start < n_in:
-                ti[k - start] = t
-                if t >= 0:
-                    out_tier_hits[q, t] += 1
-        for t in range(T):
-            out_occupancy[q, t] = caps[t] - free_top[t]
-        missing = 0
-        for i in range(n_in):
-            if ti[i] < 0:
-                missing += 1
-        out_i[q, O_MISSING_BLOCKS] = missing
-
-        # plan: the compute engine is first-come first-served; links carry earlier transfers
-        cstart = now if now > compute_free else compute_free
-        for link in range(num_links):
-            busy_s[link] = (read_free[link] - cstart) / 1e9 if read_free[link] > cstart else 0.0
-        ttft_s, split, mask = price_request(ti, n_in, planner, subsets, threshold_tokens, block_tokens, r_depth,
-                                            c_new[q], tier_bw, tier_lat, tier_link, num_links, busy_s, block_bytes,
-                                            num_layers, layerwise, scratch_cnt, scratch)
-        if regime == REGIME_OVERFLOW:
-            out_i[q, O_START] = cstart
-            out_i[q, O_FIRST_TOKEN] = -1
-            out_i[q, O_END] = -1
-            out_f[q, F_PLAN_TTFT] = np.nan
-            out_f[q, F_STEP] = np.nan
+    while True:
+        # the next event: a request becoming ready (first at a tie) or a replica's step ending
+        t_rq = rq_t[0] if rq_n > 0 else big
+        r = -1
+        t_r = big
+        for x in range(R):
+            if busy[x] and t_end[x] < t_r:
+                t_r = t_end[x]
+                r = x
+        if rq_n == 0 and r < 0:
+            break
+        if t_rq <= t_r:
+            now, q, rq_n = _pop(rq_r, rq_p, rq_t, rq_n)
+            r = tr.route[q]
+            if r < 0:
+                r = rr % R
+                rr += 1
+            rep[q] = r
+            out.req_i[q, O_DISPATCH] = now
+            out.req_i[q, O_REPLICA] = r
+            if w_tail[r] < 0:
+                w_head[r] = q
+            else:
+                nxt[w_tail[r]] = q
+            w_tail[r] = q
+            if busy[r]:
+                if k_steps[r] > 1:  # a decode window: end it at the first step boundary after now
+                    k_new = (now - t0[r] + step_ns[r] - 1) // step_ns[r]
+                    if k_new < 1:
+                        k_new = 1
+                    if k_new < k_steps[r]:
+                        k_steps[r] = k_new
+                        t_end[r] = t0[r] + k_new * step_ns[r]
+                elif k_steps[r] == 0 and now < t_end[r]:  # idle wait: look again now
+                    t_end[r] = now
+                continue
         else:
-            first = cstart + to_ns(ttft_s)
-            compute_free = first
-            # the fetched blocks, per link: the plan books them behind earlier transfers
-            recompute = 0
-            comp_s = c_new[q]
-            for link in range(num_links):
-                link_fetch_blocks[link] = 0
-                link_lat[link] = 0.0
-            for i in range(n_in):
-                t = ti[i]
-                if t == 0:
+            now = t_r
+            # ---- the step in flight ends: tokens land, turns finish
+            busy[r] = False
+            k = k_steps[r]
+            i = 0
+            while i < run_n[r]:
+                q = run[r, i]
+                c = chunk[q]
+                chunk[q] = 0
+                finished = False
+                if c > 0 and pf_left[q] > 0:  # a prefill chunk
+                    pf_work[q] -= pf_work[q] * c / pf_left[q]
+                    pf_left[q] -= c
+                    ctx[q] += c
+                    if pf_left[q] == 0:  # the prompt is done: its step samples a token
+                        dec_left[q] -= 1
+                        if out.req_i[q, O_FIRST_TOKEN] < 0:
+                            out.req_i[q, O_FIRST_TOKEN] = now if now > fetch_end[q] else fetch_end[q]
+                        finished = dec_left[q] <= 0
+                elif c > 0:  # k decode tokens
+                    dec_left[q] -= k
+                    ctx[q] += k
+                    grow = k * kv_tok
+                    if strm[q] > 0.0 or sc.stream_all:
+                        room = kv0 - held_sum[r]
+                        if room < 0.0:
+                            room = 0.0
+                        take = grow if grow < room else room
+                        if strm[q] > 0.0 and not sc.stream_all:
+                            take = 0.0
+                        held[q] += take
+                        held_sum[r] += take
+                        strm[q] += grow - take
+                    else:
+                        held[q] += grow
+                        held_sum[r] += grow
+                    finished = dec_left[q] <= 0
+                if finished:
+                    fin = out.req_i[q, O_FIRST_TOKEN]
+                    out.req_i[q, O_END] = now
+                    ntok = tr.out_tokens[q]
+                    out.req_f[q, F_STEP] = (now - fin) / 1e9 / (ntok - 1) if ntok > 1 else 0.0
+                    state[q] = _DONE
+                    held_sum[r] -= held[q]
+                    held[q] = 0.0
+                    for j in range(i, run_n[r] - 1):
+                        run[r, j] = run[r, j + 1]
+                    run_n[r] -= 1
+                    n_done += 1
+                    base_t = out.req_i[q, O_DISPATCH]
+                    for j in range(tr.child_offsets[q], tr.child_offsets[q + 1]):
+                        ch = tr.child_rows[j]
+                        cand = (base_t if tr.child_dispatch[j] else now) + tr.child_delay_ns[j]
+                        if cand > ready[ch]:
+                            ready[ch] = cand
+                        remaining[ch] -= 1
+                        if remaining[ch] == 0:
+                            heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, ch, ready[ch], ch)
+                            rq_n += 1
                     continue
-                if t > 0 and i >= split and (mask >> t) & 1:
-                    out_fetch_blocks[q, t] += 1
+                i += 1
+        if busy[r]:
+            continue
+
+        # ---- schedule replica r's next step at ``now`` (vLLM v1: running first, then the queue)
+        r_off = r * max(L, 1)
+        # room for this step's decode tokens: preempt the newest running turn until it fits
+        if not sc.stream_all:
+            while True:
+                grow = 0.0
+                for i in range(run_n[r]):
+                    q = run[r, i]
+                    if pf_left[q] == 0 and avail[q] <= now and strm[q] == 0.0:
+                        grow += kv_tok
+                if held_sum[r] + grow <= kv0 or run_n[r] <= 1:
+                    break
+                v = run[r, run_n[r] - 1]
+                run_n[r] -= 1
+                held_sum[r] -= held[v]
+                out.req_i[v, O_PREEMPTIONS] += 1
+                if sc.swap and T > 1:
+                    lk = r_off + hw.tier_link[1]
+                    swap_ready[v] = _book(write_free, wr_busy, wr_bytes, lk, now,
+                                          hw.tier_wlat[1] + held[v] / hw.tier_wbw[1], held[v])
+                    swapped[v] = held[v]
+                    out.req_f[v, F_SWAP_BYTES] += held[v]
+                else:  # recompute: everything it holds is prefilled again
+                    n_tok = ctx[v] + pf_left[v]
+                    pf_left[v] = n_tok
+                    pf_work[v] = n_tok * hw.lin_work_s + hw.attn_work_s * n_tok * n_tok / 2.0
+                    ctx[v] = 0
+                held[v] = 0.0
+                strm[v] = 0.0
+                state[v] = _WAITING
+                nxt[v] = w_head[r]
+                w_head[r] = v
+                if w_tail[r] < 0:
+                    w_tail[r] = v
+            # a lone turn that cannot grow streams its growth from the next tier
+            if run_n[r] == 1 and T > 1:
+                q = run[r, 0]
+                if pf_left[q] == 0 and strm[q] == 0.0 and held_sum[r] + kv_tok > kv0:
+                    strm[q] = 1e-30
+        budget = sc.max_tokens
+        n_seq = 0
+        n_dec = 0
+        n_res = 0
+        n_pf = 0
+        kv_read = 0.0
+        work = 0.0
+        stream_b = 0.0
+        min_left = big
+        wake = big
+        for i in range(run_n[r]):
+            q = run[r, i]
+            if avail[q] > now:
+                if avail[q] < wake:
+                    wake = avail[q]
+                continue
+            if pf_left[q] > 0:
+                c = _take(pf_left[q], budget, sc.chunked, n_seq) if budget > 0 else 0
+                if c <= 0:
+                    continue
+                chunk[q] = c
+                budget -= c
+                n_seq += 1
+                n_pf += 1
+                work += pf_work[q] * c / pf_left[q]
+                kv_read += (ctx[q] + c) * kv_tok
+                stream_b += strm[q]
+            elif budget > 0:
+                chunk[q] = 1
+                budget -= 1
+                n_seq += 1
+                n_dec += 1
+                if strm[q] == 0.0:
+                    n_res += 1
+                work += hw.lin_work_s + hw.attn_work_s * ctx[q]
+                kv_read += held[q] + strm[q]
+                stream_b += strm[q]
+                if dec_left[q] < min_left:
+                    min_left = dec_left[q]
+        # admit from the queue, first come first served: stop at the first that cannot start
+        while w_head[r] >= 0 and run_n[r] < sc.max_seqs and budget > 0:
+            q = w_head[r]
+            n_tok = tr.in_tokens[q] + (tr.out_tokens[q] - dec_left[q] if looked_up[q] else 0)
+            need = n_tok * kv_tok
+            free_b = kv0 - held_sum[r] - n_res * kv_tok  # this step's decode tokens come first
+            if free_b < 0.0:
+                free_b = 0.0
+            over = (tr.in_tokens[q] + tr.out_tokens[q]) * kv_tok > kv0 and T == 1
+            take = need
+            if over:
+                take = -1.0  # fits nowhere it can be read from
+            elif need > free_b:
+                if sc.stream_all and T > 1:
+                    take = free_b
+                elif need > kv0 and T > 1 and run_n[r] == 0:
+                    take = kv0  # alone and too big: hold what fits, stream the rest
                 else:
-                    recompute += 1
-                    comp_s += r_depth[i]
-            for t in range(1, T):
-                if out_fetch_blocks[q, t] > 0:
-                    link = tier_link[t]
-                    link_fetch_blocks[link] += out_fetch_blocks[q, t]
-                    link_lat[link] += tier_lat[t]
-            for link in range(num_links):
-                if link_fetch_blocks[link] == 0:
-                    continue
-                dur = link_lat[link]
-                nbytes = 0.0
+                    if blocked[q] < 0:
+                        blocked[q] = now
+                    break
+            w_head[r] = nxt[q]
+            if w_head[r] < 0:
+                w_tail[r] = -1
+            nxt[q] = -1
+            if blocked[q] >= 0:
+                out.req_i[q, O_ROOM_WAIT] += now - blocked[q]
+                blocked[q] = -1
+            if not looked_up[q]:
+                # the cache: the replay core's access over this row's blocks
+                looked_up[q] = True
+                out.order[n_order] = q
+                n_order += 1
+                out.req_i[q, O_START] = now
+                for t in range(T):
+                    dem_before[t] = ca.counters[t, C_DEMOTIONS]
+                start = tr.offsets[q]
+                n_in = tr.n_price[q]
+                prefix = True
+                for kk in range(start, tr.offsets[q + 1]):
+                    t = access(np.uint64(tr.ids[kk]), kk - start, tr.next_use[kk] if has_next else NEVER, prefix, kk, T,
+                               ca.I[r], ca.K[r], ca.F[r], ca.M[r], ca.loc_vals[r], ca.loc_shift, ca.so[r],
+                               ca.slot_key[r], ca.slot_tier[r], ca.slot_depth[r], ca.slot_next[r], ca.free[r],
+                               ca.free_top[r], ca.chain[r], ca.costs, ca.counters, no_record, True, False, True, True,
+                               has_next, True)
+                    prefix = prefix and t >= 0
+                    if kk - start < n_in:
+                        ti[kk - start] = t
+                        if t >= 0:
+                            out.tier_hits[q, t] += 1
+                for t in range(T):
+                    out.occupancy[q, t] = ca.caps[t] - ca.free_top[r, t]
+                missing = 0
+                for x in range(n_in):
+                    if ti[x] < 0:
+                        missing += 1
+                out.req_i[q, O_MISSING_BLOCKS] = missing
+                # demotions this lookup caused are written down their tier's path in the background
                 for t in range(1, T):
-                    if tier_link[t] == link and out_fetch_blocks[q, t] > 0:
-                        dur += out_fetch_blocks[q, t] * block_bytes / tier_bw[t]
-                        nbytes += out_fetch_blocks[q, t] * block_bytes
-                s0 = cstart if cstart > read_free[link] else read_free[link]
-                d_ns = to_ns(dur)
-                read_free[link] = s0 + d_ns
-                link_busy_ns[link, 0] += d_ns
-                link_bytes[link, 0] += nbytes
-            out_i[q, O_RECOMPUTE_BLOCKS] = recompute
-            out_i[q, O_SPLIT] = split
-            out_i[q, O_START] = cstart
-            out_i[q, O_FIRST_TOKEN] = first
-            out_f[q, F_PLAN_TTFT] = ttft_s
-            out_f[q, F_COMPUTE] = comp_s
+                    moved = ca.counters[t - 1, C_DEMOTIONS] - dem_before[t - 1]
+                    if moved > 0:
+                        _book(write_free, wr_busy, wr_bytes, r_off + hw.tier_link[t], now,
+                              hw.tier_wlat[t] + moved * hw.block_bytes / hw.tier_wbw[t], moved * hw.block_bytes)
+                if take < 0.0:
+                    out.req_i[q, O_REGIME] = REGIME_OVERFLOW
+                    out.req_i[q, O_FIRST_TOKEN] = -1
+                    out.req_i[q, O_END] = -1
+                    state[q] = _DONE
+                    n_done += 1
+                    for j in range(tr.child_offsets[q], tr.child_offsets[q + 1]):
+                        ch = tr.child_rows[j]
+                        cand = now + tr.child_delay_ns[j]
+                        if cand > ready[ch]:
+                            ready[ch] = cand
+                        remaining[ch] -= 1
+                        if remaining[ch] == 0:
+                            heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, ch, ready[ch], ch)
+                            rq_n += 1
+                    continue
+                # plan: fetch or recompute each prefix block; fetches queue on the replica's links
+                for lk in range(L):
+                    busy_s[lk] = (read_free[r_off + lk] - now) / 1e9 if read_free[r_off + lk] > now else 0.0
+                ttft_s, split, mask = price_request(ti, n_in, sc.planner, sc.subsets, sc.threshold_tokens, B,
+                                                    hw.block_work_s, tr.new_work_s[q], hw.tier_bw, hw.tier_lat,
+                                                    hw.tier_link, L, busy_s, hw.block_bytes, hw.num_layers,
+                                                    sc.layerwise, scratch_cnt, scratch)
+                recompute = 0
+                comp = tr.new_work_s[q]
+                for x in range(n_in):
+                    t = ti[x]
+                    if t == 0:
+                        continue
+                    if t > 0 and x >= split and (mask >> t) & 1:
+                        out.fetch_blocks[q, t] += 1
+                    else:
+                        recompute += 1
+                        comp += hw.block_work_s[x]
+                land = now
+                first_layer = now
+                for lk in range(L):
+                    dur = 0.0
+                    nbytes = 0.0
+                    for t in range(1, T):
+                        if hw.tier_link[t] == lk and out.fetch_blocks[q, t] > 0:
+                            dur += hw.tier_lat[t] + out.fetch_blocks[q, t] * hw.block_bytes / hw.tier_bw[t]
+                            nbytes += out.fetch_blocks[q, t] * hw.block_bytes
+                    if nbytes > 0.0:
+                        e = _book(read_free, rd_busy, rd_bytes, r_off + lk, now, dur, nbytes)
+                        if e > land:
+                            land = e
+                        f = e - to_ns(dur) + to_ns(dur / hw.num_layers)
+                        if f > first_layer:
+                            first_layer = f
+                fetch_end[q] = land
+                avail[q] = first_layer if sc.layerwise else land
+                out.req_i[q, O_RECOMPUTE_BLOCKS] = recompute
+                out.req_i[q, O_SPLIT] = split
+                out.req_f[q, F_PLAN_TTFT] = ttft_s
+                out.req_f[q, F_COMPUTE] = comp
+                pf_left[q] = recompute * B + (tr.in_tokens[q] - n_in * B if tr.in_tokens[q] > n_in * B else 1)
+                pf_work[q] = comp
+                ctx[q] = tr.in_tokens[q] - pf_left[q] if tr.in_tokens[q] > pf_left[q] else 0
+                dec_left[q] = tr.out_tokens[q] if tr.out_tokens[q] > 0 else 1
+            elif swapped[q] > 0.0:  # swapped out: read its KV back over tier 1's path
+                lk = r_off + hw.tier_link[1]
+                s_at = now if now > swap_ready[q] else swap_ready[q]
+                avail[q] = _book(read_free, rd_busy, rd_bytes, lk, s_at, hw.tier_lat[1] + swapped[q] / hw.tier_bw[1],
+                                 swapped[q])
+                swapped[q] = 0.0
+            else:
+                avail[q] = now
+            state[q] = _RUNNING
+            held[q] = take
+            held_sum[r] += take
+            strm[q] = need - take if need > take else 0.0
+            if strm[q] > 0.0:
+                out.req_i[q, O_REGIME] = REGIME_STREAMED
+            run[r, run_n[r]] = q
+            run_n[r] += 1
+            if avail[q] > now:
+                if avail[q] < wake:
+                    wake = avail[q]
+                continue
+            if pf_left[q] > 0:
+                c = _take(pf_left[q], budget, sc.chunked, n_seq)
+                if c > 0:
+                    chunk[q] = c
+                    budget -= c
+                    n_seq += 1
+                    n_pf += 1
+                    work += pf_work[q] * c / pf_left[q]
+                    kv_read += (ctx[q] + c) * kv_tok
+                    stream_b += strm[q]
+            else:
+                chunk[q] = 1
+                budget -= 1
+                n_seq += 1
+                n_dec += 1
+                if strm[q] == 0.0:
+                    n_res += 1
+                work += hw.lin_work_s + hw.attn_work_s * ctx[q]
+                kv_read += held[q] + strm[q]
+                stream_b += strm[q]
+                if dec_left[q] < min_left:
+                    min_left = dec_left[q]
+        if n_seq == 0:
+            if wake < big:  # only fetches in flight: wait for the first to land
+                busy[r] = True
+                k_steps[r] = 0
+                t0[r] = now
+                t_end[r] = wake
+            continue
+        # how many steps run alike: a decode-only batch runs until its first turn ends, its
+        # room runs out, or a fetch lands (an arrival ends the window early); else one step
+        k = 1
+        if n_pf == 0:
+            k = min_left
+            if not sc.stream_all and n_res > 0:
+                k_mem = np.int64((kv0 - held_sum[r]) // (n_res * kv_tok))
+                if k_mem < k:
+                    k = k_mem
+            if k < 1 or budget <= 0:
+                k = 1
+        half = (k - 1) / 2.0
+        step = batch_step_s(hw.pp, hw.weights_bytes, hw.active_bytes, hw.weights_separate, hw.bw_stage,
+                            hw.weights_bw_stage, hw.stream_bw_stage, hw.layer_overhead_s, hw.num_layers, n_seq,
+                            sc.max_tokens - budget,
+                            kv_read + n_dec * kv_tok * half, work + n_dec * hw.attn_work_s * half,
+                            stream_b + (n_dec - n_res) * kv_tok * half)
+        s_ns = to_ns(step)
+        if s_ns < 1:
+            s_ns = 1
+        if wake < big and k > 1:
+            kw = (wake - now + s_ns - 1) // s_ns
+            if kw < 1:
+                kw = 1
+            if kw < k:
+                k = kw
+        if stream_b > 0.0 and stream_link >= 0:
+            nb = (stream_b + (n_dec - n_res) * kv_tok * half) * k
+            _book(read_free, rd_busy, rd_bytes, r_off + stream_link, now, nb / hw.tier_bw[1], nb)
+            for i in range(run_n[r]):
+                q = run[r, i]
+                if chunk[q] > 0 and strm[q] > out.req_i[q, O_STREAM_BYTES]:
+                    out.req_i[q, O_STREAM_BYTES] = np.int64(strm[q])
+                    out.req_i[q, O_REGIME] = REGIME_STREAMED
+        busy[r] = True
+        k_steps[r] = k
+        step_ns[r] = s_ns
+        t0[r] = now
+        t_end[r] = now + k * s_ns
 
-            # decode: one continuous batch; its step (at this turn's first token) reads the
-            # weights once and every running sequence's KV, streams their non-resident
-            # parts, and computes one token each
-            kv_sum = ctx_bytes[q]
-            flops_sum = dec_flops_s[q]
-            stream_sum = stream_b
-            for j in range(ac_n):
-                if ac_t[j] > first:
-                    e = ac_r[j]
-                    kv_sum += ctx_bytes[e]
-                    flops_sum += dec_flops_s[e]
-                    stream_sum += out_i[e, O_STREAM_BYTES]
-            step = decode_step_s(kv_sum, weights_s, weights_in_tier0, bw0, stream_sum, stream_bw, flops_sum,
-                                 step_latency_s)
-            out_f[q, F_STEP] = step
-            end = first + to_ns(out_tokens[q] * step)
-            if stream_b > 0.0 and out_tokens[q] > 0:
-                nb = stream_b * out_tokens[q]
-                s0 = first if first > read_free[stream_link] else read_free[stream_link]
-                d_ns = to_ns(nb / stream_bw)
-                read_free[stream_link] = s0 + d_ns
-                link_busy_ns[stream_link, 0] += d_ns
-                link_bytes[stream_link, 0] += nb
-                if read_free[stream_link] > end:
-                    end = read_free[stream_link]
-            out_i[q, O_END] = end
-            out_i[q, O_STREAM_BYTES] = np.int64(stream_b)
-            held_sum += held[q]
-            heap_push(ac_r, 0, ac_p, 0, ac_t, 0, ac_r, 0, ac_n, q, end, q)
-            ac_n += 1
-
-        # demotions this request caused are written down their tier's path (in the background)
-        for t in range(1, T):
-            moved = counters[t - 1, C_DEMOTIONS] - dem_before[t - 1]
-            if moved > 0:
-                link = tier_link[t]
-                nbytes = moved * block_bytes
-                s0 = now if now > write_free[link] else write_free[link]
-                d_ns = to_ns(tier_wlat[t] + nbytes / tier_wbw[t])
-                write_free[link] = s0 + d_ns
-                link_busy_ns[link, 1] += d_ns
-                link_bytes[link, 1] += nbytes
-        # release dependents
-        done_ns = out_i[q, O_END] if out_i[q, O_END] >= 0 else now
-        for j in range(child_offsets[q], child_offsets[q + 1]):
-            c = child_rows[j]
-            base = now if child_dispatch[j] else done_ns
-            cand = base + child_delay_ns[j]
-            if cand > ready[c]:
-                ready[c] = cand
-            remaining[c] -= 1
-            if remaining[c] == 0:
-                heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, c, ready[c], c)
-                rq_n += 1
+    for x in range(R):
+        for lk in range(L):
+            out.link_bytes[lk, 0] += rd_bytes[x * max(L, 1) + lk]
+            out.link_bytes[lk, 1] += wr_bytes[x * max(L, 1) + lk]
+            out.link_busy_ns[lk, 0] += rd_busy[x * max(L, 1) + lk]
+            out.link_busy_ns[lk, 1] += wr_busy[x * max(L, 1) + lk]
     return n_done

@@ -1,8 +1,8 @@
 """The simulator's timing formulas over arrays: the numba twin of ``kvtier.cost``.
 
 Each kernel here has its Python face in ``kvtier.cost``, and a test holds the two equal
-on random inputs: ``to_ns`` is ``cost.to_ns``, ``decode_step_s`` is
-``cost.decode_step_s``, ``plan_times`` is ``cost.plan_times_s`` (the planners' schedule)
+on random inputs: ``to_ns`` is ``cost.to_ns``, ``batch_step_s`` is
+``cost.batch_step_s``, ``plan_times`` is ``cost.plan_times_s`` (the planners' schedule)
 and ``suffix_counts`` is ``cost.suffix_counts``. ``price_request`` makes the planners'
 choice (``kvtier.planners``: always-fetch, always-recompute, threshold, cost-optimal)
 over ``plan_times``, so the event loop can price a request without Python; a test checks
@@ -149,19 +149,44 @@ def to_ns(s):
 
 
 @njit
-def decode_step_s(kv_bytes, weights_s, weights_in_tier0, bw0, stream_bytes, stream_bw, flops_s, step_latency_s):
-    """Seconds of one decode step of a batch: the weights read once (from the compute tier,
-    or over their own path at the same time, ``weights_in_tier0`` False), every sequence's
-    ``kv_bytes`` read from the compute tier at ``bw0``, ``stream_bytes`` read over a link at
-    ``stream_bw`` and ``flops_s`` of compute, the slowest of these setting the step, plus a
-    fixed ``step_latency_s`` (``cost.decode_step_s``)."""
-    step = kv_bytes / bw0
-    if weights_in_tier0:
-        step += weights_s
-    elif weights_s > step:
-        step = weights_s
-    if stream_bytes > 0.0 and stream_bytes / stream_bw > step:
-        step = stream_bytes / stream_bw
-    if flops_s > step:
-        step = flops_s
-    return step + step_latency_s
+def batch_step_s(pp, weights_bytes, active_bytes, weights_separate, bw_stage, weights_bw_stage, stream_bw_stage,
+                 layer_overhead_s, num_layers, num_seqs, num_tokens, kv_bytes, work_s, stream_bytes):
+    """Seconds for every sequence of a batch to advance one step on a replica of ``pp``
+    pipeline stages, each ``tp`` chips wide (``cost.batch_step_s``).
+
+    The batch runs as ``m = min(pp, num_seqs)`` micro-batches of ``num_tokens / m``
+    tokens. A stage holds ``1/pp`` of the weights and layers; for each micro-batch it reads
+    the weights its tokens use (all of them for a dense model; for a mixture of experts
+    ``active_bytes`` per token, at most all: ``min(weights, active x tokens)``) and its
+    share of the micro-batch's KV (``kv_bytes``: every byte attention reads this step,
+    streamed bytes too: they land in the compute tier's memory before attention reads them) at
+    ``bw_stage`` (the weights at ``weights_bw_stage`` at the same time when they live in
+    their own memory), computes its share of ``work_s`` (seconds of the whole batch's
+    FLOPs at one stage's rate), and reads its share of ``stream_bytes`` over its own
+    chips' links (``stream_bw_stage``); the slowest sets the stage's time, plus
+    ``layer_overhead_s`` for each of its layers. A token passes the stages in turn, so the
+    step is ``pp`` stage times: pipelining adds throughput (``m`` micro-batches in
+    flight), not latency; tensor parallelism is in the stage's bandwidth and compute."""
+    m = num_seqs if num_seqs < pp else pp
+    if m < 1:
+        m = 1
+    part = 1.0 / (pp * m)
+    used = active_bytes * num_tokens / m
+    if used > weights_bytes:
+        used = weights_bytes
+    w = used / pp
+    kv = kv_bytes * part
+    if weights_separate:
+        mem = w / weights_bw_stage
+        if kv / bw_stage > mem:
+            mem = kv / bw_stage
+    else:
+        mem = (w + kv) / bw_stage
+    comp = work_s * part
+    if comp > mem:
+        mem = comp
+    if stream_bytes > 0.0:
+        st = stream_bytes * part / stream_bw_stage
+        if st > mem:
+            mem = st
+    return pp * (mem + layer_overhead_s * num_layers / pp)

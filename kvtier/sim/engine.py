@@ -1,43 +1,55 @@
-"""The time-driven simulator: a trace's requests on one hardware target, deterministically.
+"""The simulator: a trace's requests served by a target's replicas, step by step, deterministically.
 
-Model (simulated clock in integer nanoseconds; never the wall clock):
+The model is a serving engine's, the vLLM v1 scheduler's in particular (simulated clock in
+integer nanoseconds; never the wall clock):
 
+* **Deployment.** The target's chips form replicas of ``tp x pp`` chips
+  (``target.serving``; presets carry what each vendor runs): each has a copy of the
+  weights, its own scheduler, cache and share of every tier and link
+  (``kvtier.sim.resources``). A router sends each request to a replica: by session
+  (``routing="session"``, the default: a session's turns, and its sub-agents', share one
+  replica's prefix cache) or round robin.
 * **Arrival.** Open loop: a request is ready at its trace timestamp. Closed loop (the
   default when the trace has dependencies): a request with dependencies is ready when each
   has completed (or been dispatched, per its trigger) plus its delay (the agent's tool
-  wait); one without is ready at its timestamp. Ready requests are dispatched in
-  (ready time, row) order.
-* **Lookup and cache.** At dispatch the request's blocks go through the replay core
-  (``kvtier._kernels.replay``): the same policy kernels, hits promoted to the compute
-  tier, misses admitted there, victims demoted down the chain or dropped. A request's
-  row is its input blocks followed by the blocks its output completes (taken from the
-  session's next turn), so decode-generated KV is inserted and found by the next turn.
-  The tier each input block was found in is what the planner prices.
-* **Plan and prefill.** The compute engine serves prefills first-come first-served: a
-  prefill starts when the engine is free (queue wait) and holds it until its first token.
-  The planner (``kvtier.planners``'s schedule, priced in the kernel) chooses per
-  block to fetch or recompute, with each link's earlier transfers as its busy time; the
-  plan's fetches are booked on their links. TTFT = queue wait + the plan's TTFT. Prefix
-  blocks are the request's whole blocks; the tokens after them (at least one, as engines
-  recompute the last token) are new.
-* **Residency.** A turn holds its whole KV (input + output) in the compute tier while it
-  runs, next to what the other active turns hold (``kvtier.sim.residency``): resident,
-  streamed (the part that does not fit is read over the next tier's link at every decode
-  step, booked on that link) or, with no lower tier, waiting for room / overflow.
-* **Decode (batching model).** Continuous batching: every active turn is in one decode
-  batch. When a turn starts decoding, its per-token step time is the batch's step at
-  that moment (``kvtier.cost.decode_step_time_s``'s roofline: weights read once, every
-  sequence's KV from the compute tier, streamed KV over its link, one token of compute
-  per sequence; the longest wins; plus ``decode_layer_latency_s`` per layer) and is held
-  for its output tokens. Decode and prefill do not slow each other (a decode-priority /
-  disaggregated approximation); a streamed turn also holds its link for the bytes it
-  streams and cannot end before they arrive.
-* **Write-backs.** Demotions caused by a request are written down their tier's path in
-  the background (the write direction of the link), counted as bytes per link.
-* Completion releases the session's next turn (closed loop).
+  wait). A ready request joins its replica's queue.
+* **Steps.** A replica runs one step at a time. Each step packs the running requests
+  first (one token per decode, a chunk of each unfinished prefill) and then admits
+  queued requests first come first served, under a budget of ``max_num_batched_tokens``
+  tokens and ``max_num_seqs`` sequences; chunked prefill is on by default
+  (``chunked_prefill``). The step takes ``kvtier.cost.batch_step_s`` of that mixed
+  batch: per pipeline stage the weights and every byte of KV attention reads, the
+  batch's compute and any streamed KV, the slowest setting the time, plus a per-layer
+  overhead; a token passes the ``pp`` stages in turn. The step that finishes a prompt
+  samples its first token; decode steps change as the batch does. Steps with only
+  decodes repeat unchanged until a turn ends, room runs out, a fetch lands or a request
+  arrives, and are taken together (the step time at the middle of the window).
+* **Admission and preemption (memory).** A request is admitted when its KV (the
+  context's blocks, cached ones promoted and new ones) can be allocated in the compute
+  tier next to what the running requests hold; otherwise it waits, and so does every
+  request behind it (FCFS). When the running requests cannot grow by a token, the newest
+  is preempted: by recompute (its KV dropped; it queues first and prefills its whole
+  context again, vLLM's default) or by swap (``preemption="swap"``: its KV written to
+  tier 1 over that link, and read back before it resumes).
+* **Residency.** With ``residency="auto"`` (the default) nothing streams while it fits:
+  only a context larger than the compute tier's whole KV room runs, alone, holding that
+  room and reading the rest over tier 1's path at every step. ``residency="stream"``
+  admits without waiting and streams whatever does not fit next to the others.
+* **Lookup and plan.** At its first admission a request's blocks go through the replay
+  core (``kvtier._kernels.replay``): the same policy kernels, hits promoted to the
+  compute tier, misses admitted there, victims demoted down the chain or dropped. A
+  request's row is its input blocks followed by the blocks its output completes (taken
+  from the session's next turn), so decode-generated KV is found by the next turn. The
+  planner (``kvtier.planners``) chooses per prefix block to fetch or recompute, with each
+  link's earlier transfers as its busy time; fetches are booked on the replica's links
+  and the request computes once its KV has landed (with ``layerwise``, once the first
+  layer's share has: vLLM's connectors load before the forward; LMCache's layer-wise mode
+  overlaps them). The recomputed blocks and the new tokens (at least one) are its prefill.
+* **Write-backs.** Demotions are written down their tier's path in the background.
 
-Everything is deterministic: the same trace, target and config give the same result, bit
-for bit.
+TTFT = first token - ready; TPOT = (last token - first token) / (output tokens - 1).
+Everything is deterministic: the same trace, target and config give the same result,
+bit for bit.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ import numpy as np
 
 from kvtier._kernels.hashtable import next_use_index
 from kvtier._kernels.policy import NEVER
+from kvtier._kernels.replay import cache_state as _k_cache_state_raw
 from kvtier.cost import recompute_time_s
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.policies import POLICIES, KernelPolicy
@@ -59,8 +72,8 @@ from kvtier.replay import densify, policy_state, recompute_cost_per_byte
 from kvtier._kernels import sim as _k
 from kvtier._kernels import timing as _kt
 from kvtier.sim.metrics import SimResult
-from kvtier.sim.resources import target_arrays
-from kvtier.validation import check_bool, check_int, check_number
+from kvtier.sim.resources import replica_arrays
+from kvtier.validation import check_bool, check_choice, check_int, check_number
 from kvtier.targets import HardwareTarget
 from kvtier.traces import RELATION_SEQUENCE, Trace
 
@@ -72,6 +85,11 @@ PLANNER_CODES = {
 }
 
 
+PREEMPTION_MODES = ("recompute", "swap")
+RESIDENCY_MODES = ("auto", "stream")
+ROUTING_MODES = ("session", "round-robin")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SimConfig:
     """What to simulate besides the trace and target.
@@ -80,10 +98,14 @@ class SimConfig:
     fetch planner (``always-fetch``, ``always-recompute``, ``cost-optimal``,
     ``threshold`` with ``threshold_tokens``). ``closed_loop``: re-time dependent requests
     from simulated completions (ignored when the trace has no dependencies).
-    ``layerwise``: price loads as overlapping compute layer by layer (the planners'
-    default). ``decode_layer_latency_s``: a fixed latency per layer added to every decode
-    step (synchronisation and chip-to-chip hops that a bandwidth/compute roofline does not
-    see); 0 keeps the step equal to ``kvtier.cost.decode_step_time_s``.
+    ``layerwise``: a request computes once the first layer's share of its fetch has landed
+    (and the planner prices that overlap). The scheduler, per replica:
+    ``max_num_batched_tokens`` and ``max_num_seqs`` per step (vLLM's names and defaults
+    for its OpenAI server on large GPUs), ``chunked_prefill``, ``preemption``
+    (``recompute`` or ``swap``), ``residency`` (``auto``: wait for room, stream only a
+    context larger than the compute tier; ``stream``: never wait, stream what does not
+    fit), ``routing`` (``session`` or ``round-robin``). ``decode_layer_latency_s``
+    overrides the target family's fixed time per layer per step (None keeps it).
     """
 
     policy: str = "lru"
@@ -91,7 +113,13 @@ class SimConfig:
     closed_loop: bool = True
     layerwise: bool = True
     threshold_tokens: int = 256
-    decode_layer_latency_s: float = 0.0
+    decode_layer_latency_s: float | None = None
+    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = 256
+    chunked_prefill: bool = True
+    preemption: str = "recompute"
+    residency: str = "auto"
+    routing: str = "session"
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -100,10 +128,16 @@ class SimConfig:
             raise ConfigError(f"SimConfig.policy: {self.policy!r} has no kernels, so the simulator cannot run it")
         if self.planner not in PLANNER_CODES or self.planner not in PLANNERS:
             raise UnknownNameError(f"SimConfig.planner: got {self.planner!r}, expected one of {sorted(PLANNER_CODES)}")
-        for name in ("closed_loop", "layerwise"):
+        for name in ("closed_loop", "layerwise", "chunked_prefill"):
             check_bool(getattr(self, name), f"SimConfig.{name}")
-        check_number(self.decode_layer_latency_s, "SimConfig.decode_layer_latency_s", minimum=0)
+        if self.decode_layer_latency_s is not None:
+            check_number(self.decode_layer_latency_s, "SimConfig.decode_layer_latency_s", minimum=0, maximum=1)
         check_int(self.threshold_tokens, "SimConfig.threshold_tokens", minimum=0)
+        check_int(self.max_num_batched_tokens, "SimConfig.max_num_batched_tokens", minimum=1)
+        check_int(self.max_num_seqs, "SimConfig.max_num_seqs", minimum=1)
+        check_choice(self.preemption, "SimConfig.preemption", PREEMPTION_MODES)
+        check_choice(self.residency, "SimConfig.residency", RESIDENCY_MODES)
+        check_choice(self.routing, "SimConfig.routing", ROUTING_MODES)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -212,11 +246,13 @@ def _next_use(p: PreparedTrace) -> np.ndarray:
     return p.next_use
 
 
-def cache_slots(target: HardwareTarget, block_bytes: int, n_unique: int) -> list[int]:
-    """Blocks each tier holds: KV capacity after weights // block bytes, at least one, and
-    at most the trace's distinct blocks (a tier that holds them all never evicts, so a
-    larger one decides the same)."""
-    return [max(1, min(int(c) // block_bytes, max(1, n_unique))) for c in target.kv_capacity_bytes]
+def cache_slots(target, block_bytes: int, n_unique: int) -> list[int]:
+    """Blocks each tier of one replica holds (``target``: a ``HardwareTarget``, taken as
+    one replica, or ``ReplicaArrays``): KV capacity after weights // block bytes, at least
+    one, and at most the trace's distinct blocks (a tier that holds them all never
+    evicts, so a larger one decides the same)."""
+    caps = target.replica().kv_capacity_bytes if isinstance(target, HardwareTarget) else target.kv_capacity_bytes
+    return [max(1, min(int(c) // block_bytes, max(1, n_unique))) for c in caps]
 
 
 def planner_subsets(num_tiers: int) -> np.ndarray:
@@ -229,10 +265,26 @@ def planner_subsets(num_tiers: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+def _k_cache_state(caps, belady: bool, n_unique: int):
+    """One replica's fresh cache state (``kvtier._kernels.replay.cache_state``, dense ids)."""
+    return _k_cache_state_raw(caps, True, belady, n_unique)
+
+
+def session_routes(trace: Trace, replicas: int) -> np.ndarray:
+    """Per request, its replica under session affinity: sessions (a sub-agent's under its
+    parent's) in order of first appearance, dealt round the replicas."""
+    root = np.where(trace.parent_session_ids >= 0, trace.parent_session_ids, trace.session_ids)
+    _, first, inverse = np.unique(root, return_index=True, return_inverse=True)
+    rank = np.empty(first.shape[0], np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0])
+    return (rank[inverse] % replicas).astype(np.int64)
+
+
 def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **overrides) -> SimResult:
     """Simulate ``trace`` (a ``Trace`` or a ``PreparedTrace``) on ``target`` (a
-    ``HardwareTarget`` with its model placed). ``config`` or keyword overrides
-    (``policy="arc"``) choose policy and planner. Returns a ``SimResult``."""
+    ``HardwareTarget`` with its model placed, served as ``target.serving`` says).
+    ``config`` or keyword overrides (``policy="arc"``) choose policy, planner and
+    scheduler. Returns a ``SimResult``."""
     if config is None:
         config = SimConfig(**overrides)
     elif overrides:
@@ -241,32 +293,40 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
         raise ConfigError(f"config: got {type(config).__name__}, expected a SimConfig")
     p = trace if isinstance(trace, PreparedTrace) else prepare_trace(trace)
     tr = p.trace
-    ta = target_arrays(target)
+    ra = replica_arrays(target, layer_overhead_s=config.decode_layer_latency_s)
+    st = ra.stage
     model = target.model
     B = tr.block_tokens
     n = tr.num_requests
-    T = len(ta.tier_names)
+    T = len(ra.tier_names)
+    R = ra.replicas
     block_bytes = int(model.block_bytes(B))
 
     t_wall = time.perf_counter()
-    caps = cache_slots(target, block_bytes, p.n_unique)
+    caps = cache_slots(ra, block_bytes, p.n_unique)
     I, K, F, M = policy_state([config.policy] * len(caps), caps)
+    caps_a = np.asarray(caps, np.int64)
+    state = _k_cache_state(caps_a, config.policy == "belady", p.n_unique)
     next_use = _next_use(p) if config.policy == "belady" else np.empty(0, np.int64)
     max_depth = int(np.max(np.diff(p.offsets))) if n else 0
     costs = (recompute_cost_per_byte(model, B, max(0, max_depth - 1)) if config.policy == "cost-aware"
              else np.ones(1, np.float64))
-    inp = tr.input_lengths
-    outp = tr.output_lengths
+    stack = lambda a: np.repeat(np.asarray(a)[None], R, axis=0)  # noqa: E731  (one copy per replica)
+    so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = state
+    counters = np.zeros((T, 8), np.int64)
+    cache = _k.SimCache(caps_a, stack(I), stack(K), stack(F), stack(M), stack(so), stack(free), stack(free_top),
+                        stack(loc_vals), loc_shift, stack(slot_key), stack(slot_tier), stack(slot_depth),
+                        stack(slot_next), stack(chain), costs, counters)
+
+    inp = tr.input_lengths.astype(np.int64)
+    outp = tr.output_lengths.astype(np.int64)
     cached = p.n_price * B
     new_tokens = np.maximum(inp - cached, 1)
-    c_new = np.asarray(recompute_time_s(model, target, new_tokens.astype(np.float64), cached.astype(np.float64)),
-                       dtype=np.float64).reshape(-1)
+    new_work = np.asarray(model.prefill_flops(new_tokens.astype(np.float64), cached.astype(np.float64)),
+                          dtype=np.float64).reshape(-1) / st.compute_stage
     dmax = int(p.n_price.max()) + 1
-    r_depth = np.asarray(recompute_time_s(model, target, np.full(dmax, float(B)), np.arange(dmax, dtype=np.float64) * B),
-                         dtype=np.float64).reshape(-1)
-    ctx_bytes = np.asarray(model.kv_bytes(inp + outp), dtype=np.float64).reshape(-1)
-    dec_flops = np.asarray(recompute_time_s(model, target, np.ones(n), (inp + outp / 2.0).astype(np.float64)),
-                           dtype=np.float64).reshape(-1)
+    block_work = np.asarray(model.prefill_flops(np.full(dmax, float(B)), np.arange(dmax, dtype=np.float64) * B),
+                            dtype=np.float64).reshape(-1) / st.compute_stage
     closed = config.closed_loop and tr.has_dependencies
     if closed:
         dep_count = p.dep_count
@@ -276,46 +336,47 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
         dep_count = np.zeros(n, np.int64)
         ready0 = p.timestamps_ns.copy()
         child = (np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.bool_))
-    num_links = len(ta.link_names)
+    route = session_routes(tr, R) if config.routing == "session" else np.full(n, -1, np.int64)
+    trace_rec = _k.SimTrace(p.offsets, p.ids, p.n_price, inp, outp, ready0, dep_count, *child, next_use, route,
+                            new_work)
+    L = len(ra.link_names)
+    hw = _k.SimHardware(ra.tier_bw, ra.tier_lat, ra.tier_link, ra.tier_wbw, ra.tier_wlat, L,
+                        float(ra.kv_capacity_bytes[0]), float(block_bytes), float(model.kv_bytes_per_token),
+                        st.weights_bytes, st.active_bytes, st.weights_separate, st.bw_stage, st.weights_bw_stage, st.stream_bw_stage,
+                        st.layer_overhead_s, int(model.num_layers), int(st.pp), block_work,
+                        float(model.linear_flops_per_token) / st.compute_stage,
+                        float(model.attention_flops_coef) / st.compute_stage)
+    sched = _k.SimSchedule(R, int(config.max_num_batched_tokens), int(config.max_num_seqs),
+                           bool(config.chunked_prefill), config.preemption == "swap", config.residency == "stream",
+                           PLANNER_CODES[config.planner], planner_subsets(T), int(config.threshold_tokens),
+                           bool(config.layerwise), B)
     out_i = np.zeros((n, _k.NUM_I_OUT), np.int64)
-    out_f = np.zeros((n, _k.NUM_F_OUT), np.float64)
-    hits = np.zeros((n, T), np.int64)
-    fetch = np.zeros((n, T), np.int64)
-    occ = np.zeros((n, T), np.int64)
-    counters = np.zeros((T, 8), np.int64)
-    link_bytes = np.zeros((max(num_links, 1), 2), np.float64)
-    link_busy = np.zeros((max(num_links, 1), 2), np.int64)
-    order = np.full(n, -1, np.int64)
-    n_done = _k.simulate_kernel(
-        p.offsets, p.ids, p.n_price, next_use, costs, p.n_unique, np.asarray(caps, np.int64), I, K, F, M,
-        ready0, dep_count, *child, c_new, r_depth, ctx_bytes, dec_flops, outp.astype(np.int64),
-        ta.tier_bw, ta.tier_lat, ta.tier_link, ta.tier_wbw, ta.tier_wlat, num_links,
-        float(ta.kv_capacity_bytes[0]), float(block_bytes), ta.weights_s, ta.weights_in_tier0, ta.bw0_bytes_per_s,
-        1 if T > 1 else 0, model.num_layers, config.layerwise, PLANNER_CODES[config.planner],
-        planner_subsets(T), int(config.threshold_tokens), B,
-        float(config.decode_layer_latency_s) * model.num_layers,
-        out_i, out_f, hits, fetch, occ, counters, link_bytes, link_busy, order)
+    out_i[:, _k.O_FIRST_TOKEN] = -1
+    out_i[:, _k.O_END] = -1
+    out = _k.SimOutput(out_i, np.zeros((n, _k.NUM_F_OUT), np.float64), np.zeros((n, T), np.int64),
+                       np.zeros((n, T), np.int64), np.zeros((n, T), np.int64), np.zeros((max(L, 1), 2), np.float64),
+                       np.zeros((max(L, 1), 2), np.int64), np.full(n, -1, np.int64))
+    n_done = _k.simulate_kernel(trace_rec, hw, sched, cache, out)
     seconds = time.perf_counter() - t_wall
     if n_done != n:
         raise ConfigError(f"trace: {n - n_done} requests never became ready (a dependency cycle?)")
     return SimResult.build(
         trace=tr, target=target, config=config, closed_loop=bool(closed), block_bytes=block_bytes, caps=caps,
-        tier_names=ta.tier_names, link_names=ta.link_names, out_i=out_i, out_f=out_f, tier_hits=hits,
-        fetch_blocks=fetch, occupancy=occ, counters=counters, link_bytes=link_bytes[:num_links],
-        link_busy_ns=link_busy[:num_links], order=order, new_tokens=new_tokens, wall_s=seconds,
+        tier_names=ra.tier_names, link_names=ra.link_names, out=out, counters=counters, new_tokens=new_tokens,
+        wall_s=seconds, replicas=R, tp=ra.tp, pp=ra.pp,
     )
 
 
 def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens: int, new_tokens: int,
                link_busy_s: dict | None = None, layerwise: bool = True, threshold_tokens: int = 256):
-    """The kernel's pricing of one request, for checking it against ``kvtier.planners``:
-    returns ``(ttft_s, split_block, fetched_tiers)`` for ``tier_index`` (per prefix block,
-    -1 missing) with ``new_tokens`` after the prefix."""
-    ta = target_arrays(target)
+    """The kernel's pricing of one request on one replica, for checking it against
+    ``kvtier.planners``: returns ``(ttft_s, split_block, fetched_tiers)`` for
+    ``tier_index`` (per prefix block, -1 missing) with ``new_tokens`` after the prefix."""
+    ra = replica_arrays(target)
     if planner not in PLANNER_CODES:
         raise UnknownNameError(f"planner: got {planner!r}, expected one of {sorted(PLANNER_CODES)}")
     ti = np.asarray(tier_index, dtype=np.int64).reshape(-1)
-    T = len(ta.tier_names)
+    T = len(ra.tier_names)
     if ti.size and (ti.min() < -1 or ti.max() >= T):
         raise ConfigError(f"tier_index: got values outside -1..{T - 1}")
     model = target.model
@@ -323,14 +384,14 @@ def price_plan(tier_index, *, target: HardwareTarget, planner: str, block_tokens
     r = np.asarray(recompute_time_s(model, target, np.full(n + 1, float(block_tokens)),
                                     np.arange(n + 1, dtype=np.float64) * block_tokens), dtype=np.float64)
     c_new = float(recompute_time_s(model, target, new_tokens, n * block_tokens))
-    busy = np.zeros(max(1, len(ta.link_names)))
+    busy = np.zeros(max(1, len(ra.link_names)))
     for name, v in (link_busy_s or {}).items():
-        busy[ta.link_names.index(name)] = float(v)
+        busy[ra.link_names.index(name)] = float(v)
     scratch = np.empty((5, n + 1))
     cnt = np.empty((T, n + 1), np.int64)
     ttft, split, mask = _kt.price_request(np.append(ti, 0), n, PLANNER_CODES[planner], planner_subsets(T),
-                                         threshold_tokens, block_tokens, r, c_new, ta.tier_bw, ta.tier_lat,
-                                         ta.tier_link, len(ta.link_names), busy, float(model.block_bytes(block_tokens)),
+                                         threshold_tokens, block_tokens, r, c_new, ra.tier_bw, ra.tier_lat,
+                                         ra.tier_link, len(ra.link_names), busy, float(model.block_bytes(block_tokens)),
                                          model.num_layers, layerwise, cnt, scratch)
     return float(ttft), int(split), frozenset(t for t in range(1, T) if (mask >> t) & 1)
 

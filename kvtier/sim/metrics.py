@@ -1,16 +1,20 @@
 """What a simulation measured: per request, and aggregated; plain data for JSON and CSV.
 
 Per request (``SimResult.requests``, numpy arrays, trace row order): ``dispatch_s``,
-``ttft_s`` (NaN when not served), ``queue_s`` (waiting for the compute engine and, on
-SRAM-only targets, for room), ``decode_tokens_per_s``, ``context_tokens``,
-``new_tokens``, ``recomputed_tokens`` (prefix blocks recomputed x block tokens),
-``hit_blocks_<tier>`` (input blocks found in each tier), ``fetched_bytes_<tier>``,
-``end_s`` (last token), ``turn_s`` (dispatch to last token),
+``ttft_s`` (NaN when not served), ``tpot_s`` (time per output token after the first),
+``queue_s`` (ready to first admitted: waiting for room, a sequence slot or the step
+budget), ``room_wait_s`` (of which at the head of the queue waiting for compute-tier
+room), ``preemptions``, ``swap_bytes``, ``replica``, ``decode_tokens_per_s``,
+``context_tokens``, ``new_tokens``, ``recomputed_tokens`` (prefix blocks recomputed x
+block tokens), ``hit_blocks_<tier>`` (input blocks found in each tier),
+``fetched_bytes_<tier>``, ``end_s`` (last token), ``turn_s`` (ready to last token),
 ``regime`` (0 resident, 1 streamed, 2 overflow), ``streamed_bytes_per_token``,
 ``occupancy_<tier>`` (blocks held after its lookup).
 
-Aggregates (``SimResult.summary``): TTFT and queue percentiles, hit ratio per tier,
-bytes per link and direction, link utilisation, regime shares, throughput.
+Aggregates (``SimResult.summary``): TTFT, TPOT, turn and queue percentiles (with the
+sample counts behind them: a p99 of fewer than 100 samples is interpolated), hit ratio
+per tier, bytes per link and direction, link utilisation, regime shares, preemptions,
+throughput, the deployment.
 """
 
 from __future__ import annotations
@@ -67,8 +71,11 @@ class SimResult:
     wall_s: float = 0.0
 
     @classmethod
-    def build(cls, *, trace, target, config, closed_loop, block_bytes, caps, tier_names, link_names, out_i, out_f,
-              tier_hits, fetch_blocks, occupancy, counters, link_bytes, link_busy_ns, order, new_tokens, wall_s):
+    def build(cls, *, trace, target, config, closed_loop, block_bytes, caps, tier_names, link_names, out, counters,
+              new_tokens, wall_s, replicas, tp, pp):
+        out_i, out_f = out.req_i, out.req_f
+        tier_hits, fetch_blocks, occupancy = out.tier_hits, out.fetch_blocks, out.occupancy
+        link_bytes, link_busy_ns = out.link_bytes[:len(link_names)], out.link_busy_ns[:len(link_names)]
         B = trace.block_tokens
         served = out_i[:, _k.O_REGIME] != _k.REGIME_OVERFLOW
         first = out_i[:, _k.O_FIRST_TOKEN]
@@ -79,15 +86,22 @@ class SimResult:
         dec_s = np.where(served, (end - first) / NS, np.nan)
         outp = trace.output_lengths
         with np.errstate(divide="ignore", invalid="ignore"):
-            tps = np.where(served & (dec_s > 0), outp / dec_s, np.nan)
+            tps = np.where(served & (dec_s > 0), (outp - 1) / dec_s, np.nan)
+        tpot = np.where(served & (outp > 1), out_f[:, _k.F_STEP], np.nan)
+        turn = np.where(served, (end - disp) / NS, np.nan)
         req = {
             "dispatch_s": disp / NS,
             "ttft_s": ttft,
+            "tpot_s": tpot,
             "queue_s": queue,
+            "room_wait_s": out_i[:, _k.O_ROOM_WAIT] / NS,
+            "preemptions": out_i[:, _k.O_PREEMPTIONS],
+            "swap_bytes": out_f[:, _k.F_SWAP_BYTES],
+            "replica": out_i[:, _k.O_REPLICA],
             "decode_tokens_per_s": tps,
             "end_s": np.where(served, end / NS, np.nan),
-            "turn_s": np.where(served, (end - disp) / NS, np.nan),
-            "step_s": out_f[:, _k.F_STEP],
+            "turn_s": turn,
+            "step_s": tpot,
             "context_tokens": trace.input_lengths.astype(np.int64),
             "output_tokens": outp.astype(np.int64),
             "new_tokens": np.asarray(new_tokens, np.int64),
@@ -104,17 +118,30 @@ class SimResult:
         prefix_blocks = int(np.minimum(np.diff(trace.block_offsets), trace.input_lengths // B).sum())
         makespan = (max(int(end.max()), int(disp.max())) - int(disp.min())) / NS if n else 0.0
         regimes = out_i[:, _k.O_REGIME]
+        rep = target.replica()
         summary = {
             "requests": n,
             "served": int(served.sum()),
             "overflow_requests": int((~served).sum()),
             "block_tokens": B,
             "block_bytes": block_bytes,
+            "deployment": {"tp": tp, "pp": pp, "replicas": replicas, "chips": target.chips,
+                           "chips_used": tp * pp * replicas, "estimate": bool(rep.serving.estimate),
+                           "weights_bytes_per_param": target.weights_bytes_per_param,
+                           "kv_bytes_per_element": target.model.dtype_bytes},
             "cache_slots": {name: int(c) for name, c in zip(tier_names, caps)},
-            "kv_capacity_bytes": {name: int(c) for name, c in zip(tier_names, target.kv_capacity_bytes)},
+            "kv_capacity_bytes": {name: int(c) for name, c in zip(tier_names, rep.kv_capacity_bytes)},
+            "ttft_samples": int(np.isfinite(ttft).sum()),
             "ttft_p50_s": _pct(ttft, 50), "ttft_p90_s": _pct(ttft, 90), "ttft_p99_s": _pct(ttft, 99),
             "ttft_mean_s": float(np.nanmean(ttft)) if served.any() else math.nan,
+            "tpot_samples": int(np.isfinite(tpot).sum()),
+            "tpot_p50_s": _pct(tpot, 50), "tpot_p99_s": _pct(tpot, 99),
+            "turn_p50_s": _pct(turn, 50), "turn_p99_s": _pct(turn, 99),
             "queue_p50_s": _pct(queue, 50), "queue_p99_s": _pct(queue, 99),
+            "room_wait_total_s": float(req["room_wait_s"].sum()),
+            "preemptions": int(req["preemptions"].sum()),
+            "preempted_requests": int((req["preemptions"] > 0).sum()),
+            "swap_bytes": float(req["swap_bytes"].sum()),
             "decode_tokens_per_s_p50": _pct(tps, 50),
             "decode_tokens_per_s_mean": float(np.nanmean(tps)) if np.isfinite(tps).any() else math.nan,
             "hit_ratio": {name: float(tier_hits[:, t].sum() / prefix_blocks) if prefix_blocks else 0.0
@@ -126,7 +153,7 @@ class SimResult:
             "output_tokens": int(outp.sum()),
             "link_read_bytes": {name: float(link_bytes[i, 0]) for i, name in enumerate(link_names)},
             "link_write_bytes": {name: float(link_bytes[i, 1]) for i, name in enumerate(link_names)},
-            "link_read_utilisation": {name: float(link_busy_ns[i, 0] / NS / makespan) if makespan else 0.0
+            "link_read_utilisation": {name: float(link_busy_ns[i, 0] / NS / makespan / replicas) if makespan else 0.0
                                       for i, name in enumerate(link_names)},
             "regime_share": {nm: float(np.mean(regimes == k)) for k, nm in enumerate(("resident", "streamed", "overflow"))},
             "evictions": {name: int(counters[t, 4]) for t, name in enumerate(tier_names)},
@@ -139,7 +166,7 @@ class SimResult:
         }
         return cls(target=target.name, model=target.model.name, policy=config.policy, planner=config.planner,
                    closed_loop=closed_loop, tier_names=tuple(tier_names), link_names=tuple(link_names),
-                   summary=summary, requests=req, order=order, wall_s=wall_s)
+                   summary=summary, requests=req, order=out.order, wall_s=wall_s)
 
     # ------------------------------------------------------------------ serialisation
     def key(self) -> dict:

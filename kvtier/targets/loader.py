@@ -14,11 +14,14 @@ from pathlib import Path
 
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
+from kvtier.targets.deployment import Deployment
 from kvtier.targets.spec import Estimate, HardwareTarget, LinkSpec, TargetTier, as_model
 from kvtier.validation import check_int
 
-_TOP_FIELDS = {"name", "unit", "chips", "tiers", "links", "compute_flops", "efficiency", "power_w", "weights_memory",
-               "model", "weights_bytes_per_param", "notes", "estimates", "sources"}
+_TOP_FIELDS = {"name", "unit", "chips", "tiers", "links", "compute_flops", "efficiency", "bw_efficiency",
+               "decode_layer_overhead_s", "family", "deployment", "power_w", "weights_memory", "model",
+               "weights_bytes_per_param", "notes", "estimates", "sources"}
+_DEPLOYMENT_FIELDS = {"tp", "pp", "replicas", "estimate", "note"}
 _TIER_FIELDS = {f.name for f in dataclasses.fields(TargetTier)}
 _LINK_FIELDS = {f.name for f in dataclasses.fields(LinkSpec)}
 _EST_FIELDS = {"field", "low", "high", "assumption"}
@@ -29,7 +32,8 @@ def load_target(path, *, model: ModelSpec | str | None = None) -> HardwareTarget
 
     Top level: ``name``, ``compute_flops``, ``tiers`` (fastest first; ``tiers[0]`` is the
     compute tier) and optionally ``unit``, ``chips``, ``links``, ``efficiency``,
-    ``power_w``, ``weights_memory``, ``model`` (a preset name; ``model=`` overrides it),
+    ``bw_efficiency``, ``decode_layer_overhead_s``, ``family``, ``deployment`` (a table of
+    ``tp``, ``pp``, ``replicas``), ``power_w``, ``weights_memory``, ``model`` (a preset name; ``model=`` overrides it),
     ``weights_bytes_per_param``, ``notes``, ``sources`` and ``estimates``. Tiers, links and
     ``weights_memory`` take their dataclass fields; ``estimates`` are tables with
     ``field``, ``low``, ``high``, ``assumption``. Figures are totals over all chips.
@@ -65,7 +69,11 @@ def target_from_dict(data: dict, *, model: ModelSpec | str | None = None) -> Har
             raise ConfigError(f"{req}: missing, expected a value")
     if not isinstance(data["tiers"], list) or not data["tiers"]:
         raise ConfigError(f"tiers: got {data['tiers']!r}, expected a non-empty list of tier tables")
-    kw = {k: v for k, v in data.items() if k not in ("tiers", "links", "weights_memory", "estimates", "sources", "model")}
+    kw = {k: v for k, v in data.items()
+          if k not in ("tiers", "links", "weights_memory", "estimates", "sources", "model", "deployment")}
+    if data.get("deployment") is not None:
+        _no_unknown("deployment", data["deployment"], _DEPLOYMENT_FIELDS)
+        kw["deployment"] = Deployment(**data["deployment"])
     kw["tiers"] = tuple(_part(TargetTier, f"tiers[{i}]", t, _TIER_FIELDS) for i, t in enumerate(data["tiers"]))
     links = data.get("links", [])
     if not isinstance(links, list):

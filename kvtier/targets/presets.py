@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 
 from kvtier._data import hardware_data
-from kvtier.targets.figures import Figure, assumption, hardware_value
+from kvtier.targets.deployment import Deployment
+from kvtier.targets.figures import Figure, assumption, assumptions_data, hardware_value
 from kvtier.targets.spec import PRESETS, Estimate, HardwareTarget, LinkSpec, Preset, TargetTier
 
 
@@ -45,7 +46,7 @@ def _lat_est(kind: str, value: float) -> Estimate:
 
 
 def _tier(name, kind, entry, *, link=None, capacity=None, read=None, write=None, latency=None,
-          lat_kind=None, estimates=(), sources=(), note=None) -> TargetTier:
+          lat_kind=None, estimates=(), sources=(), note=None, shared=False) -> TargetTier:
     """A TargetTier from a hardware.json tier entry, overriding what the entry lacks."""
     cap = entry.get("capacity_bytes") if capacity is None else capacity
     rd = entry.get("read_bw_bytes_per_s") if read is None else read
@@ -56,7 +57,7 @@ def _tier(name, kind, entry, *, link=None, capacity=None, read=None, write=None,
         est.append(_lat_est(lat_kind, lat))
     return TargetTier(
         name=name, kind=kind, capacity_bytes=int(cap), read_bw_bytes_per_s=float(rd), write_bw_bytes_per_s=float(wr),
-        latency_s=float(lat), link=link, note=entry.get("note", "") if note is None else note,
+        latency_s=float(lat), link=link, shared=shared, note=entry.get("note", "") if note is None else note,
         estimates=tuple(est), sources=tuple(sources),
     )
 
@@ -141,6 +142,7 @@ def _cerebras(name: str, chips: int) -> HardwareTarget:
     mx_entry = _tier_json("cerebras_cs3", "memoryx_dram_flash")
     memx = _tier(
         "memoryx", "dram", mx_entry, link="memoryx_io", lat_kind="memoryx", sources=("cs3_toms", "cs3_memx_semiwiki"),
+        shared=True,
         note="MemoryX DDR5+flash appliance (largest option; shared, so it does not grow with wafers). " + mx_entry["note"],
     )
     io = LinkSpec(
@@ -337,9 +339,50 @@ def _matx(chips: int) -> HardwareTarget:
     return _scale_target(per, chips)
 
 
+def family_of(preset: str) -> str:
+    """The hardware family of ``preset`` (``assumptions.json`` deployments)."""
+    return assumptions_data()["deployments"][preset]["family"]
+
+
+def _family_figures(family: str) -> tuple[dict, tuple[Estimate, ...]]:
+    """The efficiencies of ``family`` and their ranges (``assumptions.json`` families)."""
+    values, est = {}, []
+    for field in ("efficiency", "bw_efficiency", "decode_layer_overhead_s"):
+        fig = assumption("families", family, field)
+        values[field] = fig.value
+        if fig.low is not None:
+            est.append(_figure_estimate(field, fig))
+    return values, tuple(est)
+
+
+def _fewest_stages(t: HardwareTarget, tp: int) -> int:
+    """The fewest pipeline stages (a power of two) whose ``tp``-wide groups hold the
+    placed weights in their weight memory, leaving room for KV when it shares it."""
+    per_chip = t.weights_tier.capacity_bytes / t.chips
+    headroom = 1.0 if t.weights_memory is not None else 0.9
+    pp = 1
+    while pp * tp < t.chips and t.weights_bytes > headroom * per_chip * tp * pp:
+        pp *= 2
+    return min(pp, max(1, t.chips // tp))
+
+
+def _serve(preset: str):
+    """``preset``'s family efficiencies and deployment, applied to a built target."""
+    def serve(t: HardwareTarget) -> HardwareTarget:
+        entry = assumptions_data()["deployments"][preset]
+        values, est = _family_figures(entry["family"])
+        tp = min(int(entry["tp"]), t.chips)
+        pp = int(entry["pp"]) if entry["pp"] is not None else (_fewest_stages(t, tp) if t.model else 1)
+        pp = max(1, min(pp, t.chips // tp))
+        dep = Deployment(tp=tp, pp=pp, estimate=bool(entry["estimate"]), note=entry["reason"])
+        kept = tuple(e for e in t.estimates if e.field not in values)
+        return dataclasses.replace(t, family=entry["family"], deployment=dep, estimates=(*kept, *est), **values)
+    return serve
+
+
 def _fixed(preset: str, build, **kw) -> Preset:
     """A fixed system: its size (and any other preset default) from its assumptions."""
-    return Preset(build=build, fixed_chips=_figure(preset, "chips").value, **kw)
+    return Preset(build=build, fixed_chips=_figure(preset, "chips").value, serve=_serve(preset), **kw)
 
 
 def _weights(preset: str) -> int:
@@ -347,16 +390,16 @@ def _weights(preset: str) -> int:
 
 
 for _name, _preset in (
-    ("cerebras-cs3", Preset(build=lambda n: _cerebras("cerebras-cs3", n))),
+    ("cerebras-cs3", Preset(build=lambda n: _cerebras("cerebras-cs3", n), serve=_serve("cerebras-cs3"))),
     ("cerebras-cs3x4", _fixed("cerebras-cs3x4", lambda n: _cerebras("cerebras-cs3x4", n))),
     ("groq-lpu-576", _fixed("groq-lpu-576", _groq576, weights_bytes_per_param=_weights("groq-lpu-576"))),
     ("groq3-lpx", _fixed("groq3-lpx", _groq3_lpx, weights_bytes_per_param=_weights("groq3-lpx"))),
-    ("h100", Preset(build=_h100)),
-    ("h200", Preset(build=_h200)),
-    ("b200", Preset(build=_b200)),
+    ("h100", Preset(build=_h100, serve=_serve("h100"))),
+    ("h200", Preset(build=_h200, serve=_serve("h200"))),
+    ("b200", Preset(build=_b200, serve=_serve("b200"))),
     ("gb200-nvl72", _fixed("gb200-nvl72", _gb200)),
     ("vera-rubin-nvl72", _fixed("vera-rubin-nvl72", _vera_rubin)),
-    ("etched-sohu", Preset(build=_sohu)),
-    ("matx-one", Preset(build=_matx)),
+    ("etched-sohu", Preset(build=_sohu, serve=_serve("etched-sohu"))),
+    ("matx-one", Preset(build=_matx, serve=_serve("matx-one"))),
 ):
     PRESETS.register(_name, _preset)

@@ -33,6 +33,7 @@ from kvtier._data import hardware_data
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.model import ModelSpec
 from kvtier.registry import Registry
+from kvtier.targets.deployment import Deployment
 from kvtier.targets.figures import assumption
 from kvtier.tiers.spec import TIER_KINDS
 from kvtier.validation import check_choice, check_int, check_name, check_number
@@ -151,12 +152,17 @@ class LinkSpec(_HasEstimates):
     def times(self, n: int) -> "LinkSpec":
         """``n`` such links side by side (one per chip): bandwidth and count scale, latency does not."""
         check_int(n, f"LinkSpec {self.name!r}.times(n)")
-        est = tuple(e.scaled(n) if e.field != "latency_s" else e for e in self.estimates)
+        return self.share(n)
+
+    def share(self, f: float) -> "LinkSpec":
+        """The link scaled by ``f`` (a replica's share of its chips' links: ``f < 1``):
+        bandwidth and count scale, latency does not."""
+        est = tuple(e.scaled(f) if e.field != "latency_s" else e for e in self.estimates)
         return dataclasses.replace(
             self,
-            read_bw_bytes_per_s=self.read_bw_bytes_per_s * n,
-            write_bw_bytes_per_s=self.write_bw_bytes_per_s * n,
-            count=self.count * n,
+            read_bw_bytes_per_s=self.read_bw_bytes_per_s * f,
+            write_bw_bytes_per_s=self.write_bw_bytes_per_s * f,
+            count=max(1, int(round(self.count * f))),
             estimates=est,
         )
 
@@ -178,12 +184,15 @@ class TargetTier(_HasEstimates):
     write_bw_bytes_per_s: float
     latency_s: float = 0.0
     link: str | None = None
+    shared: bool = False
     note: str = ""
     estimates: tuple[Estimate, ...] = ()
     sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         owner = _owner("TargetTier", self.name)
+        if not isinstance(self.shared, bool):
+            raise ConfigError(f"{owner}.shared: got {self.shared!r}, expected true or false")
         check_choice(self.kind, f"{owner}.kind", TIER_KINDS, error=UnknownNameError)
         check_int(self.capacity_bytes, f"{owner}.capacity_bytes")
         _check_figures(owner, self, ("read_bw_bytes_per_s", "write_bw_bytes_per_s"), ("latency_s",))
@@ -195,6 +204,10 @@ class TargetTier(_HasEstimates):
     def times(self, n: int, *, capacity: bool = True) -> "TargetTier":
         """The tier on ``n`` chips: capacity (unless ``capacity=False``: a shared appliance)
         and bandwidth scale, latency does not."""
+        return self.share(n, capacity=capacity)
+
+    def share(self, n: float, *, capacity: bool = True) -> "TargetTier":
+        """The tier scaled by ``n`` chips' worth (a fraction for a replica's share): as ``times``."""
         cap_n = n if capacity else 1
         est = []
         for e in self.estimates:
@@ -230,6 +243,10 @@ class HardwareTarget(_HasEstimates):
     links: tuple[LinkSpec, ...] = ()
     compute_flops: float
     efficiency: float = DEFAULT_EFFICIENCY
+    bw_efficiency: float = 1.0
+    decode_layer_overhead_s: float = 0.0
+    family: str = ""
+    deployment: Deployment | None = None
     power_w: float | None = None
     weights_memory: TargetTier | None = None
     model: ModelSpec | None = None
@@ -260,6 +277,14 @@ class HardwareTarget(_HasEstimates):
             raise ConfigError(f"{owner}.weights_memory: got {self.weights_memory!r}, expected a TargetTier or None")
         _check_figures(owner, self, ("compute_flops",))
         check_number(self.efficiency, f"{owner}.efficiency", minimum=0.0, min_exclusive=True, maximum=1.0)
+        check_number(self.bw_efficiency, f"{owner}.bw_efficiency", minimum=0.0, min_exclusive=True, maximum=1.0)
+        check_number(self.decode_layer_overhead_s, f"{owner}.decode_layer_overhead_s", minimum=0.0, maximum=1.0)
+        if not isinstance(self.family, str):
+            raise ConfigError(f"{owner}.family: got {self.family!r}, expected a string")
+        if self.deployment is not None:
+            if not isinstance(self.deployment, Deployment):
+                raise ConfigError(f"{owner}.deployment: got {self.deployment!r}, expected a Deployment or None")
+            self.deployment.num_replicas(self.chips)  # ConfigError when a replica does not fit
         if self.power_w is not None:
             _check_figures(owner, self, ("power_w",))
         if not isinstance(self.unit, str) or not isinstance(self.notes, str):
@@ -270,7 +295,8 @@ class HardwareTarget(_HasEstimates):
             raise ConfigError(
                 f"{owner}.weights_bytes_per_param: got {self.weights_bytes_per_param!r}, expected 1 (fp8), 2 (bf16) or 4"
             )
-        _check_estimates(owner, self, ("compute_flops", "power_w", "efficiency"))
+        _check_estimates(owner, self, ("compute_flops", "power_w", "efficiency", "bw_efficiency",
+                                       "decode_layer_overhead_s"))
         _sources(owner, self.sources)
         if self.weights_bytes > self.weights_tier.capacity_bytes:
             raise ConfigError(
@@ -279,6 +305,40 @@ class HardwareTarget(_HasEstimates):
                 f"{self.weights_tier.capacity_bytes / 1e9:.1f} GB on {self.chips} chip(s); expected weights to fit "
                 "(more chips or fp8 weights)"
             )
+
+    @property
+    def serving(self) -> Deployment:
+        """The deployment: ``deployment``, or one tensor-parallel group of every chip."""
+        return self.deployment if self.deployment is not None else Deployment(tp=self.chips, replicas=1)
+
+    @property
+    def num_replicas(self) -> int:
+        return self.serving.num_replicas(self.chips)
+
+    def replica(self) -> "HardwareTarget":
+        """The target one replica of ``serving`` sees: its ``tp x pp`` chips, their share of
+        every chip-scaled tier and link (``chips_per_replica / chips``), a ``1/replicas``
+        share of a ``shared`` tier (an appliance such as MemoryX), its compute and power,
+        and a whole copy of the weights (``ConfigError`` if they do not fit). Chips left
+        over by the split are idle."""
+        d = self.serving
+        n = d.num_replicas(self.chips)
+        per = d.chips_per_replica
+        one = Deployment(tp=d.tp, pp=d.pp, replicas=1, estimate=d.estimate, note=d.note)
+        if per == self.chips:
+            return dataclasses.replace(self, deployment=one)
+        f = per / self.chips
+        est = tuple(e.scaled(f) if e.field in ("compute_flops", "power_w") else e for e in self.estimates)
+        try:
+            return dataclasses.replace(
+                self, chips=per, deployment=one,
+                tiers=tuple(t.share(1.0 / n if t.shared else f, capacity=True) for t in self.tiers),
+                links=tuple(k.share(f) for k in self.links),
+                weights_memory=self.weights_memory.share(f) if self.weights_memory else None,
+                compute_flops=self.compute_flops * f, power_w=None if self.power_w is None else self.power_w * f,
+                estimates=est)
+        except ConfigError as e:
+            raise ConfigError(f"HardwareTarget {self.name!r}: one replica of {d.describe(self.chips)}: {e}") from None
 
     @property
     def weights_tier(self) -> TargetTier:
@@ -309,8 +369,15 @@ class HardwareTarget(_HasEstimates):
 
     @property
     def effective_flops(self) -> float:
-        """The FLOP/s a prefill runs at: ``compute_flops x efficiency``."""
+        """The FLOP/s of every chip together at the prefill MFU: ``compute_flops x efficiency``."""
         return self.compute_flops * self.efficiency
+
+    @property
+    def prefill_flops_per_s(self) -> float:
+        """The FLOP/s one sequence's prefill runs at: one pipeline stage of one replica
+        (``tp`` chips) at the prefill MFU. Without a ``deployment``, every chip."""
+        d = self.serving
+        return self.effective_flops * d.tp / self.chips
 
     def tier_index(self, name: str) -> int:
         for i, t in enumerate(self.tiers):
@@ -387,7 +454,7 @@ class HardwareTarget(_HasEstimates):
         model: ModelSpec | str | None = None,
         chips: int | None = None,
         weights_bytes_per_param: int | None = None,
-        efficiency: float = DEFAULT_EFFICIENCY,
+        efficiency: float | None = None,
     ) -> "HardwareTarget":
         """A named preset (``target_names()``), optionally with ``model``'s weights placed.
 
@@ -396,6 +463,9 @@ class HardwareTarget(_HasEstimates):
         smallest power of two whose weight memory holds the weights (tensor-parallel
         degrees are powers of two). System presets have a fixed size and refuse ``chips``.
         ``weights_bytes_per_param`` defaults to the preset's (2 = bf16; 1 on Groq).
+        The preset's family sets the efficiencies (``efficiency``, the prefill MFU, can be
+        overridden) and its deployment (replicas of ``tp x pp`` chips) is the vendor's
+        (``assumptions.json``: ``families``, ``deployments``).
         """
         p = PRESETS.get(name)
         model = as_model(model)
@@ -410,8 +480,13 @@ class HardwareTarget(_HasEstimates):
             n = 1
         else:
             n = _chips_to_fit(p, model, wb)
-        base = p.build(n)
-        return dataclasses.replace(base, model=model, weights_bytes_per_param=wb, efficiency=efficiency)
+        t = dataclasses.replace(p.build(n), model=model, weights_bytes_per_param=wb)
+        if p.serve is not None:
+            t = p.serve(t)
+        if efficiency is not None:
+            t = dataclasses.replace(t, efficiency=efficiency,
+                                    estimates=tuple(e for e in t.estimates if e.field != "efficiency"))
+        return t
 
     def source_urls(self) -> dict[str, str]:
         """``sources`` keys of this target and its parts, resolved to URLs where known."""
@@ -435,6 +510,7 @@ class HardwareTarget(_HasEstimates):
         d["links"] = [part(k) for k in self.links]
         d["weights_memory"] = part(self.weights_memory) if self.weights_memory else None
         d["model"] = self.model.name if self.model else None
+        d["deployment"] = self.deployment.as_dict() if self.deployment else None
         if not derived:
             return d
         d["weights_tier"] = self.weights_tier.name
@@ -466,11 +542,13 @@ def as_model(model) -> ModelSpec | None:
 class Preset:
     """A catalogue entry: ``build(chips)`` makes the target without a model;
     ``fixed_chips`` is the size of a fixed system (None: per-chip, scales);
-    ``weights_bytes_per_param`` is the preset's default weight precision."""
+    ``weights_bytes_per_param`` is the preset's default weight precision; ``serve`` sets
+    a built target's family efficiencies and deployment."""
 
     build: Callable[[int], HardwareTarget]
     fixed_chips: int | None = None
     weights_bytes_per_param: int = 2
+    serve: Callable[[HardwareTarget], HardwareTarget] | None = None
 
 
 #: The preset catalogue by name, in the order the issue lists them; ``kvtier.targets.presets``
