@@ -27,7 +27,7 @@ from kvtier.targets import HardwareTarget
 
 TINY = {"name": "tiny", "models": ["llama-3.1-70b"], "targets": ["cerebras-cs3x4", "h200"], "policies": ["lru"],
         "planners": ["always-fetch", "cost-optimal"], "agents": [1, 2], "headline_agents": 2,
-        "long_context_tokens": 32768, "capacity_max_agents": 4,
+        "long_context_tokens": 32768, "capacity_max_agents": 4, "capacity_agents": [1, 2, 3, 4], "sensitivity": False,
         "workload": {"workload": "coding-agent-small", "requests_per_agent": 8, "block_tokens": 256, "seed": 3}}
 
 
@@ -100,15 +100,17 @@ def test_tiny_suite_runs_deterministically_and_any_executor_gives_the_same(tmp_p
     assert _strip(a) == _strip(b)
     r = a["results"][0]
     assert {"summary", "derived", "policy", "planner", "agents", "variant"} <= set(r)
-    # the SLO capacity search: per target and estimate end, bisection probes that bracket the answer
+    # the SLO capacity scan: per target and estimate end, every count of the scan probed
     assert {(c["target"], c["variant"]) for c in a["capacity"]} == {
         (t, v) for t in ("cerebras-cs3x4", "h200") for v in ("nominal", "low", "high")}
     for c in a["capacity"]:
+        assert [p["agents"] for p in c["probes"]] == [1, 2, 3, 4]
         passed = [p["agents"] for p in c["probes"] if p["meets_slo"]]
         failed = [p["agents"] for p in c["probes"] if not p["meets_slo"]]
         assert c["max_agents"] == max(passed, default=0)
-        assert all(f > c["max_agents"] for f in failed)
-        assert c["max_agents"] == 4 or c["max_agents"] + 1 in failed
+        assert c["first_fail"] == min(failed, default=None)
+        assert c["monotone"] == all(f > c["max_agents"] for f in failed)
+        assert c["deployment"]["describe"].startswith("TP")
     assert set(a["meta"]) >= {"kvtier_version", "git_revision", "config"}
 
 
@@ -171,6 +173,60 @@ def test_a_user_target_file_is_swept_like_a_preset(tmp_path):
     (tmp_path / "s.toml").write_text('targets = ["nope.toml"]\n')
     with pytest.raises(ConfigError, match="nope.toml"):
         load_suite(tmp_path / "s.toml")
+
+
+def test_capacity_scan_finds_a_verdict_that_is_not_monotone():
+    """A bisection that assumes more agents never help would report 2 for this SLO verdict
+    (fails at 3 and 4, passes at 5 and 6: B200's kind of cliff); the scan probes every count
+    and reports 6, the first failure 3, and that the verdict is not monotone."""
+    from kvtier.suite.runner import scan_capacity
+
+    verdict = {1: True, 2: True, 3: False, 4: False, 5: True, 6: True, 8: False}
+    probed = []
+
+    def probe(n):
+        probed.append(n)
+        return verdict[n]
+
+    got = scan_capacity(probe, sorted(verdict))
+    assert probed == [1, 2, 3, 4, 5, 6, 8]
+    assert got["max_agents"] == 6 and got["first_fail"] == 3 and got["monotone"] is False
+    mono = scan_capacity(lambda n: n <= 4, [1, 2, 4, 8])
+    assert mono["max_agents"] == 4 and mono["first_fail"] == 8 and mono["monotone"] is True
+    assert scan_capacity(lambda n: False, [1, 2])["max_agents"] == 0
+
+
+def test_slo_is_p99_ttft_and_p50_tpot_with_every_request_served():
+    from kvtier.suite.runner import meets_slo
+
+    s = {"ttft_p99_s": 1.0, "tpot_p50_s": 0.04, "overflow_requests": 0}
+    assert meets_slo(s, 2.0, 0.05)
+    assert not meets_slo({**s, "tpot_p50_s": 0.06}, 2.0, 0.05)
+    assert not meets_slo({**s, "ttft_p99_s": 2.5}, 2.0, 0.05)
+    assert not meets_slo({**s, "overflow_requests": 1}, 2.0, 0.05)
+
+
+def test_sensitivity_reruns_and_the_report_names_deployments_and_precision(tmp_path):
+    cfg = tiny_suite(sensitivity=True, estimates=False, agents=[2], capacity_max_agents=0)
+    doc = run_suite(cfg, workers=1, progress=False)
+    variants = {r["variant"] for r in doc["results"]}
+    from kvtier.suite.runner import SENSITIVITY
+
+    assert variants == {"nominal", *SENSITIVITY}
+    # the precision variant halves (bf16 -> fp8 is the default, so doubles) every KV figure
+    base = {r["target"]: r for r in doc["results"] if r["variant"] == "nominal"}
+    kv = {r["target"]: r for r in doc["results"] if r["variant"] == "kv-precision"}
+    for t in base:
+        assert kv[t]["summary"]["block_bytes"] == 2 * base[t]["summary"]["block_bytes"]
+        assert kv[t]["summary"]["deployment"]["kv_bytes_per_element"] == 2
+    from kvtier.suite.report import render_report, sensitivity_rows
+
+    rows = sensitivity_rows(doc, "llama-3.1-70b", 2)
+    assert [r["variant"] for r in rows][0] == "nominal" and len(rows) == 1 + len(SENSITIVITY)
+    text = render_report(doc)
+    assert "Which assumptions flip the verdict" in text
+    assert "TP1 x PP4 x 1 replica" in text and "TP8 x PP1 x 1 replica" in text
+    assert "weights fp8, KV cache fp8" in text
 
 
 def test_report_sentences_follow_the_numbers():

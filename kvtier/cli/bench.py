@@ -23,6 +23,8 @@ def run_bench(args) -> int:
         cfg = load_suite(args.config, base=base) if args.config else base
         if args.slo is not None:
             cfg = dataclasses.replace(cfg, slo_ttft_s=args.slo)
+        if args.slo_tpot is not None:
+            cfg = dataclasses.replace(cfg, slo_tpot_s=args.slo_tpot)
         out = Path(args.out) if args.out else Path("results") / f"{default_run_id()}-{cfg.name}"
         try:
             out.mkdir(parents=True, exist_ok=True)  # fail before the run, not after it
@@ -43,11 +45,13 @@ def run_bench(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="simulate coding agents on every hardware target (the main job)")
-    p.add_argument("--quick", action="store_true", help="a small suite (one model, four targets)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small suite (one model, one target of each family, 1 and 8 agents)")
     p.add_argument("--config", metavar="FILE", help="a TOML suite config (keys it sets override the suite)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<run-id>-<suite>)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: every CPU; 1 runs in-process)")
     p.add_argument("--slo", type=float, default=None, help="p99 TTFT SLO in seconds (default 2)")
+    p.add_argument("--slo-tpot", type=float, default=None, help="p50 time-per-output-token SLO in seconds (default 0.05)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=run_bench)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 
 from kvtier.sim import regime_table
-from kvtier.suite.runner import build_target, duplicate_targets
+from kvtier.suite.runner import SENSITIVITY, build_target, duplicate_targets
 from kvtier.suite.config import SuiteConfig
+
+#: Fewer samples than this make a p99 an interpolation between a handful of values.
+MIN_P99_SAMPLES = 100
 
 #: Published single-user decode speeds at short context (hardware.md §1 notes).
 PUBLISHED_DECODE = (
@@ -36,8 +39,12 @@ def _x(ratio) -> str:
     return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
-def _select(results, **kw):
+def select(results, **kw):
+    """The results whose fields equal ``kw`` (``select(doc["results"], model=..., agents=8)``)."""
     return [r for r in results if all(r.get(k) == v for k, v in kw.items())]
+
+
+_select = select
 
 
 def is_sram(doc, model, target) -> bool:
@@ -53,43 +60,95 @@ def headline_rows(doc, model, agents, variant="nominal") -> list[dict]:
                      planner=cfg["headline_planner"]):
         d = r["derived"]
         s = r["summary"]
+        dep = doc["targets"].get(f"{model}|{r['target']}|nominal", {}).get("deployment", {})
         out.append({"target": r["target"], "sram": is_sram(doc, model, r["target"]),
                     "turn_long_s": d["turn_long_mean_s"], "turn_short_s": d["turn_short_mean_s"],
                     "decode_long": d["decode_long_tokens_per_s_p50"], "decode_short": d["decode_short_tokens_per_s_p50"],
                     "streamed_long": d["streamed_long_share"], "ttft_p99_s": s["ttft_p99_s"],
-                    "overflow": s["overflow_requests"], "requests": s["requests"], "tiers": r["tiers"]})
+                    "ttft_samples": s.get("ttft_samples"), "tpot_p50_s": s.get("tpot_p50_s"),
+                    "queue_p99_s": s.get("queue_p99_s"), "preemptions": s.get("preemptions", 0),
+                    "overflow": s["overflow_requests"], "requests": s["requests"], "tiers": r["tiers"],
+                    "deployment": dep.get("describe", ""), "meets_slo": _meets(doc, s)})
     return sorted(out, key=lambda x: x["target"])
 
 
-def max_agents_under_slo(doc, model, variant="nominal") -> list[dict]:
-    """Per target: the largest agent count whose p99 TTFT meets the SLO with every request
-    served (headline policy/planner), and that per kW where power is known: from the
-    bisection (``capacity``) when the suite ran it, else from the swept counts."""
+def _meets(doc, s) -> bool:
+    """The suite's SLO on one summary: every request served, p99 TTFT and p50 TPOT."""
     cfg = doc["meta"]["config"]
-    slo = cfg["slo_ttft_s"]
+    ttft, tpot = s["ttft_p99_s"], s.get("tpot_p50_s")
+    return (s["overflow_requests"] == 0 and ttft is not None and ttft <= cfg["slo_ttft_s"]
+            and (tpot is None or tpot <= cfg.get("slo_tpot_s", math.inf)))
+
+
+def max_agents_under_slo(doc, model, variant="nominal") -> list[dict]:
+    """Per target: the largest agent count that meets the SLO (headline policy/planner),
+    per chip and per kW where power is known, whether the verdict was monotone in the
+    agent count, and how many TTFT samples its p99 rests on: from the capacity scan when
+    the suite ran it, else from the swept counts."""
+    cfg = doc["meta"]["config"]
     out = []
     cap = [c for c in doc.get("capacity", []) if c["model"] == model and c["variant"] == variant]
     if cap:
         order = {t: i for i, t in enumerate(cfg["targets"])}
         for c in sorted(cap, key=lambda c: order.get(c["target"], 1 << 30)):
             p = c["power_w"]
-            out.append({"target": c["target"], "max_agents": c["max_agents"], "power_w": p, "chips": c["chips"],
-                        "agents_per_kw": c["max_agents"] / (p / 1000) if p else None,
+            n = c["max_agents"]
+            out.append({"target": c["target"], "max_agents": n, "power_w": p, "chips": c["chips"],
+                        "agents_per_chip": n / c["chips"] if c["chips"] else None,
+                        "agents_per_kw": n / (p / 1000) if p else None, "first_fail": c.get("first_fail"),
+                        "monotone": c.get("monotone", True), "samples": c.get("samples_at_max"),
+                        "deployment": c.get("deployment", {}).get("describe", ""),
                         "searched_up_to": cfg["capacity_max_agents"]})
         return out
     for target in cfg["targets"]:
-        rows = _select(doc["results"], model=model, target=target, variant=variant, policy=cfg["headline_policy"],
-                       planner=cfg["headline_planner"])
+        rows = select(doc["results"], model=model, target=target, variant=variant, policy=cfg["headline_policy"],
+                      planner=cfg["headline_planner"])
         if not rows:
             continue
-        ok = [r["agents"] for r in rows
-              if r["summary"]["ttft_p99_s"] is not None and r["summary"]["ttft_p99_s"] <= slo
-              and r["summary"]["overflow_requests"] == 0]
+        ok = [r["agents"] for r in rows if _meets(doc, r["summary"])]
         best = max(ok) if ok else 0
         t = doc["targets"].get(f"{model}|{target}|{variant}", {})
         power = t.get("power_w")
-        out.append({"target": target, "max_agents": best, "power_w": power,
-                    "agents_per_kw": best / (power / 1000) if power else None, "chips": t.get("chips")})
+        chips = t.get("chips")
+        samples = next((r["summary"].get("ttft_samples") for r in rows if r["agents"] == best), None)
+        out.append({"target": target, "max_agents": best, "power_w": power, "chips": chips,
+                    "agents_per_chip": best / chips if chips else None,
+                    "agents_per_kw": best / (power / 1000) if power else None, "first_fail": None, "monotone": True,
+                    "samples": samples, "deployment": t.get("deployment", {}).get("describe", "")})
+    return out
+
+
+def sensitivity_rows(doc, model, agents) -> list[dict]:
+    """Per ``SENSITIVITY`` variant that ran: the best SRAM and best HBM machine by long-turn
+    time and their ratio, the targets meeting the SLO at ``agents``, and whether the
+    verdict (which family has the faster long turn; which targets meet the SLO) differs
+    from the nominal run's."""
+    def verdict(variant):
+        rows = [r for r in headline_rows(doc, model, agents, variant) if r["turn_long_s"] is not None]
+        sram = sorted((r for r in rows if r["sram"]), key=lambda r: r["turn_long_s"])
+        hbm = sorted((r for r in rows if not r["sram"]), key=lambda r: r["turn_long_s"])
+        if not rows:
+            return None
+        return {"best_sram": (sram[0]["target"], sram[0]["turn_long_s"]) if sram else None,
+                "best_hbm": (hbm[0]["target"], hbm[0]["turn_long_s"]) if hbm else None,
+                "ratio": sram[0]["turn_long_s"] / hbm[0]["turn_long_s"] if sram and hbm else None,
+                "passing": sorted(r["target"] for r in headline_rows(doc, model, agents, variant) if r["meets_slo"])}
+
+    base = verdict("nominal")
+    if base is None:
+        return []
+    out = [{"variant": "nominal", "what": "as configured", **base, "flips": []}]
+    for v, what in SENSITIVITY.items():
+        got = verdict(v)
+        if got is None:
+            continue
+        flips = []
+        if got["ratio"] is not None and base["ratio"] is not None and (got["ratio"] > 1) != (base["ratio"] > 1):
+            flips.append("faster long turn")
+        changed = sorted(set(got["passing"]) ^ set(base["passing"]))
+        if changed:
+            flips.append("SLO: " + ", ".join(changed))
+        out.append({"variant": v, "what": what, **got, "flips": flips})
     return out
 
 
@@ -141,13 +200,15 @@ def sanity_checks(doc) -> list[dict]:
             t = build_target(p["target"], p["model"], cfg)
         except Exception:  # noqa: BLE001 - a target that cannot hold the model has no check
             continue
-        roof = regime_table(t, [p["context_tokens"]], 1)[0]
+        roof = regime_table(t, [p["context_tokens"]], 1, decode_layer_latency_s=0.0)[0]
         row = regime_table(t, [p["context_tokens"]], 1, decode_layer_latency_s=cfg.decode_layer_latency_s)[0]
         sim = row.tokens_per_s_per_agent
         implied = (1.0 / p["tokens_per_s"] - roof.step_s) / t.model.num_layers
+        used = cfg.decode_layer_latency_s if cfg.decode_layer_latency_s is not None else t.decode_layer_overhead_s
         out.append({**p, "simulated_tokens_per_s": sim, "roofline_tokens_per_s": roof.tokens_per_s_per_agent,
                     "ratio": sim / p["tokens_per_s"], "within_30pct": abs(sim / p["tokens_per_s"] - 1) <= 0.3,
-                    "roofline_step_s": roof.step_s, "layer_latency_s": cfg.decode_layer_latency_s,
+                    "roofline_step_s": roof.step_s, "layer_latency_s": used, "precision": (
+                        t.weights_bytes_per_param, t.model.dtype_bytes),
                     "implied_latency_per_layer_s": implied, "layers": t.model.num_layers})
     return out
 
@@ -167,7 +228,7 @@ def residency_rows(doc, model) -> list[dict]:
             continue
         for agents in cfg.agents:
             rows = regime_table(t, contexts, agents, decode_layer_latency_s=cfg.decode_layer_latency_s)
-            out.append({"target": target, "agents": agents,
+            out.append({"target": target, "agents": agents, "replicas": t.num_replicas,
                         "cells": [(r.regime, r.tokens_per_s_per_agent) for r in rows], "contexts": contexts})
     return out
 
@@ -191,16 +252,19 @@ def _answer(doc, model, agents) -> list[str]:
     best_h = hbm[0]
     for r in sram:
         ratio = r["turn_long_s"] / best_h["turn_long_s"]
-        why = (f"{100 * r['streamed_long']:.0f}% of those turns stream KV that does not fit the SRAM from "
-               f"{r['tiers'][1] if len(r['tiers']) > 1 else 'nowhere'} at every token, so it decodes at "
-               f"{_num(r['decode_long'])} tokens/s (vs {_num(r['decode_short'])} tokens/s below 32k)"
-               if r["streamed_long"] else
-               f"its decode runs at {_num(r['decode_long'])} tokens/s")
+        why = (f"{100 * r['streamed_long']:.0f}% of those turns have a context larger than a replica's SRAM and "
+               f"run alone streaming the rest from {r['tiers'][1] if len(r['tiers']) > 1 else 'nowhere'} at every "
+               f"token, so it decodes at {_num(r['decode_long'])} tokens/s (vs {_num(r['decode_short'])} tokens/s "
+               f"below 32k)" if r["streamed_long"] else
+               f"its decode runs at {_num(r['decode_long'])} tokens/s (vs {_num(r['decode_short'])} below 32k)")
+        if r["queue_p99_s"]:
+            why += f"; turns wait up to {_num(r['queue_p99_s'])} s (p99) for room or a slot"
         lost = (f"; {r['overflow']} of its {r['requests']:,} turns have more KV than the SRAM holds and nowhere to "
                 f"stream it from, so they are not served at all" if r["overflow"] else "")
         lines.append(
-            f"- **{r['target']}** pays {_num(r['turn_long_s'])} s per turn at contexts of {L:,}+ tokens, "
-            f"{_x(ratio)} the best HBM machine ({best_h['target']}, {_num(best_h['turn_long_s'])} s): {why}{lost}.")
+            f"- **{r['target']}** ({r['deployment']}) pays {_num(r['turn_long_s'])} s per turn at contexts of "
+            f"{L:,}+ tokens, {_x(ratio)} the best HBM machine ({best_h['target']}, {best_h['deployment']}, "
+            f"{_num(best_h['turn_long_s'])} s): {why}{lost}.")
     worst_h = hbm[-1]
     lines.append(f"- Among HBM machines the long-context turn takes {_num(best_h['turn_long_s'])} s "
                  f"({best_h['target']}) to {_num(worst_h['turn_long_s'])} s ({worst_h['target']}).")
@@ -225,6 +289,25 @@ def render_report(doc) -> str:
             "turn compared with HBM machines (NVIDIA, Etched, MatX), and which policies close the gap? "
             f"(Headline: {cfg['headline_policy']} eviction, {cfg['headline_planner']} planner, {agents} concurrent "
             "agents; a turn is its time to first token plus its decode.)", ""]
+    out += ["## Deployments and precision", "",
+            f"Every target serves the model at the same precision: weights {cfg.get('weights_precision', 'bf16')}, "
+            f"KV cache {cfg.get('kv_precision', 'bf16')} (suite.weights_precision, suite.kv_precision). Chips form "
+            "data-parallel replicas of TP x PP chips, each with a copy of the weights, its own scheduler "
+            f"(max {cfg.get('max_num_batched_tokens')} batched tokens, {cfg.get('max_num_seqs')} sequences, chunked "
+            f"prefill, preemption by {cfg.get('preemption')}, residency {cfg.get('residency')}) and its share of "
+            f"every tier and link; requests are routed by {cfg.get('routing')}. (est.) marks a split that is not "
+            "published.", "",
+            "| model | target | family | chips | deployment | KV room per replica (GB) | power (kW) |",
+            "|---|---|---|---|---|---|---|"]
+    for model in cfg["models"]:
+        for target in cfg["targets"]:
+            t = doc["targets"].get(f"{model}|{target}|nominal")
+            if not t:
+                continue
+            d = t.get("deployment", {})
+            out.append(f"| {model} | {target} | {d.get('family', '')} | {t['chips']} | {d.get('describe', '')} | "
+                       f"{_num(t['kv_capacity_bytes'][0] / 1e9)} | {_num(t['power_w'] / 1e3) if t['power_w'] else 'n/a'} |")
+    out.append("")
     for model in cfg["models"]:
         out += [f"### {model}", ""]
         for a in sorted({agents, *([1] if 1 in cfg["agents"] else [])}):
@@ -242,24 +325,51 @@ def render_report(doc) -> str:
         rob = estimate_robustness(doc, model, agents)
         out += _robustness_sentences(rob)
         out.append("")
-    how = (f"searched by bisection over 1..{cfg['capacity_max_agents']} agents (a value of "
-           f"{cfg['capacity_max_agents']} means at least that many)" if doc.get("capacity")
-           else f"among the swept counts {list(cfg['agents'])}")
+    tpot = cfg.get("slo_tpot_s")
+    how = (f"scanned at {list(cfg.get('capacity_agents', []))} agents up to {cfg['capacity_max_agents']} (every count "
+           f"simulated, so a verdict that is not monotone shows; {cfg['capacity_max_agents']} means at least that many)"
+           if doc.get("capacity") else f"among the swept counts {list(cfg['agents'])}")
     out += ["## Largest number of concurrent agents under the SLO", "",
-            f"p99 TTFT <= {slo:g} s with every request served, {how} ({cfg['headline_policy']}, "
-            f"{cfg['headline_planner']}). Per kW where the target's power is known.", ""]
-    out += ["| model | target | chips | max agents | agents per kW | at low end | at high end |", "|---|---|---|---|---|---|---|"]
+            f"p99 TTFT <= {slo:g} s and p50 TPOT <= {_num(tpot)} s ({_num(1 / tpot) if tpot else 'n/a'} tokens/s per "
+            f"agent) with every request served, {how} ({cfg['headline_policy']}, {cfg['headline_planner']}). Per chip, "
+            "and per kW where the target's power is known; `first fail` is the smallest count that misses the SLO "
+            f"(a pass above it is marked *not monotone*); a p99 from fewer than {MIN_P99_SAMPLES} TTFT samples is "
+            "marked *few samples* (it interpolates between a handful of turns).", ""]
+    out += ["| model | target | deployment | max agents | per chip | per kW | first fail | at low end | at high end |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for model in cfg["models"]:
         lo = {r["target"]: r["max_agents"] for r in max_agents_under_slo(doc, model, "low")}
         hi = {r["target"]: r["max_agents"] for r in max_agents_under_slo(doc, model, "high")}
         for r in max_agents_under_slo(doc, model):
-            out.append(f"| {model} | {r['target']} | {r['chips']} | {r['max_agents']} | {_num(r['agents_per_kw'])} | "
+            flags = []
+            if not r["monotone"]:
+                flags.append("not monotone")
+            if r["max_agents"] and r["samples"] is not None and r["samples"] < MIN_P99_SAMPLES:
+                flags.append(f"few samples ({r['samples']})")
+            mark = f" ({', '.join(flags)})" if flags else ""
+            out.append(f"| {model} | {r['target']} | {r['deployment']} | {r['max_agents']}{mark} | "
+                       f"{_num(r['agents_per_chip'])} | {_num(r['agents_per_kw'])} | {r['first_fail'] or '-'} | "
                        f"{lo.get(r['target'], 'n/a')} | {hi.get(r['target'], 'n/a')} |")
+    if cfg.get("sensitivity"):
+        out += ["", f"## Which assumptions flip the verdict ({agents} agents)", "",
+                "The headline rerun with one assumption changed at a time. Verdict: which family has the faster "
+                "long-context turn (best SRAM over best HBM machine) and which targets meet the SLO at this agent "
+                "count.", "",
+                "| model | change | best SRAM (long turn s) | best HBM (long turn s) | SRAM / HBM | meet the SLO | flips |",
+                "|---|---|---|---|---|---|---|"]
+        for model in cfg["models"]:
+            for r in sensitivity_rows(doc, model, agents):
+                bs = f"{r['best_sram'][0]} ({_num(r['best_sram'][1])})" if r["best_sram"] else "n/a"
+                bh = f"{r['best_hbm'][0]} ({_num(r['best_hbm'][1])})" if r["best_hbm"] else "n/a"
+                ratio = _x(r["ratio"]) if r["ratio"] is not None else "n/a"
+                out.append(f"| {model} | {r['what']} | {bs} | {bh} | {ratio} | {', '.join(r['passing']) or 'none'} | "
+                           f"{'; '.join(r['flips']) or 'no'} |")
     out += ["", "## Headline numbers per target", "",
             "Where a target has estimated figures, the long-turn time and p99 TTFT show [pessimistic - optimistic] "
             "from the reruns at both ends of the estimate ranges (n/a: the model's weights do not fit at that end).", ""]
-    out += ["| model | target | p99 TTFT (s) | turn < 32k (s) | turn >= long (s) | decode < 32k (tok/s) | "
-            "decode long (tok/s) | long turns streamed | overflow |", "|---|---|---|---|---|---|---|---|---|"]
+    out += ["| model | target | p99 TTFT (s) | p50 TPOT (ms) | turn < 32k (s) | turn >= long (s) | decode < 32k (tok/s) | "
+            "decode long (tok/s) | long turns streamed | preemptions | overflow |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in cfg["models"]:
         ends = {v: {r["target"]: r for r in headline_rows(doc, model, agents, v)} for v in ("low", "high")}
 
@@ -273,13 +383,18 @@ def render_report(doc) -> str:
 
         for r in headline_rows(doc, model, agents):
             streamed = "n/a" if r["streamed_long"] is None else f"{100 * r['streamed_long']:.0f}%"
-            out.append(f"| {model} | {r['target']} | {rng(r['target'], 'ttft_p99_s', r['ttft_p99_s'])} | "
-                       f"{_num(r['turn_short_s'])} | {rng(r['target'], 'turn_long_s', r['turn_long_s'])} | "
-                       f"{_num(r['decode_short'])} | {_num(r['decode_long'])} | {streamed} | {r['overflow']} |")
+            few = (" (few samples)" if r["ttft_samples"] is not None and r["ttft_samples"] < MIN_P99_SAMPLES else "")
+            tpot_ms = None if r["tpot_p50_s"] is None else r["tpot_p50_s"] * 1e3
+            out.append(f"| {model} | {r['target']} | {rng(r['target'], 'ttft_p99_s', r['ttft_p99_s'])}{few} | "
+                       f"{_num(tpot_ms)} | {_num(r['turn_short_s'])} | "
+                       f"{rng(r['target'], 'turn_long_s', r['turn_long_s'])} | {_num(r['decode_short'])} | "
+                       f"{_num(r['decode_long'])} | {streamed} | {r['preemptions']} | {r['overflow']} |")
     out += ["", "## Residency regime as context grows", "",
-            "Equal agents each holding the context; R = resident in the compute tier, S = streamed from the next tier "
-            "at every decode step, O = overflow (does not fit anywhere it can be read from). Cells: regime and "
-            "decode tokens/s per agent (the simulator's decode step for that batch).", ""]
+            "Equal agents each holding the context, spread over the replicas; R = all resident in the compute tier, "
+            "Q = only some fit at once and the rest queue, S = larger than a replica's room: runs alone and streams "
+            "the rest from the next tier at every step, O = overflow (does not fit anywhere it can be read from). "
+            "Cells: regime and decode tokens/s per agent (the engine's step for the running batch, shared among the "
+            "agents that take turns).", ""]
     for model in cfg["models"]:
         rows = residency_rows(doc, model)
         if not rows:
@@ -292,14 +407,15 @@ def render_report(doc) -> str:
             out.append(f"| {r['target']} | {r['agents']} | {cells} |")
         out.append("")
     out += ["## Sanity check against published speeds", "",
-            f"Decode steps add {_num(cfg['decode_layer_latency_s'] * 1e6)} us per layer to the bandwidth/compute "
-            "roofline (`decode_layer_latency_s`); the roofline alone is shown in parentheses. The default latency is "
-            "fitted to these two published figures, so this check shows that one value fits both, not an independent "
-            "validation; turns that stream KV over a link are bandwidth-bound and hardly depend on it.", ""]
+            "Decode steps add each family's per-layer overhead to the bandwidth/compute roofline (assumptions.json "
+            "`families`; the roofline alone in parentheses). The SRAM families' overheads are fitted to these "
+            "published speeds (their rooflines are microseconds), so this check shows the fit, not an independent "
+            "validation; the GPU family's comes from NVIDIA's aisimulate (measured vLLM kernels).", ""]
     for s in sanity_checks(doc):
         verdict = "within 30%" if s["within_30pct"] else "outside 30%"
         out.append(
-            f"- {s['target']} ({s['model']}, {s['context_tokens']:,}-token context, one user): simulated "
+            f"- {s['target']} ({s['model']}, {s['context_tokens']:,}-token context, one user, "
+            f"{_num(s['layer_latency_s'] * 1e6)} us per layer): simulated "
             f"{_num(s['simulated_tokens_per_s'])} tokens/s (roofline alone {_num(s['roofline_tokens_per_s'])}) vs "
             f"published {_num(s['tokens_per_s'])} ({s['source']}): {_num(s['ratio'], 2)}x, {verdict}.")
         if not s["within_30pct"]:
@@ -323,9 +439,20 @@ def render_report(doc) -> str:
             seen.add((key, u["variant"]))
             which = "" if u["variant"] == "nominal" else f" (at the {u['variant']} end of its estimates)"
             out.append(f"- {u['model']} on {u['target']}{which}: {u['reason']}")
+    fit = sum(r["derived"].get("streamed_turns_that_fit_alone", 0) for r in doc["results"])
+    streamed = sum(r["derived"].get("streamed_turns", 0) for r in doc["results"])
     out += ["", "## Model and caveats", "",
-            "- Simulated clock in integer ns; prefills take turns on the compute engine; fetches, streamed KV and "
-            "write-backs queue on their links; decode is one continuous batch whose step is the cost model's roofline.",
+            f"- Residency: {streamed:,} turns streamed KV over a link in this sweep, and {fit:,} of them had a context "
+            "that a replica's compute tier could hold alone"
+            + (" (the default residency streams only a context larger than the compute tier)."
+               if cfg.get("residency", "auto") == "auto" else f" (residency = {cfg.get('residency')!r})."),
+            "- Simulated clock in integer ns; each replica schedules steps as vLLM v1 does (running requests first, then "
+            "the queue FCFS under a token budget, chunked prefill), admits a request only when its KV fits the compute "
+            "tier and preempts the newest when running requests cannot grow; a step's time is the batch's (weights, KV, "
+            "compute and streamed KV per pipeline stage, plus a per-layer overhead); fetches, swaps, streamed KV and "
+            "write-backs queue on their links.",
+            "- A replica's prefix cache has the compute tier's whole KV room; the KV of running requests is counted "
+            "against the same room by admission (vLLM's running blocks are the prefix cache's most recent ones).",
             "- `low`/`high` rerun every estimated hardware figure at its pessimistic/optimistic end for the machine.",
             "- Cache decisions are the replay engine's (same policy kernels); Belady's future is the trace's order.",
             "- Plots: " + ", ".join(f"`{p}`" for p in doc.get("plots", [])), ""]

@@ -31,13 +31,29 @@ from kvtier.errors import ConfigError
 from kvtier.sim import prepare_trace, simulate
 from kvtier.sim.metrics import json_clean
 from kvtier.suite.config import SuiteConfig, is_target_file
-from kvtier.targets import HardwareTarget, load_target
+from kvtier.model import ModelSpec
+from kvtier.targets import Deployment, HardwareTarget, load_target, precision_bytes, precision_name
 from kvtier.traces import generate_trace
 from kvtier.validation import check_choice
 
 #: Context-length bins of the per-context statistics (tokens; the last is open).
 CONTEXT_BINS = (0, 16_384, 32_768, 65_536, 98_304, 131_072, 163_840, 196_608, 262_144)
-VARIANTS = ("nominal", "low", "high")
+
+#: The sensitivity reruns of the headline: one assumption changed at a time.
+SENSITIVITY = {
+    "kv-precision": "KV cache at the other precision (bf16 <-> fp8)",
+    "weights-precision": "weights at the other precision (bf16 <-> fp8)",
+    "sram-link-half": "SRAM machines' link to their next tier (MemoryX, Groq host DRAM) at half its bandwidth",
+    "sram-link-double": "SRAM machines' link to their next tier at twice its bandwidth",
+    "mfu-low": "prefill MFU at the low end of each family's range",
+    "mfu-high": "prefill MFU at the high end of each family's range",
+    "overhead-low": "per-layer decode overhead at the low end of each family's range",
+    "overhead-high": "per-layer decode overhead at the high end of each family's range",
+    "tool-tail": "a heavier tool-result tail (lognormal sigma 1.1 -> 1.5)",
+}
+#: Workload knobs a sensitivity variant changes.
+_WORKLOAD_VARIANTS = {"tool-tail": {"tool_result_tokens_sigma": 1.5}}
+VARIANTS = ("nominal", "low", "high", *SENSITIVITY)
 
 
 # ---------------------------------------------------------------------------------------
@@ -45,7 +61,8 @@ VARIANTS = ("nominal", "low", "high")
 # ---------------------------------------------------------------------------------------
 
 #: Fields where a larger value is better for the machine (the rest: smaller is better).
-_BIGGER_IS_BETTER = {"capacity_bytes", "read_bw_bytes_per_s", "write_bw_bytes_per_s", "compute_flops", "efficiency"}
+_BIGGER_IS_BETTER = {"capacity_bytes", "read_bw_bytes_per_s", "write_bw_bytes_per_s", "compute_flops", "efficiency",
+                     "bw_efficiency"}
 
 
 def _at_end(obj, end: str):
@@ -63,7 +80,7 @@ def _at_end(obj, end: str):
 def target_variant(target: HardwareTarget, variant: str) -> HardwareTarget:
     """``target`` as published (``nominal``), or with every estimate at its pessimistic
     (``low``) or optimistic (``high``) end. ``ConfigError`` if the weights no longer fit."""
-    if check_choice(variant, "variant", VARIANTS) == "nominal":
+    if check_choice(variant, "variant", ("nominal", "low", "high")) == "nominal":
         return target
     kw = {"tiers": tuple(_at_end(t, variant) for t in target.tiers),
           "links": tuple(_at_end(k, variant) for k in target.links)}
@@ -72,27 +89,81 @@ def target_variant(target: HardwareTarget, variant: str) -> HardwareTarget:
     return _at_end(dataclasses.replace(target, **kw), variant)
 
 
+def _field_at(target: HardwareTarget, field: str, end: str) -> HardwareTarget:
+    """``target`` with ``field`` (a target-level estimate) at the ``low`` or ``high`` value of its range."""
+    e = target.estimate_of(field)
+    return target if e is None else dataclasses.replace(target, **{field: e.low if end == "low" else e.high})
+
+
+def _scaled_links(target: HardwareTarget, f: float) -> HardwareTarget:
+    """``target`` with its links and lower tiers' bandwidths times ``f`` (estimates dropped:
+    the variant is itself the assumption)."""
+    def scale(x):
+        return dataclasses.replace(x, read_bw_bytes_per_s=x.read_bw_bytes_per_s * f,
+                                   write_bw_bytes_per_s=x.write_bw_bytes_per_s * f,
+                                   estimates=tuple(e for e in x.estimates if not e.field.endswith("bw_bytes_per_s")))
+    return dataclasses.replace(target, tiers=(target.tiers[0], *(scale(t) for t in target.tiers[1:])),
+                               links=tuple(scale(k) for k in target.links))
+
+
+def sensitivity_variant(target: HardwareTarget, variant: str) -> HardwareTarget:
+    """``target`` under a ``SENSITIVITY`` variant that changes the hardware (the precision and
+    workload variants are applied where the target and trace are built)."""
+    if variant in ("mfu-low", "mfu-high"):
+        return _field_at(target, "efficiency", variant[4:])
+    if variant in ("overhead-low", "overhead-high"):
+        return _field_at(target, "decode_layer_overhead_s", variant[9:])
+    if variant in ("sram-link-half", "sram-link-double") and target.tiers[0].kind == "sram" and len(target.tiers) > 1:
+        return _scaled_links(target, 0.5 if variant.endswith("half") else 2.0)
+    return target
+
+
 def has_estimates(target: HardwareTarget) -> bool:
     parts = (target, *target.tiers, *target.links, *((target.weights_memory,) if target.weights_memory else ()))
     return any(p.estimates for p in parts)
 
 
 def build_target(name: str, model: str, config: SuiteConfig, variant: str = "nominal") -> HardwareTarget:
-    """The suite's target: the preset with ``model`` placed; per-chip presets scaled to
-    ``config.chips[name]``, else HBM ones to at least ``config.min_chips`` chips (a node)
-    and SRAM ones (wafers) to the fewest that hold the weights. A ``.toml``/``.json``
-    entry is a user target file, loaded with ``model`` placed."""
+    """The suite's target: the preset with ``model`` placed at the suite's precisions
+    (weights, KV); per-chip presets scaled to ``config.chips[name]``, else HBM ones to at
+    least ``config.min_chips`` chips (a node) and SRAM ones (wafers) to the fewest that
+    hold the weights; deployed as the preset says or ``config.deployments[name]``. A
+    ``.toml``/``.json`` entry is a user target file, loaded with ``model`` placed. Then
+    ``variant``: an estimate end (``low``, ``high``) or a ``SENSITIVITY`` rerun."""
+    check_choice(variant, "variant", VARIANTS)
+    wb = precision_bytes(config.weights_precision, "suite.weights_precision")
+    kvb = precision_bytes(config.kv_precision, "suite.kv_precision")
+    if variant == "weights-precision":
+        wb = 3 - wb  # bf16 (2) <-> fp8 (1)
+    if variant == "kv-precision":
+        kvb = 3 - kvb
+    spec = ModelSpec.preset(model).with_dtype_bytes(kvb)
     if is_target_file(name):
-        return target_variant(load_target(config.target_path(name), model=model), variant)
-    t = HardwareTarget.preset(name, model=model)
-    floor = config.min_chips if t.tiers[0].kind != "sram" else 1
-    want = config.chips.get(name, max(floor, t.chips))
-    if want != t.chips:
-        try:
-            t = HardwareTarget.preset(name, model=model, chips=want)
-        except ConfigError:
-            pass  # a fixed-size system keeps its size
-    return target_variant(t, variant)
+        t = load_target(config.target_path(name), model=spec)
+        t = t.with_model(spec, weights_bytes_per_param=wb)
+    else:
+        t = HardwareTarget.preset(name, model=spec, weights_bytes_per_param=wb)
+        floor = config.min_chips if t.tiers[0].kind != "sram" else 1
+        want = config.chips.get(name, max(floor, t.chips))
+        if want != t.chips:
+            try:
+                t = HardwareTarget.preset(name, model=spec, chips=want, weights_bytes_per_param=wb)
+            except ConfigError:
+                pass  # a fixed-size system keeps its size
+    if name in config.deployments:
+        t = dataclasses.replace(t, deployment=Deployment(**config.deployments[name], note="suite.deployments"))
+    t.replica()  # ConfigError when one replica cannot hold the weights
+    if variant in ("low", "high", "nominal"):
+        return target_variant(t, variant)
+    return sensitivity_variant(t, variant)
+
+
+def deployment_of(t: HardwareTarget) -> dict:
+    """How ``t`` serves: chips, the split, replicas and precisions (plain data for the report)."""
+    d = t.serving
+    return {"chips": t.chips, "tp": d.tp, "pp": d.pp, "replicas": t.num_replicas, "estimate": d.estimate,
+            "describe": d.describe(t.chips), "note": d.note, "family": t.family,
+            "weights": precision_name(t.weights_bytes_per_param), "kv": precision_name(t.model.dtype_bytes)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,6 +216,10 @@ def derived_stats(res, long_context_tokens: int) -> dict:
         shares["recomputed (evicted or new)"] = float(r["missing_blocks"].sum() / prefix)
     long = ctx >= long_context_tokens
     short = ctx < 32_768
+    # the default residency streams only a context the compute tier cannot hold alone
+    per_token = res.summary["block_bytes"] / res.summary["block_tokens"]
+    room = res.summary["kv_capacity_bytes"][names[0]]
+    fits_alone = (ctx + r["output_tokens"]) * per_token <= room
     # occupancy over simulated time, 40 samples in dispatch order
     order = res.order
     idx = order[np.linspace(0, len(order) - 1, num=min(40, len(order))).astype(np.int64)] if len(order) else order
@@ -159,18 +234,40 @@ def derived_stats(res, long_context_tokens: int) -> dict:
         "turn_short_mean_s": float(np.nanmean(turn[short])) if short.any() else None,
         "decode_short_tokens_per_s_p50": _pct(tps[short], 50) if short.any() else None,
         "occupancy_bytes": occupancy,
+        "streamed_turns": int(streamed.sum()),
+        "streamed_turns_that_fit_alone": int((streamed & fits_alone).sum()),
     }
 
 
-def _meets_slo(res, slo_s: float) -> bool:
-    s = res.summary
-    return s["overflow_requests"] == 0 and s["ttft_p99_s"] == s["ttft_p99_s"] and s["ttft_p99_s"] <= slo_s
+def meets_slo(summary: dict, slo_ttft_s: float, slo_tpot_s: float) -> bool:
+    """Every request served, p99 TTFT <= ``slo_ttft_s`` and p50 TPOT <= ``slo_tpot_s``."""
+    ttft, tpot = summary["ttft_p99_s"], summary["tpot_p50_s"]
+    return (summary["overflow_requests"] == 0 and ttft == ttft and ttft <= slo_ttft_s
+            and (tpot != tpot or tpot <= slo_tpot_s))
+
+
+def scan_capacity(probe, counts) -> dict:
+    """Scan ``counts`` (ascending agent counts) with ``probe(n) -> bool`` (meets the SLO)
+    and summarise: ``max_agents`` (the largest passing count, 0 if none),
+    ``first_fail`` (the smallest failing count, None if none) and ``monotone`` (no count
+    passes above one that fails). Every count is probed: no monotonicity is assumed."""
+    results = {n: bool(probe(n)) for n in counts}
+    passing = [n for n, ok in results.items() if ok]
+    failing = [n for n, ok in results.items() if not ok]
+    first_fail = min(failing) if failing else None
+    best = max(passing) if passing else 0
+    return {"max_agents": best, "first_fail": first_fail,
+            "monotone": first_fail is None or best < first_fail, "results": results}
+
+
+def _sim(p, target, cfg: SuiteConfig, policy: str, planner: str):
+    return simulate(p, target, policy=policy, planner=planner, **cfg.sim_options())
 
 
 def run_capacity_job(job: dict) -> dict:
-    """The largest agent count in ``1 .. capacity_max_agents`` whose p99 TTFT meets the
-    SLO with every request served (headline policy/planner), by bisection (assumes more
-    agents never help). Returns plain data with every probe."""
+    """Scan ``config.capacity_counts()`` agents (headline policy/planner) for the most
+    agents the target serves under the SLO; plain data with every probe. A verdict that
+    is not monotone in the agent count (a pass above a failure) is reported, not hidden."""
     cfg = SuiteConfig(**job["config"])
     out = {"kind": "capacity", "job": {k: job[k] for k in ("model", "target", "variant")}, "error": None}
     try:
@@ -181,26 +278,20 @@ def run_capacity_job(job: dict) -> dict:
     probes = {}
 
     def ok(n: int) -> bool:
-        if n not in probes:
-            p = _prepared(json.dumps(cfg.trace_config(n).as_dict(), sort_keys=True))
-            res = simulate(p, target, policy=cfg.headline_policy, planner=cfg.headline_planner,
-                           decode_layer_latency_s=float(cfg.decode_layer_latency_s))
-            probes[n] = (_meets_slo(res, cfg.slo_ttft_s), res.summary["ttft_p99_s"], res.summary["overflow_requests"])
-        return probes[n][0]
+        p = _prepared(json.dumps(cfg.trace_config(n).as_dict(), sort_keys=True))
+        s = _sim(p, target, cfg, cfg.headline_policy, cfg.headline_planner).summary
+        good = meets_slo(s, cfg.slo_ttft_s, cfg.slo_tpot_s)
+        probes[n] = {"agents": n, "meets_slo": good, "ttft_p99_s": s["ttft_p99_s"], "tpot_p50_s": s["tpot_p50_s"],
+                     "ttft_samples": s["ttft_samples"], "overflow_requests": s["overflow_requests"],
+                     "preemptions": s["preemptions"]}
+        return good
 
-    lo, hi = 0, int(cfg.capacity_max_agents)
-    if ok(hi):
-        lo = hi
-    else:
-        while hi - lo > 1:  # invariant: lo passes (or is 0), hi fails
-            mid = (lo + hi) // 2
-            if ok(mid):
-                lo = mid
-            else:
-                hi = mid
-    out["capacity"] = {"max_agents": lo, "power_w": target.power_w, "chips": target.chips,
-                       "probes": [{"agents": n, "meets_slo": v[0], "ttft_p99_s": v[1], "overflow_requests": v[2]}
-                                  for n, v in sorted(probes.items())]}
+    scan = scan_capacity(ok, cfg.capacity_counts())
+    best = scan["max_agents"]
+    out["capacity"] = {"max_agents": best, "first_fail": scan["first_fail"], "monotone": scan["monotone"],
+                       "power_w": target.power_w, "chips": target.chips, "deployment": deployment_of(target),
+                       "samples_at_max": probes[best]["ttft_samples"] if best else 0,
+                       "probes": [probes[n] for n in sorted(probes)]}
     return out
 
 
@@ -216,10 +307,12 @@ def run_job(job: dict) -> dict:
     except ConfigError as e:
         out["error"] = str(e)
         return out
-    trace_cfg = cfg.trace_config(job["agents"])
+    trace_cfg = cfg.trace_config(job["agents"], _WORKLOAD_VARIANTS.get(job["variant"]))
     p = _prepared(json.dumps(trace_cfg.as_dict(), sort_keys=True))
     out["target"] = {"name": target.name, "chips": target.chips, "power_w": target.power_w,
-                     "kv_capacity_bytes": list(target.kv_capacity_bytes), "tiers": [t.name for t in target.tiers],
+                     "deployment": deployment_of(target),
+                     "kv_capacity_bytes": list(target.replica().kv_capacity_bytes),
+                     "tiers": [t.name for t in target.tiers],
                      "tier_kinds": [t.kind for t in target.tiers], "weights_bytes": target.weights_bytes,
                      "has_estimates": has_estimates(target)}
     out["trace"] = {"requests": p.num_requests, "sessions": p.trace.num_sessions,
@@ -227,8 +320,7 @@ def run_job(job: dict) -> dict:
                     "block_accesses": int(p.trace.num_block_accesses)}
     for policy in job["policies"]:
         for planner in job["planners"]:
-            res = simulate(p, target, policy=policy, planner=planner,
-                           decode_layer_latency_s=float(cfg.decode_layer_latency_s))
+            res = _sim(p, target, cfg, policy, planner)
             d = res.as_dict()
             d.update({"target": job["target"], "agents": job["agents"], "variant": job["variant"], "chips": target.chips,
                       "derived": json_clean(derived_stats(res, cfg.long_context_tokens)), "sim_wall_s": res.wall_s})
@@ -238,7 +330,8 @@ def run_job(job: dict) -> dict:
 
 
 def _deployment_key(t: HardwareTarget):
-    return (t.chips, t.compute_flops, tuple((x.kind, x.capacity_bytes, x.read_bw_bytes_per_s) for x in t.tiers),
+    return (t.chips, t.serving.tp, t.serving.pp, t.num_replicas, t.compute_flops,
+            tuple((x.kind, x.capacity_bytes, x.read_bw_bytes_per_s) for x in t.tiers),
             tuple((k.read_bw_bytes_per_s, k.latency_s) for k in t.links), t.weights_bytes)
 
 
@@ -279,6 +372,11 @@ def make_jobs(config: SuiteConfig) -> list[dict]:
                     for v in ("low", "high"):
                         jobs.append({"config": cd, "model": model, "target": target, "agents": agents, "variant": v,
                                      "policies": [config.headline_policy], "planners": [config.headline_planner]})
+            if config.sensitivity:
+                for v in SENSITIVITY:
+                    jobs.append({"config": cd, "model": model, "target": target, "agents": config.headline_agents,
+                                 "variant": v, "policies": [config.headline_policy],
+                                 "planners": [config.headline_planner]})
             if config.capacity_max_agents:
                 for v in ("nominal", "low", "high") if config.estimates else ("nominal",):
                     jobs.append({"config": cd, "kind": "capacity", "model": model, "target": target, "variant": v,
@@ -366,7 +464,8 @@ def run_suite(config: SuiteConfig, *, executor=None, workers: int | None = None,
             continue
         results.extend(o["results"])
         targets[f"{j['model']}|{j['target']}|{j['variant']}"] = o["target"]
-        traces[str(j["agents"])] = o["trace"]
+        if j["variant"] not in _WORKLOAD_VARIANTS:
+            traces[str(j["agents"])] = o["trace"]
     for (model, target), same in sorted(duplicate_targets(config).items()):
         unavailable.append({"model": model, "target": target, "agents": None, "variant": "nominal",
                             "reason": f"the same deployment as {same} for this model (not simulated twice)"})
