@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kvtier._kernels import timing as _kt
+from kvtier._kernels.timing import StageModel
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
 from kvtier.targets import HardwareTarget, LinkSpec
@@ -155,10 +157,17 @@ class LinkQueue:
 
 
 def recompute_time_s(model: ModelSpec, target: HardwareTarget, new_tokens, cached_tokens=0):
-    """Seconds to prefill ``new_tokens`` on top of ``cached_tokens`` of KV:
-    ``model.prefill_flops(new, cached) / target.prefill_flops_per_s`` (one sequence's
-    prefill runs on one pipeline stage of one replica at a time)."""
-    return _out(np.asarray(model.prefill_flops(new_tokens, cached_tokens)) / target.prefill_flops_per_s)
+    """Seconds to prefill ``new_tokens`` on top of ``cached_tokens`` of KV, one sequence on
+    one replica (its stages in turn), from the time model's parts (``stage_model``): the
+    linear layers at the GEMM efficiency, attention at its own, and per token per layer
+    the all-reduces' bytes and the element-wise work. Per-step fixed costs (all-reduce
+    latency, the per-layer overhead) are left out: a plan's blocks are priced apart. A
+    target without those parts prices ``model.prefill_flops / (peak x efficiency)``."""
+    new = _nonneg("new_tokens", new_tokens)
+    cached = _nonneg("cached_tokens", cached_tokens)
+    c = compute_parts(model, target)
+    attn = np.asarray(attention_flops(model, new, cached), dtype=np.float64)
+    return _out(new * _per_token_s(c) + attn / c.attn_flops_per_s)
 
 
 def layerwise_overlap_time_s(load_s, compute_s, num_layers):
@@ -175,67 +184,92 @@ def layerwise_overlap_time_s(load_s, compute_s, num_layers):
     return _out(per_l + (n - 1) * np.maximum(per_l, per_p) + per_p)
 
 
-class StageModel(NamedTuple):
-    """The time model of one replica of a target (``target.serving``): ``pp`` stages of
-    ``tp`` chips each. Per stage: ``bw_stage`` (bytes/s from the compute tier,
-    ``bw_efficiency`` applied), ``weights_bw_stage`` (from the weights' own memory, when
-    ``weights_separate``), ``stream_bw_stage`` (tier 1's path over the stage's own links),
-    ``compute_stage`` (FLOP/s, MFU applied); ``weights_bytes`` (a whole copy per replica),
-    ``active_bytes`` (what one token reads: all of it for a dense model, the active
-    parameters' for a mixture of experts) and ``layer_overhead_s`` per layer of
-    ``num_layers``."""
+#: Bytes per activation element a tensor-parallel all-reduce moves (bf16).
+ACTIVATION_BYTES = 2
 
-    pp: int
-    weights_bytes: float
-    active_bytes: float  # weights one token reads (a mixture of experts' active ones)
-    weights_separate: bool
-    bw_stage: float
-    weights_bw_stage: float
-    stream_bw_stage: float
-    compute_stage: float
-    layer_overhead_s: float
+
+class ComputeParts(NamedTuple):
+    """The compute side of a replica's stage (``stage_model``'s, without the memories)."""
+
+    lin_token_s: float  # a token's linear layers at one stage's peak (all layers)
+    gemm_eff: float
+    gemm_half_tokens: float
+    attn_flops_per_s: float
+    ar_latency_s: float
+    ar_token_s: float  # per token per all-reduce
+    elem_token_s: float
     num_layers: int
 
 
+def compute_parts(model: ModelSpec, target: HardwareTarget) -> ComputeParts:
+    """``model``'s compute on one pipeline stage of one replica of ``target`` (``tp`` of
+    its chips): linear layers at the GEMM efficiency, attention at its own, the
+    tensor-parallel all-reduces (a ring moves ``2 (tp-1)/tp`` of a token's activations
+    over one chip's link) and the element-wise work."""
+    d = target.serving
+    tp = d.tp
+    peak = target.compute_flops * tp / target.chips
+    link = target.tp_link_bw_bytes_per_s
+    ring = 2.0 * (tp - 1) / tp
+    return ComputeParts(
+        lin_token_s=model.linear_flops_per_token / peak, gemm_eff=float(target.efficiency),
+        gemm_half_tokens=float(target.gemm_half_tokens),
+        attn_flops_per_s=peak * (target.attention_efficiency or target.efficiency),
+        ar_latency_s=float(target.tp_allreduce_latency_s) if tp > 1 else 0.0,
+        ar_token_s=(ring * model.num_q_heads * model.head_dim * ACTIVATION_BYTES / link
+                    if tp > 1 and link is not None else 0.0),
+        elem_token_s=float(target.elementwise_s_per_token_layer), num_layers=int(model.num_layers))
+
+
+def _per_token_s(c: ComputeParts) -> float:
+    """A prefill token's time outside attention, without per-step fixed costs."""
+    return c.lin_token_s / c.gemm_eff + c.num_layers * (2.0 * c.ar_token_s + c.elem_token_s)
+
+
 def stage_model(target: HardwareTarget, *, layer_overhead_s=None) -> StageModel:
-    """The ``StageModel`` of one replica of ``target`` (a model placed);
+    """The ``StageModel`` of one replica of ``target`` (a model placed): its ``pp`` stages of
+    ``tp`` chips with the target's time-model parts (``kvtier.targets.spec.TIME_PARTS``);
     ``layer_overhead_s`` overrides the family's ``decode_layer_overhead_s``."""
     if target.model is None:
         raise ConfigError(f"target {target.name!r}: got no model, expected a target with a model placed")
+    model = target.model
     rep = target.replica()
     pp = rep.serving.pp
     eff = rep.bw_efficiency
     wm = rep.weights_memory
     stream = rep.fetch_path(1).read_bw_bytes_per_s / pp if len(rep.tiers) > 1 else 1.0
+    c = compute_parts(model, target)
     return StageModel(
-        pp=pp, weights_bytes=float(rep.weights_bytes),
-        active_bytes=float(min(rep.weights_bytes, target.model.active_params * rep.weights_bytes_per_param)),
-        weights_separate=wm is not None,
-        bw_stage=rep.tiers[0].read_bw_bytes_per_s * eff / pp,
+        pp=pp, num_layers=c.num_layers, weights_bytes=float(rep.weights_bytes),
+        active_bytes=float(min(rep.weights_bytes, model.active_params * rep.weights_bytes_per_param)),
+        weights_separate=wm is not None, bw_stage=rep.tiers[0].read_bw_bytes_per_s * eff / pp,
         weights_bw_stage=wm.read_bw_bytes_per_s * eff / pp if wm is not None else 1.0,
-        stream_bw_stage=float(stream), compute_stage=rep.effective_flops / pp,
+        stream_bw_stage=float(stream), lin_token_s=c.lin_token_s, gemm_eff=c.gemm_eff,
+        gemm_half_tokens=c.gemm_half_tokens, attn_flops_per_s=c.attn_flops_per_s, ar_latency_s=c.ar_latency_s,
+        ar_token_s=c.ar_token_s, elem_token_s=c.elem_token_s,
         layer_overhead_s=float(rep.decode_layer_overhead_s if layer_overhead_s is None else layer_overhead_s),
-        num_layers=int(target.model.num_layers),
     )
 
 
-def batch_step_s(stage: StageModel, num_seqs, kv_bytes, flops, stream_bytes=0.0, num_tokens=None):
+def attention_flops(model: ModelSpec, new_tokens, cached_tokens=0):
+    """The attention part of ``model.prefill_flops(new, cached)`` (the rest is linear)."""
+    return _out(np.asarray(model.prefill_flops(new_tokens, cached_tokens))
+                - np.asarray(new_tokens, dtype=np.float64) * model.linear_flops_per_token)
+
+
+def batch_step_s(stage: StageModel, num_seqs, kv_bytes, attn_flops, stream_bytes=0.0, num_tokens=None):
     """Seconds for every sequence of a batch to advance one step on a replica: ``num_seqs``
     sequences (``num_tokens`` tokens in all, default one each) reading ``kv_bytes`` of KV
-    from the compute tier, computing ``flops``, and streaming ``stream_bytes`` over tier
-    1's path. Pipeline stages run in turn for one token and overlap across micro-batches;
-    tensor parallelism is in each stage's bandwidth and compute
-    (``_kernels.timing.batch_step_s``, whose Python face this is)."""
-    from kvtier._kernels.timing import batch_step_s as _step
-
+    from the compute tier, computing ``attn_flops`` of attention besides their linear
+    layers, and streaming ``stream_bytes`` over tier 1's path. Pipeline stages run in turn
+    for one token and overlap across micro-batches; tensor parallelism is in each stage's
+    figures (``_kernels.timing.batch_step_s``, whose Python face this is)."""
     n = check_int(num_seqs, "num_seqs", minimum=0)
     tokens = n if num_tokens is None else check_int(num_tokens, "num_tokens", minimum=0)
     kv = float(_nonneg("kv_bytes", kv_bytes))
-    work = float(_nonneg("flops", flops)) / stage.compute_stage
+    attn = float(_nonneg("attn_flops", attn_flops)) / stage.attn_flops_per_s
     st = float(_nonneg("stream_bytes", stream_bytes))
-    return float(_step(stage.pp, stage.weights_bytes, stage.active_bytes, stage.weights_separate, stage.bw_stage,
-                       stage.weights_bw_stage, stage.stream_bw_stage, stage.layer_overhead_s, stage.num_layers, n,
-                       tokens, kv, work, st))
+    return float(_kt.batch_step_s(stage, n, tokens, kv, attn, st))
 
 
 def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens, kv_tier=None, *,
@@ -260,7 +294,7 @@ def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens,
     target = target if target.model is model else target.with_model(model)
     stage = stage_model(target, layer_overhead_s=layer_overhead_s)
     kv_bytes = np.asarray(model.kv_bytes(ctx), dtype=np.float64).reshape(-1)
-    flops = float(np.sum(model.prefill_flops(np.ones_like(ctx), ctx))) if ctx.size else 0.0
+    flops = float(np.sum(attention_flops(model, np.ones_like(ctx), ctx))) if ctx.size else 0.0
     # KV streamed from tier t counts as tier 1's bytes at the ratio of the two paths
     stream = 0.0
     for t in np.unique(tiers[tiers > 0]):
@@ -271,12 +305,12 @@ def decode_step_time_s(model: ModelSpec, target: HardwareTarget, context_tokens,
 
 def break_even_fetch_bw_bytes_per_s(model: ModelSpec, target: HardwareTarget, context_tokens=0):
     """The fetch bandwidth above which loading a token's KV is faster than recomputing it:
-    ``kv_bytes_per_token * effective FLOP/s / (2 N_active + a * context_tokens)``: the
-    FLOPs of one token at position ``context_tokens`` (0 gives hardware.md §4's
+    ``kv_bytes_per_token`` / the time to recompute one token at position
+    ``context_tokens`` (``recompute_time_s``'s parts; 0 gives hardware.md §4's
     short-context, attention-free figure; longer contexts lower the threshold)."""
-    c = _nonneg("context_tokens", context_tokens)
-    flops = model.linear_flops_per_token + model.attention_flops_coef * c
-    return _out(model.kv_bytes_per_token * target.prefill_flops_per_s / flops)
+    ctx = _nonneg("context_tokens", context_tokens)
+    c = compute_parts(model, target)
+    return _out(model.kv_bytes_per_token / (_per_token_s(c) + model.attention_flops_coef * ctx / c.attn_flops_per_s))
 
 
 class PlanTimes(NamedTuple):

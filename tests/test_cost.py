@@ -139,9 +139,10 @@ def test_recompute_example_100k_llama70b():
     """hardware.md §4: 27.2 PFLOP = 55 s on one H100, 24 s on one B200, 3.5 s on one WSE-3."""
     ex = hardware_data()["derived"]["example_100k_tok_llama70b"]
     assert close(LLAMA70.prefill_flops(100_000), ex["recompute_flops"])
-    assert close(recompute_time_s(LLAMA70, HardwareTarget.preset("h100"), 100_000), 55.0)
-    assert close(recompute_time_s(LLAMA70, HardwareTarget.preset("b200"), 100_000), 24.2)
-    assert close(recompute_time_s(LLAMA70, HardwareTarget.preset("cerebras-cs3"), 100_000), 3.5)
+    # hardware.md's one MFU of 50% for every FLOP (efficiency= sets the time model's parts aside)
+    assert close(recompute_time_s(LLAMA70, HardwareTarget.preset("h100", efficiency=0.5), 100_000), 55.0)
+    assert close(recompute_time_s(LLAMA70, HardwareTarget.preset("b200", efficiency=0.5), 100_000), 24.2)
+    assert close(recompute_time_s(LLAMA70, HardwareTarget.preset("cerebras-cs3", efficiency=0.5), 100_000), 3.5)
 
 
 def test_fetch_example_100k_llama70b():
@@ -184,8 +185,8 @@ def test_break_even_bandwidth_matches_hardware_md(model, device):
 
 
 def test_break_even_llama70b_h100_b200():
-    assert close(break_even_fetch_bw_bytes_per_s(LLAMA70, HardwareTarget.preset("h100")), 1.1e9)
-    assert close(break_even_fetch_bw_bytes_per_s(LLAMA70, HardwareTarget.preset("b200")), 2.6e9)
+    assert close(break_even_fetch_bw_bytes_per_s(LLAMA70, HardwareTarget.preset("h100", efficiency=0.5)), 1.1e9)
+    assert close(break_even_fetch_bw_bytes_per_s(LLAMA70, HardwareTarget.preset("b200", efficiency=0.5)), 2.6e9)
 
 
 def test_break_even_drops_with_context():

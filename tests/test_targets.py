@@ -232,6 +232,7 @@ def _assumption_entries(node=None, path=()):
     for key, value in node.items():
         if isinstance(value, dict) and "reason" in value:
             yield (*path, key), value
+            yield from _assumption_entries({k: v for k, v in value.items() if isinstance(v, dict)}, (*path, key))
         elif isinstance(value, dict) and key != "meta":
             yield from _assumption_entries(value, (*path, key))
 

@@ -31,28 +31,48 @@ def test_to_ns_hand_values():
     assert cost.to_ns(np.array([0.0, 3e-9])).tolist() == [0, 3]
 
 
-def _batch_step(pp, weights, active, separate, bw, wbw, stream_bw, overhead, layers, n, tokens, kv, work, stream):
+def _stage(**kw):
+    """A ``StageModel`` with every part neutral (no compute, no overheads) unless given."""
+    base = dict(pp=1, num_layers=80, weights_bytes=0.0, active_bytes=0.0, weights_separate=False, bw_stage=1e30,
+                weights_bw_stage=1.0, stream_bw_stage=1.0, lin_token_s=0.0, gemm_eff=1.0, gemm_half_tokens=0.0,
+                attn_flops_per_s=1.0, ar_latency_s=0.0, ar_token_s=0.0, elem_token_s=0.0, layer_overhead_s=0.0)
+    return timing.StageModel(**{**base, **kw})
+
+
+def _batch_step(st, n, tokens, kv, attn, stream):
     """The step written out: ``m = min(pp, n)`` micro-batches; each stage reads the weights
     its micro-batch's tokens use (``active`` per token, at most all) and its share of the
-    micro-batch's KV (the weights beside it when they have their own memory), computes
-    its share, streams its share; the slowest resource, plus the stage's layers'
-    overhead; ``pp`` stages in turn."""
+    KV (the weights beside it when they have their own memory), computes its share of the
+    linear layers at the GEMM efficiency ``eff x t / (t + half)`` and of attention, and
+    streams its share; the slowest of the three, ``pp`` stages in turn; then per layer two
+    all-reduces, the element-wise work and the fixed overhead."""
+    pp = st.pp
     m = max(1, min(pp, n))
-    w = min(weights, active * tokens / m) / pp
-    mem = [w / wbw, kv / (pp * m) / bw] if separate else [(w + kv / (pp * m)) / bw]
-    res = [*mem, work / (pp * m)] + ([stream / (pp * m) / stream_bw] if stream > 0 else [])
-    return pp * (max(res) + overhead * layers / pp)
+    t = tokens / m
+    w = min(st.weights_bytes, st.active_bytes * t) / pp
+    kv_s = kv / (pp * m) / st.bw_stage
+    mem = [w / st.weights_bw_stage, kv_s] if st.weights_separate else [w / st.bw_stage + kv_s]
+    gemm = t * st.lin_token_s / (st.gemm_eff * t / (t + st.gemm_half_tokens)) if t > 0 else 0.0
+    comp = (gemm + attn / m) / pp
+    res = [*mem, comp] + ([stream / (pp * m) / st.stream_bw_stage] if stream > 0 else [])
+    per_layer = 2 * (st.ar_latency_s + t * st.ar_token_s) + t * st.elem_token_s + st.layer_overhead_s
+    return pp * max(res) + st.num_layers * per_layer
 
 
 @given(pp=st.integers(1, 8), weights=non_negative, active=non_negative, separate=st.booleans(), bw=positive,
-       wbw=positive, stream_bw=positive, overhead=st.floats(0.0, 1e-4), layers=st.integers(1, 128),
-       n=st.integers(0, 300), extra=st.integers(0, 9000), kv=non_negative, work=st.floats(0.0, 10.0),
-       stream=st.one_of(st.just(0.0), non_negative))
+       wbw=positive, stream_bw=positive, lin=st.floats(0.0, 1e-3), eff=st.floats(0.1, 1.0), half=st.floats(0, 500),
+       ar=st.floats(0.0, 1e-5), ar_tok=st.floats(0.0, 1e-7), elem=st.floats(0.0, 1e-7), overhead=st.floats(0.0, 1e-4),
+       layers=st.integers(1, 128), n=st.integers(0, 300), extra=st.integers(0, 9000), kv=non_negative,
+       attn=st.floats(0.0, 10.0), stream=st.one_of(st.just(0.0), non_negative))
 @settings(max_examples=200)
-def test_batch_step_is_the_stage_roofline(pp, weights, active, separate, bw, wbw, stream_bw, overhead, layers, n,
-                                          extra, kv, work, stream):
-    args = (pp, weights, active, separate, bw, wbw, stream_bw, overhead, layers, n, n + extra, kv, work, stream)
-    assert timing.batch_step_s(*args) == pytest.approx(_batch_step(*args), rel=1e-12, abs=1e-300)
+def test_batch_step_is_the_sum_of_its_parts(pp, weights, active, separate, bw, wbw, stream_bw, lin, eff, half, ar,
+                                            ar_tok, elem, overhead, layers, n, extra, kv, attn, stream):
+    stage = _stage(pp=pp, num_layers=layers, weights_bytes=weights, active_bytes=active, weights_separate=separate,
+                   bw_stage=bw, weights_bw_stage=wbw, stream_bw_stage=stream_bw, lin_token_s=lin, gemm_eff=eff,
+                   gemm_half_tokens=half, ar_latency_s=ar, ar_token_s=ar_tok, elem_token_s=elem,
+                   layer_overhead_s=overhead)
+    args = (n, n + extra, kv, attn, stream)
+    assert timing.batch_step_s(stage, *args) == pytest.approx(_batch_step(stage, *args), rel=1e-12, abs=1e-300)
 
 
 TOY = ModelSpec(name="toy", num_layers=4, num_q_heads=1, num_kv_heads=1, head_dim=64, dtype_bytes=2,
@@ -60,20 +80,22 @@ TOY = ModelSpec(name="toy", num_layers=4, num_q_heads=1, num_kv_heads=1, head_di
 
 
 def test_decode_step_time_is_the_batch_step_of_the_target():
-    """``decode_step_time_s`` of a target (no deployment: one tensor-parallel group) is
-    the batch step over its figures: every byte of KV read from the compute tier (streamed
-    KV lands there first), the streamed part also over the link, one token of compute."""
+    """``decode_step_time_s`` of a target (no deployment: one tensor-parallel group, no
+    parts beyond one MFU) is the batch step over its figures: every byte of KV read from
+    the compute tier (streamed KV lands there first), the streamed part also over the
+    link, one token of compute."""
     tiers = (TargetTier(name="hbm", kind="hbm", capacity_bytes=10**10, read_bw_bytes_per_s=1e10,
                         write_bw_bytes_per_s=1e10),
              TargetTier(name="dram", kind="dram", capacity_bytes=10**11, read_bw_bytes_per_s=1e9,
                         write_bw_bytes_per_s=1e9, link="pcie"))
     target = HardwareTarget(name="toy", tiers=tiers, compute_flops=2e10, model=TOY,
                             links=(LinkSpec(name="pcie", read_bw_bytes_per_s=1e6, write_bw_bytes_per_s=1e6),))
+    stage = _stage(num_layers=4, weights_bytes=target.weights_bytes, active_bytes=1e9, bw_stage=1e10,
+                   stream_bw_stage=1e6, lin_token_s=1e9 / 2e10, gemm_eff=0.5, attn_flops_per_s=1e10)
     for ctx, tier in ((1000, 0), (1000, 1), (10, 1), (0, 0)):
         kv = float(TOY.kv_bytes(ctx))
-        work = float(TOY.prefill_flops(1, ctx)) / target.effective_flops
-        want = _batch_step(1, target.weights_bytes, 0.5e9 * 2, False, 1e10, 1.0, 1e6, 0.0, 4, 1, 1, kv, work,
-                           kv if tier else 0.0)
+        attn = 2e6 * (ctx + 0.5) / 1e10  # a token's attention at context ctx, at 50% of 2e10
+        want = _batch_step(stage, 1, 1, kv, attn, kv if tier else 0.0)
         assert cost.decode_step_time_s(TOY, target, ctx, kv_tier=[tier]) == pytest.approx(want, rel=1e-12)
 
 
@@ -83,21 +105,64 @@ def test_pipeline_stages_add_throughput_not_latency():
     chip), while TP8 splits it over all eight; with 8 or more sequences PP8 keeps every
     stage busy (8 micro-batches) and reaches TP8's compute-bound throughput."""
     chip_bw, weights = 1e12, 8e9
-    tp8 = dict(pp=1, bw=8 * chip_bw)
-    pp8 = dict(pp=8, bw=chip_bw)
-    one = {k: timing.batch_step_s(v["pp"], weights, weights, False, v["bw"], 1.0, 1.0, 0.0, 80, 1, 1, 0.0, 0.0, 0.0)
-           for k, v in (("tp", tp8), ("pp", pp8))}
+    one = {"tp": timing.batch_step_s(_stage(weights_bytes=weights, active_bytes=weights, bw_stage=8 * chip_bw),
+                                     1, 1, 0.0, 0.0, 0.0),
+           "pp": timing.batch_step_s(_stage(pp=8, weights_bytes=weights, active_bytes=weights, bw_stage=chip_bw),
+                                     1, 1, 0.0, 0.0, 0.0)}
     assert one["tp"] == pytest.approx(weights / (8 * chip_bw))  # 1 ms
     assert one["pp"] == pytest.approx(weights / chip_bw)  # 8 ms: latency of one chip
-    # compute-bound batch of 64 sequences needing 64 s-of-one-chip... in units of one stage:
-    # TP8's stage is 8 chips (work 8 s at its rate), PP8's stage one chip (work 64 s)
-    tp = timing.batch_step_s(1, 0.0, 0.0, False, 8 * chip_bw, 1.0, 1.0, 0.0, 80, 64, 64, 0.0, 8.0, 0.0)
-    pp = timing.batch_step_s(8, 0.0, 0.0, False, chip_bw, 1.0, 1.0, 0.0, 80, 64, 64, 0.0, 64.0, 0.0)
+    # a compute-bound batch of 64 sequences: 8 s of attention at TP8's stage (8 chips),
+    # 64 s at PP8's (one chip)
+    tp = timing.batch_step_s(_stage(), 64, 64, 0.0, 8.0, 0.0)
+    pp = timing.batch_step_s(_stage(pp=8), 64, 64, 0.0, 64.0, 0.0)
     assert tp == pytest.approx(8.0) and pp == pytest.approx(8.0)  # the same throughput
     # a stage streams over its own links: PP8 sees one chip's link for one sequence
-    s_tp = timing.batch_step_s(1, 0.0, 0.0, False, 1e30, 1.0, 8e9, 0.0, 80, 1, 1, 0.0, 0.0, 8e9)
-    s_pp = timing.batch_step_s(8, 0.0, 0.0, False, 1e30, 1.0, 1e9, 0.0, 80, 1, 1, 0.0, 0.0, 8e9)
+    s_tp = timing.batch_step_s(_stage(stream_bw_stage=8e9), 1, 1, 0.0, 0.0, 8e9)
+    s_pp = timing.batch_step_s(_stage(pp=8, stream_bw_stage=1e9), 1, 1, 0.0, 0.0, 8e9)
     assert s_tp == pytest.approx(1.0) and s_pp == pytest.approx(8.0)
+
+
+def test_time_model_parts_by_hand():
+    """Each part of the step (``StageModel``) on its own."""
+    # GEMM efficiency by token count: 0.8 x t / (t + 50): 50 tokens run at 0.4, so 50 tokens
+    # of 1 ms each take 125 ms; 10,000 tokens run at 0.796
+    g = _stage(lin_token_s=1e-3, gemm_eff=0.8, gemm_half_tokens=50.0)
+    assert timing.batch_step_s(g, 1, 50, 0.0, 0.0, 0.0) == pytest.approx(50 * 1e-3 / 0.4)
+    assert timing.batch_step_s(g, 1, 10_000, 0.0, 0.0, 0.0) == pytest.approx(10_050 * 1e-3 / 0.8)
+    # two all-reduces per layer: 80 layers x 2 x (5 us + 1,000 tokens x 10 ns) = 2.4 ms
+    a = _stage(ar_latency_s=5e-6, ar_token_s=1e-8)
+    assert timing.batch_step_s(a, 1, 1000, 0.0, 0.0, 0.0) == pytest.approx(80 * 2 * (5e-6 + 1000 * 1e-8))
+    # element-wise work and the fixed overhead add per layer: 80 x (1,000 x 80 ns + 40 us)
+    e = _stage(elem_token_s=80e-9, layer_overhead_s=40e-6)
+    assert timing.batch_step_s(e, 1, 1000, 0.0, 0.0, 0.0) == pytest.approx(80 * (1000 * 80e-9 + 40e-6))
+    # a mixture of experts reads what its tokens use: 2 tokens x 35 GB of 480 GB at 1 TB/s
+    moe = _stage(weights_bytes=480e9, active_bytes=35e9, bw_stage=1e12)
+    assert timing.batch_step_s(moe, 2, 2, 0.0, 0.0, 0.0) == pytest.approx(70e9 / 1e12)
+    assert timing.batch_step_s(moe, 64, 64, 0.0, 0.0, 0.0) == pytest.approx(480e9 / 1e12)
+
+
+def test_allreduce_and_attention_parts_of_a_target():
+    """``cost.compute_parts``: a TP8 replica's all-reduce moves a ring's 2 x 7/8 of a
+    token's activations (hidden 8,192 x 2 B) over one chip's link; attention FLOPs at
+    context C are the model's ``a x (C + 1/2)`` per new token, at attention efficiency."""
+    from dataclasses import replace
+
+    from kvtier.targets import Deployment
+
+    t = HardwareTarget.preset("h100", model="llama-3.1-70b", chips=8)
+    t = replace(t, deployment=Deployment(tp=8), tp_link_bw_bytes_per_s=400e9, tp_allreduce_latency_s=5e-6,
+                attention_efficiency=0.6, estimates=())
+    c = cost.compute_parts(t.model, t)
+    assert c.ar_token_s == pytest.approx(2 * 7 / 8 * 8192 * 2 / 400e9)
+    assert c.ar_latency_s == 5e-6
+    assert c.attn_flops_per_s == pytest.approx(8 * 989e12 * 0.6)
+    a = t.model.attention_flops_coef  # 4 x 80 layers x 64 heads x 128 = 2,621,440
+    assert a == 4 * 80 * 64 * 128
+    assert cost.attention_flops(t.model, 1, 32_768) == pytest.approx(a * 32_768.5)
+    assert cost.attention_flops(t.model, 1000, 0) == pytest.approx(a * 1000 * 1000 / 2)
+    # no tensor parallelism, no all-reduce
+    one = replace(t, chips=1, deployment=Deployment(tp=1), model=None)
+    assert cost.compute_parts(t.model, one).ar_token_s == 0.0 and cost.compute_parts(t.model, one).ar_latency_s == 0
 
 
 @st.composite

@@ -34,27 +34,23 @@ from kvtier._kernels.timing import batch_step_s, price_request, to_ns
 #: ``child_rows``, ``child_delay_ns``, ``child_dispatch``: the child waits for this row's
 #: dispatch instead of its completion); ``next_use`` per access (Belady's future, or
 #: empty); ``route``: the replica of each row (session affinity) or -1 (round robin);
-#: ``new_work_s``: seconds of one stage's compute to prefill the row's new tokens.
+#: ``new_plan_s``: the planner's price of prefilling the row's new tokens
+#: (``kvtier.cost.recompute_time_s``); ``new_attn_s``: their attention compute alone (s).
 SimTrace = namedtuple("SimTrace", (
     "offsets", "ids", "n_price", "in_tokens", "out_tokens", "ready0", "dep_count", "child_offsets", "child_rows",
-    "child_delay_ns", "child_dispatch", "next_use", "route", "new_work_s"))
+    "child_delay_ns", "child_dispatch", "next_use", "route", "new_plan_s", "new_attn_s"))
 
 #: One replica (every replica is alike). Per tier ``t`` (0 = compute tier): the read path
 #: to the compute tier ``tier_bw``/``tier_lat``, its link ``tier_link`` (index into the
 #: replica's ``num_links`` links) and the write path ``tier_wbw``/``tier_wlat``.
 #: ``kv0_bytes``: compute-tier room for KV after the weights; ``block_bytes``,
-#: ``kv_token_bytes``. The time model (``batch_step_s``): ``weights_bytes`` (of which a
-#: token reads ``active_bytes``: a mixture of experts') read from the compute tier or,
-#: when ``weights_separate``, from their own memory at
-#: ``weights_bw_stage``; per stage ``bw_stage`` (bytes/s, bandwidth efficiency applied),
-#: ``stream_bw_stage`` (the next tier's path over the stage's own links),
-#: ``layer_overhead_s`` per layer of ``num_layers``, over ``pp`` stages. Compute is in
-#: seconds of one stage: ``block_work_s[i]`` recomputes prefix block ``i``;
-#: ``lin_work_s`` + ``attn_work_s`` x context is one decode token.
+#: ``kv_token_bytes``. ``stage``: the step's time model (``kvtier._kernels.timing.StageModel``).
+#: Prefix block ``i`` costs the planner ``block_plan_s[i]`` to recompute, of which
+#: ``block_attn_s[i]`` is attention; a token's attention costs ``attn_token_s`` per token
+#: of context (seconds at one stage).
 SimHardware = namedtuple("SimHardware", (
     "tier_bw", "tier_lat", "tier_link", "tier_wbw", "tier_wlat", "num_links", "kv0_bytes", "block_bytes",
-    "kv_token_bytes", "weights_bytes", "active_bytes", "weights_separate", "bw_stage", "weights_bw_stage", "stream_bw_stage",
-    "layer_overhead_s", "num_layers", "pp", "block_work_s", "lin_work_s", "attn_work_s"))
+    "kv_token_bytes", "stage", "block_plan_s", "block_attn_s", "attn_token_s"))
 
 #: The scheduler: ``replicas``; per step at most ``max_tokens`` tokens
 #: (``max_num_batched_tokens``) of at most ``max_seqs`` running requests
@@ -182,7 +178,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
     rep = np.full(n_req, -1, dtype=np.int64)
     nxt = np.full(n_req, -1, dtype=np.int64)
     pf_left = np.zeros(n_req, dtype=np.int64)  # prefill tokens still to compute
-    pf_work = np.zeros(n_req, dtype=np.float64)  # their compute, s at one stage
+    pf_attn = np.zeros(n_req, dtype=np.float64)  # their attention compute, s at one stage
     dec_left = np.zeros(n_req, dtype=np.int64)  # output tokens still to generate
     ctx = np.zeros(n_req, dtype=np.int64)  # tokens whose KV exists
     held = np.zeros(n_req, dtype=np.float64)  # compute-tier bytes held
@@ -271,7 +267,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 chunk[q] = 0
                 finished = False
                 if c > 0 and pf_left[q] > 0:  # a prefill chunk
-                    pf_work[q] -= pf_work[q] * c / pf_left[q]
+                    pf_attn[q] -= pf_attn[q] * c / pf_left[q]
                     pf_left[q] -= c
                     ctx[q] += c
                     if pf_left[q] == 0:  # the prompt is done: its step samples a token
@@ -349,7 +345,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 else:  # recompute: everything it holds is prefilled again
                     n_tok = ctx[v] + pf_left[v]
                     pf_left[v] = n_tok
-                    pf_work[v] = n_tok * hw.lin_work_s + hw.attn_work_s * n_tok * n_tok / 2.0
+                    pf_attn[v] = hw.attn_token_s * n_tok * n_tok / 2.0
                     ctx[v] = 0
                 held[v] = 0.0
                 strm[v] = 0.0
@@ -387,7 +383,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 budget -= c
                 n_seq += 1
                 n_pf += 1
-                work += pf_work[q] * c / pf_left[q]
+                work += pf_attn[q] * c / pf_left[q]
                 kv_read += (ctx[q] + c) * kv_tok
                 stream_b += strm[q]
             elif budget > 0:
@@ -397,7 +393,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 n_dec += 1
                 if strm[q] == 0.0:
                     n_res += 1
-                work += hw.lin_work_s + hw.attn_work_s * ctx[q]
+                work += hw.attn_token_s * ctx[q]
                 kv_read += held[q] + strm[q]
                 stream_b += strm[q]
                 if dec_left[q] < min_left:
@@ -485,11 +481,12 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 for lk in range(L):
                     busy_s[lk] = (read_free[r_off + lk] - now) / 1e9 if read_free[r_off + lk] > now else 0.0
                 ttft_s, split, mask = price_request(ti, n_in, sc.planner, sc.subsets, sc.threshold_tokens, B,
-                                                    hw.block_work_s, tr.new_work_s[q], hw.tier_bw, hw.tier_lat,
-                                                    hw.tier_link, L, busy_s, hw.block_bytes, hw.num_layers,
+                                                    hw.block_plan_s, tr.new_plan_s[q], hw.tier_bw, hw.tier_lat,
+                                                    hw.tier_link, L, busy_s, hw.block_bytes, hw.stage.num_layers,
                                                     sc.layerwise, scratch_cnt, scratch)
                 recompute = 0
-                comp = tr.new_work_s[q]
+                comp = tr.new_plan_s[q]
+                attn = tr.new_attn_s[q]
                 for x in range(n_in):
                     t = ti[x]
                     if t == 0:
@@ -498,7 +495,8 @@ def simulate_kernel(tr, hw, sc, ca, out):
                         out.fetch_blocks[q, t] += 1
                     else:
                         recompute += 1
-                        comp += hw.block_work_s[x]
+                        comp += hw.block_plan_s[x]
+                        attn += hw.block_attn_s[x]
                 land = now
                 first_layer = now
                 for lk in range(L):
@@ -512,7 +510,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                         e = _book(read_free, rd_busy, rd_bytes, r_off + lk, now, dur, nbytes)
                         if e > land:
                             land = e
-                        f = e - to_ns(dur) + to_ns(dur / hw.num_layers)
+                        f = e - to_ns(dur) + to_ns(dur / hw.stage.num_layers)
                         if f > first_layer:
                             first_layer = f
                 fetch_end[q] = land
@@ -522,7 +520,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 out.req_f[q, F_PLAN_TTFT] = ttft_s
                 out.req_f[q, F_COMPUTE] = comp
                 pf_left[q] = recompute * B + (tr.in_tokens[q] - n_in * B if tr.in_tokens[q] > n_in * B else 1)
-                pf_work[q] = comp
+                pf_attn[q] = attn
                 ctx[q] = tr.in_tokens[q] - pf_left[q] if tr.in_tokens[q] > pf_left[q] else 0
                 dec_left[q] = tr.out_tokens[q] if tr.out_tokens[q] > 0 else 1
             elif swapped[q] > 0.0:  # swapped out: read its KV back over tier 1's path
@@ -552,7 +550,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                     budget -= c
                     n_seq += 1
                     n_pf += 1
-                    work += pf_work[q] * c / pf_left[q]
+                    work += pf_attn[q] * c / pf_left[q]
                     kv_read += (ctx[q] + c) * kv_tok
                     stream_b += strm[q]
             else:
@@ -562,7 +560,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 n_dec += 1
                 if strm[q] == 0.0:
                     n_res += 1
-                work += hw.lin_work_s + hw.attn_work_s * ctx[q]
+                work += hw.attn_token_s * ctx[q]
                 kv_read += held[q] + strm[q]
                 stream_b += strm[q]
                 if dec_left[q] < min_left:
@@ -586,11 +584,8 @@ def simulate_kernel(tr, hw, sc, ca, out):
             if k < 1 or budget <= 0:
                 k = 1
         half = (k - 1) / 2.0
-        step = batch_step_s(hw.pp, hw.weights_bytes, hw.active_bytes, hw.weights_separate, hw.bw_stage,
-                            hw.weights_bw_stage, hw.stream_bw_stage, hw.layer_overhead_s, hw.num_layers, n_seq,
-                            sc.max_tokens - budget,
-                            kv_read + n_dec * kv_tok * half, work + n_dec * hw.attn_work_s * half,
-                            stream_b + (n_dec - n_res) * kv_tok * half)
+        step = batch_step_s(hw.stage, n_seq, sc.max_tokens - budget, kv_read + n_dec * kv_tok * half,
+                            work + n_dec * hw.attn_token_s * half, stream_b + (n_dec - n_res) * kv_tok * half)
         s_ns = to_ns(step)
         if s_ns < 1:
             s_ns = 1

@@ -1,7 +1,7 @@
 """The simulator's timing formulas over arrays: the numba twin of ``kvtier.cost``.
 
 Each kernel here has its Python face in ``kvtier.cost``, and a test holds the two equal
-on random inputs: ``to_ns`` is ``cost.to_ns``, ``batch_step_s`` is
+on random inputs: ``to_ns`` is ``cost.to_ns``, ``batch_step_s`` (over a ``StageModel``) is
 ``cost.batch_step_s``, ``plan_times`` is ``cost.plan_times_s`` (the planners' schedule)
 and ``suffix_counts`` is ``cost.suffix_counts``. ``price_request`` makes the planners'
 choice (``kvtier.planners``: always-fetch, always-recompute, threshold, cost-optimal)
@@ -10,6 +10,8 @@ it against the planners.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 
@@ -148,45 +150,70 @@ def to_ns(s):
     return np.int64(np.ceil(s * 1e9 - 1e-6))
 
 
-@njit
-def batch_step_s(pp, weights_bytes, active_bytes, weights_separate, bw_stage, weights_bw_stage, stream_bw_stage,
-                 layer_overhead_s, num_layers, num_seqs, num_tokens, kv_bytes, work_s, stream_bytes):
-    """Seconds for every sequence of a batch to advance one step on a replica of ``pp``
-    pipeline stages, each ``tp`` chips wide (``cost.batch_step_s``).
+#: One replica's time model, per pipeline stage (``cost.stage_model`` builds it from a
+#: target; figures per family in ``assumptions.json``):
+#:
+#: * memory: ``weights_bytes`` (a whole copy per replica; a token reads ``active_bytes`` of
+#:   it: a mixture of experts' active ones) from the compute tier at ``bw_stage`` (bytes/s,
+#:   bandwidth efficiency applied) or, when ``weights_separate``, from their own memory at
+#:   ``weights_bw_stage``; tier 1's path over the stage's own links at ``stream_bw_stage``;
+#: * compute: a token's linear layers take ``lin_token_s`` (all layers, at one stage's peak)
+#:   divided by the GEMM efficiency ``gemm_eff x t / (t + gemm_half_tokens)`` at ``t``
+#:   tokens (small batches run below peak); attention comes as seconds already;
+#: * per layer, after its kernels: two tensor-parallel all-reduces of ``ar_latency_s`` plus
+#:   ``ar_token_s`` per token (ring: ``2 (tp-1)/tp`` of the activations over one chip's
+#:   link; 0 without TP), ``elem_token_s`` per token (norms, activations) and a fixed
+#:   ``layer_overhead_s`` (launches, synchronisation, chip-to-chip hops);
+#: * ``pp`` stages of ``num_layers / pp`` layers each.
+#: ``attn_flops_per_s`` is the rate attention FLOPs run at on one stage (callers turn
+#: attention FLOPs into the seconds ``batch_step_s`` takes).
+StageModel = namedtuple("StageModel", (
+    "pp", "num_layers", "weights_bytes", "active_bytes", "weights_separate", "bw_stage", "weights_bw_stage",
+    "stream_bw_stage", "lin_token_s", "gemm_eff", "gemm_half_tokens", "attn_flops_per_s", "ar_latency_s",
+    "ar_token_s", "elem_token_s", "layer_overhead_s"))
 
-    The batch runs as ``m = min(pp, num_seqs)`` micro-batches of ``num_tokens / m``
-    tokens. A stage holds ``1/pp`` of the weights and layers; for each micro-batch it reads
-    the weights its tokens use (all of them for a dense model; for a mixture of experts
-    ``active_bytes`` per token, at most all: ``min(weights, active x tokens)``) and its
-    share of the micro-batch's KV (``kv_bytes``: every byte attention reads this step,
-    streamed bytes too: they land in the compute tier's memory before attention reads them) at
-    ``bw_stage`` (the weights at ``weights_bw_stage`` at the same time when they live in
-    their own memory), computes its share of ``work_s`` (seconds of the whole batch's
-    FLOPs at one stage's rate), and reads its share of ``stream_bytes`` over its own
-    chips' links (``stream_bw_stage``); the slowest sets the stage's time, plus
-    ``layer_overhead_s`` for each of its layers. A token passes the stages in turn, so the
-    step is ``pp`` stage times: pipelining adds throughput (``m`` micro-batches in
-    flight), not latency; tensor parallelism is in the stage's bandwidth and compute."""
+
+@njit
+def batch_step_s(st, num_seqs, num_tokens, kv_bytes, attn_s, stream_bytes):
+    """Seconds for every sequence of a batch to advance one step on a replica of
+    ``st.pp`` pipeline stages (``StageModel``; ``cost.batch_step_s``): ``num_seqs``
+    sequences, ``num_tokens`` tokens in all (one per decode, a chunk per prefill),
+    ``kv_bytes`` of KV attention reads (streamed bytes too: they land in the compute
+    tier's memory first), ``attn_s`` of attention compute (at one stage's chips, all
+    layers) and ``stream_bytes`` read over tier 1's path.
+
+    The batch runs as ``m = min(pp, num_seqs)`` micro-batches. A stage, for each
+    micro-batch, reads the weights its tokens use (``min(weights, active x tokens)``) and
+    its share of the KV, computes its share of the linear layers and attention, and
+    streams its share; the slowest of memory, compute and stream sets its time, then its
+    layers' all-reduces, element-wise work and fixed overhead. A token passes the stages
+    in turn, so the step is ``pp`` stage times: pipelining adds throughput (``m``
+    micro-batches in flight), not latency; tensor parallelism is in the stage's figures."""
+    pp = st.pp
     m = num_seqs if num_seqs < pp else pp
     if m < 1:
         m = 1
-    part = 1.0 / (pp * m)
-    used = active_bytes * num_tokens / m
-    if used > weights_bytes:
-        used = weights_bytes
+    tokens = num_tokens / m
+    used = st.active_bytes * tokens
+    if used > st.weights_bytes:
+        used = st.weights_bytes
     w = used / pp
-    kv = kv_bytes * part
-    if weights_separate:
-        mem = w / weights_bw_stage
-        if kv / bw_stage > mem:
-            mem = kv / bw_stage
+    kv = kv_bytes / (pp * m)
+    if st.weights_separate:
+        mem = w / st.weights_bw_stage
+        if kv / st.bw_stage > mem:
+            mem = kv / st.bw_stage
     else:
-        mem = (w + kv) / bw_stage
-    comp = work_s * part
+        mem = (w + kv) / st.bw_stage
+    comp = attn_s / m
+    if tokens > 0.0:  # t tokens at efficiency eff x t / (t + half): (t + half) x lin / eff
+        comp += st.lin_token_s * (tokens + st.gemm_half_tokens) / st.gemm_eff
+    comp /= pp
     if comp > mem:
         mem = comp
     if stream_bytes > 0.0:
-        st = stream_bytes * part / stream_bw_stage
-        if st > mem:
-            mem = st
-    return pp * (mem + layer_overhead_s * num_layers / pp)
+        sb = stream_bytes / (pp * m) / st.stream_bw_stage
+        if sb > mem:
+            mem = sb
+    per_layer = 2.0 * (st.ar_latency_s + tokens * st.ar_token_s) + tokens * st.elem_token_s + st.layer_overhead_s
+    return pp * mem + st.num_layers * per_layer

@@ -64,7 +64,7 @@ import numpy as np
 from kvtier._kernels.hashtable import next_use_index
 from kvtier._kernels.policy import NEVER
 from kvtier._kernels.replay import cache_state as _k_cache_state_raw
-from kvtier.cost import recompute_time_s
+from kvtier.cost import attention_flops, recompute_time_s
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.policies import POLICIES, KernelPolicy
 from kvtier.planners import PLANNERS
@@ -322,11 +322,14 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
     outp = tr.output_lengths.astype(np.int64)
     cached = p.n_price * B
     new_tokens = np.maximum(inp - cached, 1)
-    new_work = np.asarray(model.prefill_flops(new_tokens.astype(np.float64), cached.astype(np.float64)),
-                          dtype=np.float64).reshape(-1) / st.compute_stage
+    new_f, cached_f = new_tokens.astype(np.float64), cached.astype(np.float64)
+    new_plan = np.asarray(recompute_time_s(model, target, new_f, cached_f), dtype=np.float64).reshape(-1)
+    new_attn = np.asarray(attention_flops(model, new_f, cached_f), dtype=np.float64).reshape(-1) / st.attn_flops_per_s
     dmax = int(p.n_price.max()) + 1
-    block_work = np.asarray(model.prefill_flops(np.full(dmax, float(B)), np.arange(dmax, dtype=np.float64) * B),
-                            dtype=np.float64).reshape(-1) / st.compute_stage
+    depth = np.arange(dmax, dtype=np.float64) * B
+    block_plan = np.asarray(recompute_time_s(model, target, np.full(dmax, float(B)), depth), np.float64).reshape(-1)
+    block_attn = (np.asarray(attention_flops(model, np.full(dmax, float(B)), depth), np.float64).reshape(-1)
+                  / st.attn_flops_per_s)
     closed = config.closed_loop and tr.has_dependencies
     if closed:
         dep_count = p.dep_count
@@ -338,14 +341,11 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
         child = (np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.bool_))
     route = session_routes(tr, R) if config.routing == "session" else np.full(n, -1, np.int64)
     trace_rec = _k.SimTrace(p.offsets, p.ids, p.n_price, inp, outp, ready0, dep_count, *child, next_use, route,
-                            new_work)
+                            new_plan, new_attn)
     L = len(ra.link_names)
     hw = _k.SimHardware(ra.tier_bw, ra.tier_lat, ra.tier_link, ra.tier_wbw, ra.tier_wlat, L,
-                        float(ra.kv_capacity_bytes[0]), float(block_bytes), float(model.kv_bytes_per_token),
-                        st.weights_bytes, st.active_bytes, st.weights_separate, st.bw_stage, st.weights_bw_stage, st.stream_bw_stage,
-                        st.layer_overhead_s, int(model.num_layers), int(st.pp), block_work,
-                        float(model.linear_flops_per_token) / st.compute_stage,
-                        float(model.attention_flops_coef) / st.compute_stage)
+                        float(ra.kv_capacity_bytes[0]), float(block_bytes), float(model.kv_bytes_per_token), st,
+                        block_plan, block_attn, float(model.attention_flops_coef) / st.attn_flops_per_s)
     sched = _k.SimSchedule(R, int(config.max_num_batched_tokens), int(config.max_num_seqs),
                            bool(config.chunked_prefill), config.preemption == "swap", config.residency == "stream",
                            PLANNER_CODES[config.planner], planner_subsets(T), int(config.threshold_tokens),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from kvtier.cost import batch_step_s, stage_model
+from kvtier.cost import attention_flops, batch_step_s, stage_model
 from kvtier.targets import HardwareTarget
 
 REGIME_NAMES = ("resident", "streamed", "overflow")
@@ -51,7 +51,7 @@ def regime_for(target: HardwareTarget, context_tokens: int, agents: int = 1, *,
         running = min(per_replica, int(cap // kv) if kv > 0 else per_replica)
         regime = "resident" if running >= per_replica else "queued"
     stage = stage_model(target, layer_overhead_s=decode_layer_latency_s)
-    flops = running * float(model.prefill_flops(1, context_tokens))
+    flops = running * float(attention_flops(model, 1, context_tokens))
     step = batch_step_s(stage, running, running * kv, flops, running * streamed)
     return RegimeRow(int(context_tokens), int(agents), regime, running, streamed, step,
                      running / per_replica / step if step > 0 else 0.0)

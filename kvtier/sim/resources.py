@@ -9,11 +9,12 @@ figures:
   (bandwidth ``min(tier, link)``, latency ``tier + link``), queued on the link it names,
   so tiers sharing a link share its queue; the compute tier's KV room is what the weights
   leave (``kv_capacity_bytes[0]``);
-* the time model of a step (``kvtier.cost.batch_step_s``): per pipeline stage, ``tp``
-  chips' memory bandwidth times the family's ``bw_efficiency``, their compute times the
-  prefill MFU (``efficiency``), the next tier's path over the stage's own links (a stage
-  streams its layers' KV over its chips' links, so ``pp`` stages do not add bandwidth for
-  one token), and ``decode_layer_overhead_s`` per layer.
+* the time model of a step (``kvtier.cost.stage_model``, ``batch_step_s``): per pipeline
+  stage, ``tp`` chips' memory bandwidth at the family's ``bw_efficiency``, their compute at
+  the GEMM and attention efficiencies, the tensor-parallel all-reduces, element-wise work
+  and a fixed time per layer, and the next tier's path over the stage's own links (a
+  stage streams its layers' KV over its chips' links, so ``pp`` stages do not add
+  bandwidth for one token).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ VARIANTS = ("nominal", "low", "high", *SENSITIVITY)
 
 #: Fields where a larger value is better for the machine (the rest: smaller is better).
 _BIGGER_IS_BETTER = {"capacity_bytes", "read_bw_bytes_per_s", "write_bw_bytes_per_s", "compute_flops", "efficiency",
-                     "bw_efficiency"}
+                     "bw_efficiency", "attention_efficiency", "tp_link_bw_bytes_per_s"}
 
 
 def _at_end(obj, end: str):

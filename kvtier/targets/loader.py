@@ -15,12 +15,11 @@ from pathlib import Path
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec
 from kvtier.targets.deployment import Deployment
-from kvtier.targets.spec import Estimate, HardwareTarget, LinkSpec, TargetTier, as_model
+from kvtier.targets.spec import TIME_PARTS, Estimate, HardwareTarget, LinkSpec, TargetTier, as_model
 from kvtier.validation import check_int
 
-_TOP_FIELDS = {"name", "unit", "chips", "tiers", "links", "compute_flops", "efficiency", "bw_efficiency",
-               "decode_layer_overhead_s", "family", "deployment", "power_w", "weights_memory", "model",
-               "weights_bytes_per_param", "notes", "estimates", "sources"}
+_TOP_FIELDS = {"name", "unit", "chips", "tiers", "links", "compute_flops", *TIME_PARTS, "family", "deployment",
+               "power_w", "weights_memory", "model", "weights_bytes_per_param", "notes", "estimates", "sources"}
 _DEPLOYMENT_FIELDS = {"tp", "pp", "replicas", "estimate", "note"}
 _TIER_FIELDS = {f.name for f in dataclasses.fields(TargetTier)}
 _LINK_FIELDS = {f.name for f in dataclasses.fields(LinkSpec)}
@@ -32,7 +31,7 @@ def load_target(path, *, model: ModelSpec | str | None = None) -> HardwareTarget
 
     Top level: ``name``, ``compute_flops``, ``tiers`` (fastest first; ``tiers[0]`` is the
     compute tier) and optionally ``unit``, ``chips``, ``links``, ``efficiency``,
-    ``bw_efficiency``, ``decode_layer_overhead_s``, ``family``, ``deployment`` (a table of
+    the time-model parts (``TIME_PARTS``), ``family``, ``deployment`` (a table of
     ``tp``, ``pp``, ``replicas``), ``power_w``, ``weights_memory``, ``model`` (a preset name; ``model=`` overrides it),
     ``weights_bytes_per_param``, ``notes``, ``sources`` and ``estimates``. Tiers, links and
     ``weights_memory`` take their dataclass fields; ``estimates`` are tables with

@@ -17,7 +17,7 @@ import dataclasses
 from kvtier._data import hardware_data
 from kvtier.targets.deployment import Deployment
 from kvtier.targets.figures import Figure, assumption, assumptions_data, hardware_value
-from kvtier.targets.spec import PRESETS, Estimate, HardwareTarget, LinkSpec, Preset, TargetTier
+from kvtier.targets.spec import PRESETS, TIME_PARTS, Estimate, HardwareTarget, LinkSpec, Preset, TargetTier
 
 
 def _tier_json(target_key: str, tier_name: str) -> dict:
@@ -344,11 +344,18 @@ def family_of(preset: str) -> str:
     return assumptions_data()["deployments"][preset]["family"]
 
 
-def _family_figures(family: str) -> tuple[dict, tuple[Estimate, ...]]:
-    """The efficiencies of ``family`` and their ranges (``assumptions.json`` families)."""
+def _family_figures(family: str, preset: str) -> tuple[dict, tuple[Estimate, ...]]:
+    """The time-model parts of ``family`` (``assumptions.json`` families), with the
+    preset's own where it has them (deployments.<preset>.parts), and their ranges."""
     values, est = {}, []
-    for field in ("efficiency", "bw_efficiency", "decode_layer_overhead_s"):
-        fig = assumption("families", family, field)
+    own = assumptions_data()["deployments"][preset].get("parts", {})
+    for field in TIME_PARTS:
+        if field in own:
+            fig = assumption("deployments", preset, "parts", field)
+        elif field in assumptions_data()["families"][family]:
+            fig = assumption("families", family, field)
+        else:
+            continue
         values[field] = fig.value
         if fig.low is not None:
             est.append(_figure_estimate(field, fig))
@@ -370,7 +377,7 @@ def _serve(preset: str):
     """``preset``'s family efficiencies and deployment, applied to a built target."""
     def serve(t: HardwareTarget) -> HardwareTarget:
         entry = assumptions_data()["deployments"][preset]
-        values, est = _family_figures(entry["family"])
+        values, est = _family_figures(entry["family"], preset)
         tp = min(int(entry["tp"]), t.chips)
         pp = int(entry["pp"]) if entry["pp"] is not None else (_fewest_stages(t, tp) if t.model else 1)
         pp = max(1, min(pp, t.chips // tp))

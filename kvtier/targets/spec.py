@@ -13,7 +13,9 @@ A ``HardwareTarget`` is what the cost model and the planners price a request aga
   memory that holds no KV (MatX: weights in SRAM, KV in HBM). ``kv_capacity_bytes`` is
   what is left for KV: the capacity cliff the project studies.
 * ``compute_flops`` (peak dense BF16, all chips) x ``efficiency`` (MFU, default 0.5 as in
-  hardware.md §4) is the rate a prefill runs at.
+  hardware.md §4) is the rate a prefill runs at; presets carry their family's time-model
+  parts (``TIME_PARTS``: GEMM and attention efficiency, achieved bandwidth, all-reduce,
+  element-wise and per-layer overheads) and ``deployment`` (replicas of ``tp x pp`` chips).
 
 A figure that is not a published number carries an ``Estimate`` (low/high range and the
 assumption) in the ``estimates`` of the object that holds it: ``t.is_estimate("field")``.
@@ -40,6 +42,14 @@ from kvtier.validation import check_choice, check_int, check_name, check_number
 
 #: MFU assumed by hardware.md §4 for every derived number (``assumptions.json``: efficiency).
 DEFAULT_EFFICIENCY = assumption("efficiency").value
+
+#: The parts of a target's time model (``kvtier.cost.stage_model``), per family in
+#: ``assumptions.json`` ``families``: GEMM efficiency (``efficiency``, at large token
+#: counts) and the tokens at which it halves (``gemm_half_tokens``), attention efficiency,
+#: achieved memory bandwidth, tensor-parallel all-reduce latency and link bandwidth,
+#: element-wise time per token per layer, and a fixed time per layer per step.
+TIME_PARTS = ("efficiency", "gemm_half_tokens", "attention_efficiency", "bw_efficiency", "tp_allreduce_latency_s",
+              "tp_link_bw_bytes_per_s", "elementwise_s_per_token_layer", "decode_layer_overhead_s")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,7 +253,12 @@ class HardwareTarget(_HasEstimates):
     links: tuple[LinkSpec, ...] = ()
     compute_flops: float
     efficiency: float = DEFAULT_EFFICIENCY
+    attention_efficiency: float | None = None
+    gemm_half_tokens: float = 0.0
     bw_efficiency: float = 1.0
+    tp_allreduce_latency_s: float = 0.0
+    tp_link_bw_bytes_per_s: float | None = None
+    elementwise_s_per_token_layer: float = 0.0
     decode_layer_overhead_s: float = 0.0
     family: str = ""
     deployment: Deployment | None = None
@@ -279,6 +294,16 @@ class HardwareTarget(_HasEstimates):
         check_number(self.efficiency, f"{owner}.efficiency", minimum=0.0, min_exclusive=True, maximum=1.0)
         check_number(self.bw_efficiency, f"{owner}.bw_efficiency", minimum=0.0, min_exclusive=True, maximum=1.0)
         check_number(self.decode_layer_overhead_s, f"{owner}.decode_layer_overhead_s", minimum=0.0, maximum=1.0)
+        if self.attention_efficiency is not None:
+            check_number(self.attention_efficiency, f"{owner}.attention_efficiency", minimum=0.0, min_exclusive=True,
+                         maximum=1.0)
+        check_number(self.gemm_half_tokens, f"{owner}.gemm_half_tokens", minimum=0.0)
+        check_number(self.tp_allreduce_latency_s, f"{owner}.tp_allreduce_latency_s", minimum=0.0, maximum=1.0)
+        if self.tp_link_bw_bytes_per_s is not None:
+            check_number(self.tp_link_bw_bytes_per_s, f"{owner}.tp_link_bw_bytes_per_s", minimum=0.0,
+                         min_exclusive=True)
+        check_number(self.elementwise_s_per_token_layer, f"{owner}.elementwise_s_per_token_layer", minimum=0.0,
+                     maximum=1.0)
         if not isinstance(self.family, str):
             raise ConfigError(f"{owner}.family: got {self.family!r}, expected a string")
         if self.deployment is not None:
@@ -295,8 +320,7 @@ class HardwareTarget(_HasEstimates):
             raise ConfigError(
                 f"{owner}.weights_bytes_per_param: got {self.weights_bytes_per_param!r}, expected 1 (fp8), 2 (bf16) or 4"
             )
-        _check_estimates(owner, self, ("compute_flops", "power_w", "efficiency", "bw_efficiency",
-                                       "decode_layer_overhead_s"))
+        _check_estimates(owner, self, ("compute_flops", "power_w", *TIME_PARTS))
         _sources(owner, self.sources)
         if self.weights_bytes > self.weights_tier.capacity_bytes:
             raise ConfigError(
@@ -371,13 +395,6 @@ class HardwareTarget(_HasEstimates):
     def effective_flops(self) -> float:
         """The FLOP/s of every chip together at the prefill MFU: ``compute_flops x efficiency``."""
         return self.compute_flops * self.efficiency
-
-    @property
-    def prefill_flops_per_s(self) -> float:
-        """The FLOP/s one sequence's prefill runs at: one pipeline stage of one replica
-        (``tp`` chips) at the prefill MFU. Without a ``deployment``, every chip."""
-        d = self.serving
-        return self.effective_flops * d.tp / self.chips
 
     def tier_index(self, name: str) -> int:
         for i, t in enumerate(self.tiers):
@@ -463,9 +480,9 @@ class HardwareTarget(_HasEstimates):
         smallest power of two whose weight memory holds the weights (tensor-parallel
         degrees are powers of two). System presets have a fixed size and refuse ``chips``.
         ``weights_bytes_per_param`` defaults to the preset's (2 = bf16; 1 on Groq).
-        The preset's family sets the efficiencies (``efficiency``, the prefill MFU, can be
-        overridden) and its deployment (replicas of ``tp x pp`` chips) is the vendor's
-        (``assumptions.json``: ``families``, ``deployments``).
+        The preset's family sets the time-model parts (``TIME_PARTS``) and its deployment
+        (replicas of ``tp x pp`` chips) is the vendor's (``assumptions.json``: ``families``,
+        ``deployments``); ``efficiency`` replaces the compute parts by one MFU for every FLOP.
         """
         p = PRESETS.get(name)
         model = as_model(model)
@@ -483,9 +500,14 @@ class HardwareTarget(_HasEstimates):
         t = dataclasses.replace(p.build(n), model=model, weights_bytes_per_param=wb)
         if p.serve is not None:
             t = p.serve(t)
-        if efficiency is not None:
-            t = dataclasses.replace(t, efficiency=efficiency,
-                                    estimates=tuple(e for e in t.estimates if e.field != "efficiency"))
+        if efficiency is not None:  # one MFU for every FLOP: the family's compute parts set aside
+            t = dataclasses.replace(t, efficiency=efficiency, attention_efficiency=None, gemm_half_tokens=0.0,
+                                    tp_allreduce_latency_s=0.0, tp_link_bw_bytes_per_s=None,
+                                    elementwise_s_per_token_layer=0.0,
+                                    estimates=tuple(e for e in t.estimates if e.field not in (
+                                        "efficiency", "attention_efficiency", "gemm_half_tokens",
+                                        "tp_allreduce_latency_s", "tp_link_bw_bytes_per_s",
+                                        "elementwise_s_per_token_layer")))
         return t
 
     def source_urls(self) -> dict[str, str]:
