@@ -41,6 +41,7 @@ from kvtier.errors import (
     FlashFormatError,
     KvtierError,
     PayloadError,
+    TierIOError,
     TraceFormatError,
     UnknownNameError,
 )
@@ -84,6 +85,6 @@ __all__ = [
     "simulate", "SimConfig", "SimResult",
     # errors
     "KvtierError", "ConfigError", "UnknownNameError", "PayloadError", "TraceFormatError", "FlashFormatError",
-    "BlockNotFoundError", "BlockPinnedError",
+    "BlockNotFoundError", "BlockPinnedError", "TierIOError",
     "__version__",
 ]

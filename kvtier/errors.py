@@ -39,5 +39,13 @@ class FlashFormatError(KvtierError):
     """A flash tier's file exists but does not match the store's geometry or format."""
 
 
+class TierIOError(KvtierError, OSError):
+    """A tier's device failed an operation whose outcome the caller must know: a ``free``
+    that could not be recorded (the block stays stored), or a ``flush``/``close`` whose sync
+    failed (what was written since the last sync may not survive a power cut). The message
+    names the tier, the file, the operation, the block or slot, and the OS error;
+    ``errno`` is the OS error number. A miss or a dropped put is never raised: it is counted."""
+
+
 class TraceFormatError(KvtierError, ValueError):
     """A trace file is malformed; the message names the file, line and field."""
