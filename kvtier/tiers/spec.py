@@ -7,6 +7,7 @@ table, so the targets and the cost model can name tier kinds without loading a b
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from kvtier._data import hardware_data
@@ -95,6 +96,10 @@ class TierSpec:
         if self.kind == "flash":
             if not self.path:
                 raise ConfigError("TierSpec.path: got None, expected a directory for the flash tier's file")
+            path = os.fspath(self.path) if isinstance(self.path, (str, os.PathLike)) else None
+            if not isinstance(path, str) or "\0" in path:
+                raise ConfigError(f"TierSpec.path: got {self.path!r}, expected a directory path (a str or os.PathLike "
+                                  f"of text, without NUL characters)")
             if self.checksum is False:
                 raise ConfigError("TierSpec.checksum: got False, expected True or None for flash (CRC is part of its format)")
             object.__setattr__(self, "checksum", True)
