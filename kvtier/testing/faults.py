@@ -3,12 +3,14 @@
 ``FaultyFileIO`` wraps the flash tier's system calls and, on a seeded schedule, makes a
 slot write fail with ``ENOSPC`` or ``EIO``, *tears* a write (it reports success but only
 the first half of the bytes land, as a lying or crashing device leaves them), fails a
-read with ``EIO``, or flips one bit of a stored slot just before it is read (rot at rest).
+header write (a free's tombstone, the file's high-water record) with ``EIO``, fails a read
+with ``EIO``, or flips one bit of a stored slot just before it is read (rot at rest).
 Pass it to a store: ``TieredStore(..., flash_io=FaultyFileIO(FaultRates(...), seed=1))``.
 
 The store's promise under every fault: it returns the right bytes or reports the block
 missing, keeps its invariants, keeps serving, and counts the fault (``write_errors``,
-``read_errors``, ``corrupt``). ``injected`` counts what was done, for comparison.
+``read_errors``, ``corrupt``); a ``free`` the device fails raises ``TierIOError`` and the
+block stays stored. ``injected`` counts what was done, for comparison.
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvtier.errors import ConfigError
-from kvtier.tiers.flash_tier import SLOT_HEADER_BYTES, SLOT_HEADER_USED_BYTES, FileIO, parse_slot_header
+from kvtier.tiers.flash_file import FileIO
+from kvtier.tiers.flash_format import SLOT_HEADER_BYTES, SLOT_HEADER_USED_BYTES, parse_slot_header
 from kvtier.validation import check_number
 
 _WRITE_FAULTS = ("write_enospc", "write_eio", "torn_write")
+_HEADER_FAULTS = ("header_eio",)
 _READ_FAULTS = ("read_eio", "bitflip")
-FAULT_KINDS = _WRITE_FAULTS + _READ_FAULTS
+FAULT_KINDS = _WRITE_FAULTS + _HEADER_FAULTS + _READ_FAULTS
 
 
 @dataclass(frozen=True, kw_only=True)
 class FaultRates:
-    """Probability of each fault per slot write (first three) or per slot read (last two)."""
+    """Probability of each fault per slot write (first three), per header write (a slot's
+    tombstone or the file's state record: ``header_eio``) or per slot read (last two)."""
 
     write_enospc: float = 0.0
     write_eio: float = 0.0
     torn_write: float = 0.0
+    header_eio: float = 0.0
     read_eio: float = 0.0
     bitflip: float = 0.0
 
@@ -52,9 +58,10 @@ class FaultRates:
 class FaultyFileIO(FileIO):
     """A ``FileIO`` that injects faults on a seeded schedule (deterministic per seed).
 
-    Only slot writes (``pwritev``) and slot reads (``preadv``) are faulted; header
-    zeroing and recovery scans pass through. ``armed=False`` turns injection off (e.g.
-    while reopening) without changing the schedule of what follows.
+    Slot writes (``pwritev``), header writes (``pwrite``) and slot reads (``preadv``) are
+    faulted; recovery scans (``pread``), syncs and the creation of a file pass through.
+    ``armed=False`` turns injection off (e.g. while reopening) without changing the
+    schedule of what follows.
     """
 
     def __init__(self, rates: FaultRates, *, seed: int, inner: FileIO | None = None) -> None:
@@ -109,6 +116,8 @@ class FaultyFileIO(FileIO):
         self.inner.pwrite(fd, bytes([byte[0] ^ (1 << int(self._rng.integers(8)))]), pos)
 
     def pwrite(self, fd, data, offset):
+        if self.rates.header_eio and self._draw(_HEADER_FAULTS) == "header_eio":
+            raise OSError(errno.EIO, "Input/output error (injected)")
         return self.inner.pwrite(fd, data, offset)
 
     def pread(self, fd, size, offset):
@@ -116,6 +125,9 @@ class FaultyFileIO(FileIO):
 
     def fdatasync(self, fd):
         return self.inner.fdatasync(fd)
+
+    def ftruncate(self, fd, size):
+        return self.inner.ftruncate(fd, size)
 
 
 class PowerCutFileIO(FileIO):
@@ -148,6 +160,9 @@ class PowerCutFileIO(FileIO):
         self.inner.fdatasync(fd)
         self._undo = [u for u in self._undo if u[0] != fd]
 
+    def ftruncate(self, fd, size):
+        self.inner.ftruncate(fd, size)
+
     @property
     def unsynced_writes(self) -> int:
         return len(self._undo)
@@ -162,9 +177,9 @@ class PowerCutFileIO(FileIO):
 
 
 def abandon(store) -> None:
-    """Drop a store as a crash would: close its flash files without flushing anything."""
+    """Drop a store as a crash would: close its flash files (releasing their locks) without
+    flushing or syncing anything. The store must not be used afterwards."""
     for tier in store.tiers:
-        fd = getattr(tier, "_fd", -1)
-        if fd >= 0:
-            os.close(fd)
-            tier._fd = -1
+        file = getattr(tier, "file", None)
+        if file is not None:
+            file.release(sync=False)

@@ -14,7 +14,7 @@ from kvtier.tiers.spec import TIER_KINDS, TierSpec, dram, flash, flash_slot_byte
 # name -> the module that defines it, imported on first access
 _BACKENDS = {
     "Tier": "kvtier.tiers.base",
-    "FileIO": "kvtier.tiers.flash_tier",
+    "FileIO": "kvtier.tiers.flash_file",
     "FlashTier": "kvtier.tiers.flash_tier",
     "RecoveryReport": "kvtier.tiers.flash_tier",
     "DRAMTier": "kvtier.tiers.memory_tier",

@@ -59,6 +59,10 @@ class Tier:
         self.hash_to_slot: dict[int, int] = {}
         # A stack of free slots; popping from the end hands out slot 0 first.
         self._free = list(range(self.num_slots - 1, -1, -1))
+        # Free slots whose release the backend failed (slot -> the block it held): the old
+        # bytes are still there until the slot is written again or a retry succeeds (the
+        # flash tier retries at flush, and reports what still fails).
+        self._unreleased: dict[int, int | None] = {}
 
     # -- backend (subclasses) ---------------------------------------------------------
 
@@ -74,8 +78,9 @@ class Tier:
         (a flat uint8 array of ``block_bytes``) and return it as the data."""
         raise NotImplementedError
 
-    def _release_slot(self, slot: int) -> None:
-        """The slot's block is gone; forget it in the backend (default: nothing to do)."""
+    def _release_slot(self, slot: int, block_hash: int | None) -> None:
+        """The slot's block ``block_hash`` is gone; forget it in the backend (default:
+        nothing to do). May raise ``OSError`` (see ``_recycle``)."""
 
     def flush(self) -> None:
         """Make acknowledged writes durable (flash); a no-op for memory tiers."""
@@ -136,10 +141,11 @@ class Tier:
             self._write_slot(slot, block_hash, enc)
         except OSError:
             self.stats.write_errors += 1
-            self._release_quietly(slot)
-            self._free.append(slot)
+            self._recycle(slot, block_hash)  # whatever part of the write landed is cancelled
             self.policy.prepare(None)  # forget a ghost hit meant for the block that never came
             return False
+        if self._unreleased:
+            self._unreleased.pop(slot, None)  # the new block's write replaced what was there
         self.slot_hash[slot] = block_hash
         self.slot_pins[slot] = pins
         self.hash_to_slot[block_hash] = slot
@@ -153,11 +159,16 @@ class Tier:
         s.stored_bytes_written += data.nbytes if isinstance(data, (np.ndarray, memoryview)) else len(data)
         return True
 
-    def _release_quietly(self, slot: int) -> None:
+    def _recycle(self, slot: int, block_hash: int | None) -> None:
+        """Release a slot the index no longer uses and make it free again. When the backend
+        cannot release it, the failure is counted in ``write_errors`` and the slot is listed
+        in ``_unreleased`` until a write to it or a retry succeeds."""
         try:
-            self._release_slot(slot)
+            self._release_slot(slot, block_hash)
         except OSError:
-            pass  # the slot's header cannot verify against the index, so it is never served
+            self.stats.write_errors += 1
+            self._unreleased[slot] = block_hash
+        self._free.append(slot)
 
     def read(self, block_hash: int, out: np.ndarray | None = None) -> Encoded | None:
         """The stored form of a resident block, verified; ``None`` (block removed, counted)
@@ -205,6 +216,19 @@ class Tier:
         """Forget a resident block (any pins go with it); returns the pins it had.
         ``evicted``: the block is the policy's current victim, leaving as an eviction (the
         policy runs its eviction side effects: a CLOCK hand moves, a ghost entry is made)."""
+        slot, pins = self._forget(block_hash, evicted=evicted)
+        self._recycle(slot, block_hash)
+        return pins
+
+    def free(self, block_hash: int) -> None:
+        """Remove an unpinned block at the caller's request (``TieredStore.free``). A backend
+        whose record of the free can fail (flash) raises ``TierIOError`` instead of
+        returning quietly; memory tiers cannot fail."""
+        self.remove(block_hash)
+
+    def _forget(self, block_hash: int, *, evicted: bool = False) -> tuple[int, int]:
+        """Drop a block from the index, the policy and the residency counters; returns
+        ``(slot, pins)``. The slot is neither used nor free until the caller recycles it."""
         slot = self.hash_to_slot[block_hash]
         pins = int(self.slot_pins[slot])
         if evicted:
@@ -215,20 +239,20 @@ class Tier:
         del self.hash_to_slot[block_hash]
         self.slot_pins[slot] = 0
         self.slot_hash[slot] = 0
-        self._release_quietly(slot)
-        self._free.append(slot)
         self.stats.blocks_out += 1
         self.stats.bytes_out += self.block_bytes
-        return pins
+        return slot, pins
 
     def check_invariants(self) -> None:
         """Assert the tier's metadata, policy and statistics agree with each other."""
         n = len(self.hash_to_slot)
         assert n + len(self._free) == self.num_slots, f"{self.name}: {n} used + {len(self._free)} free != {self.num_slots}"
         assert n <= self.num_slots, f"{self.name}: {n} blocks exceed {self.num_slots} slots"
-        assert len(set(self._free)) == len(self._free), f"{self.name}: a free slot is listed twice"
+        free = set(self._free)
+        assert len(free) == len(self._free), f"{self.name}: a free slot is listed twice"
         used = set(self.hash_to_slot.values())
-        assert not used & set(self._free), f"{self.name}: a slot is both used and free"
+        assert not used & free, f"{self.name}: a slot is both used and free"
+        assert self._unreleased.keys() <= free, f"{self.name}: a slot awaiting release is not free"
         pinned = 0
         for h, slot in self.hash_to_slot.items():
             assert int(self.slot_hash[slot]) == h, f"{self.name}: slot {slot} records another hash"

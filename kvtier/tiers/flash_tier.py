@@ -1,141 +1,162 @@
 """The flash tier: payload in a real file of fixed-size slots, verified by CRC32C.
 
-File layout (little-endian), ``<path>/<tier name>.kvt``:
+The file format is ``kvtier.tiers.flash_format``'s; opening, creating and locking the file
+is ``kvtier.tiers.flash_file``'s. This module is the tier: the put, read and free paths,
+durability, and the recovery scan that rebuilds the index on reopen.
 
-* a 4096-byte file header: magic ``KVTIERFL``, format version, slot stride, slot count,
-  block bytes, and a CRC32C of those fields;
-* ``num_slots`` slots of ``slot_stride`` bytes (a multiple of 4096), each a 64-byte slot
-  header followed by the stored payload.
+A write is one ``pwritev`` of header and payload. The first write to a never-used slot
+first raises the file's high-water mark, so a reopen reads the slots below the mark and
+nothing else: opening costs what the file holds, not its capacity. A slot whose block
+leaves (free, eviction, promotion, a failed check) gets a tombstone naming the block, with
+a newer write sequence number than the block's.
 
-Slot header: magic ``KVBK``, version, codec, flags, block hash, write sequence number,
-raw length, stored length, payload CRC32C, and a CRC32C of the header itself. A write is
-one ``pwritev`` of header and payload; a free writes a zeroed header. Reopening scans
-the slot headers, keeps every slot whose header (and, with ``verify_on_open``, payload)
-verifies, keeps the newest copy when a hash appears twice, and zeroes and reports the
-rest. Reads verify the header and payload again, so a torn or rotted slot is a miss,
-never wrong bytes.
+Recovery: for each block hash, the newest record in the file (a block header or a
+tombstone, by write sequence number) decides. A newest copy that verifies is served; a
+newest copy that does not, a zeroed header below the high-water mark, two records with one
+sequence number, a sequence number from a later generation than the file's, and slots the
+file no longer holds are reported (``RecoveryReport``), never served, and older copies of
+the same hash are never served in their place. Reported and superseded slots get
+anonymous tombstones, so the next reopen does not report them again.
 
-Durability follows ``TierSpec.fsync``: ``always`` fdatasyncs after every write, ``flush``
-at ``flush()``/``close()``, ``never`` leaves it to the OS.
+Durability follows ``TierSpec.fsync`` for puts and frees alike: ``always`` fdatasyncs
+before ``put`` or ``free`` returns, ``flush`` at ``flush()``/``close()``, ``never`` leaves
+it to the OS.
 """
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
-import struct
+import weakref
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-from kvtier.codec import CODEC_NAMES, CODEC_NONE, Encoded, checksum
-from kvtier.errors import ConfigError, FlashFormatError
+from kvtier.codec import CODEC_NONE, Encoded, checksum
+from kvtier.errors import FlashFormatError, TierIOError
 from kvtier.tiers.base import CorruptSlot, Tier
-from kvtier.tiers.spec import FLASH_ALIGN_BYTES, FLASH_SLOT_HEADER_BYTES, TierSpec, flash_slot_bytes  # noqa: F401
+from kvtier.tiers.flash_file import FileIO, open_flash_file
+from kvtier.tiers.flash_format import (
+    FILE_HEADER_BYTES,
+    FLAG_ANONYMOUS,
+    FLAG_FREED,
+    FILE_VERSION,
+    GEOMETRY_BYTES,
+    LEGACY_FILE_VERSION,
+    MAX_GENERATION,
+    SEQ_BITS,
+    SLOT_HEADER_BYTES,
+    SLOT_HEADER_USED_BYTES,
+    SlotHeader,
+    make_seq,
+    pack_geometry,
+    pack_slot_header,
+    pack_state,
+    pack_tombstone,
+    parse_geometry,
+    parse_slot_header,
+    parse_slot_headers,
+    parse_state,
+    state_offset,
+)
+from kvtier.tiers.spec import TierSpec, flash_slot_bytes
 
-FILE_MAGIC = b"KVTIERFL"
-FILE_VERSION = 1
-FILE_HEADER_BYTES = 4096
-_FILE_HEADER = struct.Struct("<8sIQQQ")  # magic, version, slot_stride, num_slots, block_bytes
-SLOT_MAGIC = b"KVBK"
-SLOT_VERSION = 1
-SLOT_HEADER_BYTES = FLASH_SLOT_HEADER_BYTES
-_SLOT_HEADER = struct.Struct("<4sHBBQQIII")  # magic, ver, codec, flags, hash, seq, raw, stored, payload crc
-#: Leading bytes of a slot header that its fields and their CRC32C fill; the rest is zero padding.
-SLOT_HEADER_USED_BYTES = _SLOT_HEADER.size + 4
-_ALIGN = FLASH_ALIGN_BYTES
-_ZERO_HEADER = bytes(SLOT_HEADER_BYTES)
+__all__ = ["FileIO", "FlashTier", "RecoveryReport", "SlotHeader", "parse_slot_header", "flash_slot_bytes",
+           "FILE_HEADER_BYTES", "SLOT_HEADER_BYTES", "SLOT_HEADER_USED_BYTES"]
 
-
-class FileIO:
-    """The system calls the flash tier makes on its file, in one replaceable object.
-
-    The default calls ``os`` directly. ``kvtier.testing.FaultyFileIO`` wraps it to inject
-    failed, torn and corrupted I/O; a user may wrap it to trace or throttle I/O.
-    """
-
-    def pwritev(self, fd: int, buffers, offset: int) -> int:
-        return os.pwritev(fd, buffers, offset)
-
-    def preadv(self, fd: int, buffers, offset: int) -> int:
-        return os.preadv(fd, buffers, offset)
-
-    def pwrite(self, fd: int, data, offset: int) -> int:
-        return os.pwrite(fd, data, offset)
-
-    def pread(self, fd: int, size: int, offset: int) -> bytes:
-        return os.pread(fd, size, offset)
-
-    def fdatasync(self, fd: int) -> None:
-        os.fdatasync(fd)
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: Bytes the recovery scan reads per call (whole slots).
+_SCAN_CHUNK_BYTES = 4 << 20
+_MAX_COUNT = (1 << SEQ_BITS) - 1
 
 
 @dataclass
 class RecoveryReport:
-    """What reopening a flash file found."""
+    """What reopening a flash file found. Every block acknowledged as durable and not freed
+    is either back (``recovered``) or counted in ``corrupt_slots``/``missing_slots``
+    (``lost``), unless ``state_lost`` says the file's own record of what it held is gone."""
 
     recovered: int = 0  # blocks back in the index
-    corrupt_slots: list[int] = field(default_factory=list)  # header or payload did not verify
-    duplicate_slots: list[int] = field(default_factory=list)  # older copies of a hash kept elsewhere
+    corrupt_slots: list[int] = field(default_factory=list)  # held a record that did not verify (never served)
+    duplicate_slots: list[int] = field(default_factory=list)  # older copies of a hash, superseded by a newer record
+    #: Slots below the high-water mark that the file no longer holds (it was truncated);
+    #: each may have held a block.
+    missing_slots: list[int] = field(default_factory=list)
+    #: Neither copy of the state record verified (or a version-1 file): every slot was read,
+    #: and a zeroed slot header could not be told from a free slot.
+    state_lost: bool = False
+
+    @property
+    def lost(self) -> int:
+        """Slots reported as possibly holding a block that is not served."""
+        return len(self.corrupt_slots) + len(self.missing_slots)
 
 
-class SlotHeader(NamedTuple):
-    """The fields of a slot header that verified (``crc`` is the payload's CRC32C)."""
-
-    codec: int
-    block_hash: int
-    seq: int
-    raw_len: int
-    stored_len: int
-    crc: int
+# What kind of record a scanned slot holds.
+_BLOCK, _TOMBSTONE, _ANONYMOUS, _ROTTEN = 0, 1, 2, 3
 
 
-def _pack_slot_header(codec: int, block_hash: int, seq: int, raw_len: int, stored_len: int, crc: int) -> bytes:
-    body = _SLOT_HEADER.pack(SLOT_MAGIC, SLOT_VERSION, codec, 0, block_hash, seq, raw_len, stored_len, crc)
-    return body + struct.pack("<I", checksum(body)) + bytes(SLOT_HEADER_BYTES - SLOT_HEADER_USED_BYTES)
+class _Scan:
+    """What the recovery scan read: a row per slot whose header verifies (a block, a
+    tombstone naming a block or none, or a *rotten* block: a header that verifies over a
+    payload or fields that do not, corrupt yet still the newest record of its hash if it
+    is), and the slots that are corrupt or all zero."""
 
+    def __init__(self) -> None:
+        self._rows: list[tuple[np.ndarray, ...]] = []
+        self._corrupt: list[np.ndarray] = []
+        self._zero: list[np.ndarray] = []
+        self.max_generation = 0
 
-def parse_slot_header(buf) -> SlotHeader | None:
-    """The header at the start of ``buf`` (at least ``SLOT_HEADER_USED_BYTES`` long), or
-    ``None`` when its magic, version, codec or CRC does not verify."""
-    body = bytes(buf[: _SLOT_HEADER.size])
-    magic, version, codec, _flags, block_hash, seq, raw_len, stored_len, crc = _SLOT_HEADER.unpack(body)
-    if magic != SLOT_MAGIC or version != SLOT_VERSION or codec not in CODEC_NAMES:
-        return None
-    (header_crc,) = struct.unpack_from("<I", buf, _SLOT_HEADER.size)
-    if header_crc != checksum(body):
-        return None
-    return SlotHeader(codec, block_hash, seq, raw_len, stored_len, crc)
+    def add(self, slots, kinds, hashes, seqs, codecs, corrupt, zero) -> None:
+        self._rows.append((slots, kinds, hashes, seqs, codecs))
+        self._corrupt.append(corrupt)
+        self._zero.append(zero)
+
+    def finish(self) -> None:
+        cols = list(zip(*self._rows)) or [[np.zeros(0, t)] for t in (np.int64, np.uint8, np.uint64, np.uint64, np.uint8)]
+        self.slot, self.kind, self.block_hash, self.seq, self.codec = (np.concatenate(c) for c in cols)
+        self.corrupt = np.unique(np.concatenate([np.zeros(0, np.int64), *self._corrupt]))
+        self.zero = np.concatenate([np.zeros(0, np.int64), *self._zero])
 
 
 class FlashTier(Tier):
-    """A tier whose blocks live in one file on disk."""
+    """A tier whose blocks live in one file on disk.
+
+    The file is locked for this tier while it is open. ``close()`` releases it whatever
+    fails (and then raises ``TierIOError`` if the final sync failed); a tier dropped
+    without ``close()`` releases it when collected.
+    """
 
     kind = "flash"
 
     def __init__(self, spec: TierSpec, block_bytes: int, *, io: FileIO | None = None) -> None:
         super().__init__(spec, block_bytes)
         self.io = io if io is not None else FileIO()
-        self.path = os.path.join(spec.path, f"{spec.name}.kvt")
-        self._seq = 0
-        self._dirty = False
-        self._fd = self._open_file()
+        self.file_bytes = FILE_HEADER_BYTES + self.num_slots * self.slot_stride
+        self.generation = 1  # of this open; write sequence numbers are generation << 32 | count
+        self._count = 0
+        self._record_no = 0
+        #: Slots ``[0, high_water)`` have each been written at least once.
+        self.high_water = 0
         self._buf = bytearray(self.slot_stride)
         self._view = memoryview(self._buf)
         self._head = self._view[:SLOT_HEADER_BYTES]
         # Codec of each slot, known since its write (or the recovery scan): a raw payload
         # is read straight into the caller's buffer.
         self.slot_codec = np.zeros(self.num_slots, dtype=np.uint8)
-        self.recovery = self._recover()
+        self.file, created = open_flash_file(
+            spec.name, spec.path, f"{spec.name}.kvt", self.io, self._init_new_file,
+            capacity_bytes=spec.capacity_bytes, file_bytes=self.file_bytes,
+        )
+        self.path = self.file.path
+        self.file.sync_on_release = spec.fsync != "never"
+        # Dropped without close(): the file and its lock go when the tier is collected.
+        self._finalizer = weakref.finalize(self, self.file.release)
+        try:
+            self.recovery = RecoveryReport() if created else self._recover()
+        except BaseException:
+            self.file.release(sync=False)
+            raise
 
     def _slot_stride(self, block_bytes: int) -> int:
         return flash_slot_bytes(block_bytes)
@@ -143,144 +164,91 @@ class FlashTier(Tier):
     def _offset(self, slot: int) -> int:
         return FILE_HEADER_BYTES + slot * self.slot_stride
 
-    # -- file -------------------------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        """The open file's descriptor, or -1 once closed."""
+        return self.file.fd
 
-    def _open_file(self) -> int:
-        try:
-            os.makedirs(self.spec.path, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise ConfigError(
-                f"TierSpec.path of tier {self.name!r}: cannot open {self.path!r} for reading and writing "
-                f"({e.strerror}); expected a writable directory"
-            ) from None
-        try:
-            # One store per file: a second writer would reuse slots the first believes its own.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise ConfigError(
-                f"TierSpec.path of tier {self.name!r}: {self.path!r} is already open by another store; "
-                f"expected a directory no other open store uses (close the other store first)"
-            ) from None
-        try:
-            size = os.fstat(fd).st_size
-            want = _FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, self.slot_stride, self.num_slots, self.block_bytes)
-            want += struct.pack("<I", checksum(want))
-            if size == 0:
-                os.pwrite(fd, want.ljust(FILE_HEADER_BYTES, b"\0"), 0)
-                os.ftruncate(fd, FILE_HEADER_BYTES + self.num_slots * self.slot_stride)
-                os.fsync(fd)
-                _fsync_directory(self.spec.path)  # the new file's name is durable too
-            else:
-                self._check_file_header(os.pread(fd, len(want), 0), want)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+    _fd = fd  # the name earlier versions used
 
-    def _check_file_header(self, got: bytes, want: bytes) -> None:
-        if got[:8] != FILE_MAGIC:
-            raise FlashFormatError(f"{self.path}: not a kvtier flash file (magic {got[:8]!r}, expected {FILE_MAGIC!r})")
-        if len(got) < len(want):
-            raise FlashFormatError(f"{self.path}: file header is truncated ({len(got)} of {len(want)} bytes)")
-        (stored_crc,) = struct.unpack_from("<I", got, _FILE_HEADER.size)
-        if stored_crc != checksum(got[: _FILE_HEADER.size]):
-            raise FlashFormatError(f"{self.path}: file header CRC does not verify")
-        fields = _FILE_HEADER.unpack(got[: _FILE_HEADER.size])
-        expected = _FILE_HEADER.unpack(want[: _FILE_HEADER.size])
-        for name, g, w in zip(("magic", "version", "slot_stride", "num_slots", "block_bytes"), fields, expected):
-            if g != w:
-                raise FlashFormatError(
-                    f"{self.path}: file has {name}={g}, this tier expects {name}={w} "
-                    f"(reopen with the same capacity_bytes and block geometry)"
-                )
+    @property
+    def closed(self) -> bool:
+        return self.file.fd < 0
 
-    def _recover(self) -> RecoveryReport:
-        """Rebuild the index from the slot headers of an existing file."""
-        report = RecoveryReport()
-        found: dict[int, tuple[int, int]] = {}  # hash -> (seq, slot)
-        codecs: dict[int, int] = {}
-        for slot in range(self.num_slots):
-            try:
-                head = self.io.pread(self._fd, SLOT_HEADER_BYTES, self._offset(slot))
-            except OSError:
-                report.corrupt_slots.append(slot)  # unreadable: not served, zeroed below if possible
-                continue
-            if len(head) < SLOT_HEADER_BYTES or head == _ZERO_HEADER:
-                continue
-            parsed = parse_slot_header(head)
-            if parsed is not None and self.spec.verify_on_open:
-                parsed = self._verify_payload(slot, parsed)
-            if parsed is None or parsed.raw_len != self.block_bytes or parsed.stored_len > self.block_bytes:
-                report.corrupt_slots.append(slot)
-                continue
-            codec, block_hash, seq, _raw, _stored, _crc = parsed
-            codecs[slot] = codec
-            self._seq = max(self._seq, seq + 1)
-            if block_hash in found:
-                old_seq, old_slot = found[block_hash]
-                if old_seq >= seq:
-                    report.duplicate_slots.append(slot)
-                    continue
-                report.duplicate_slots.append(old_slot)
-            found[block_hash] = (seq, slot)
-        for slot in report.corrupt_slots + report.duplicate_slots:
-            try:
-                self.io.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))
-            except OSError:
-                pass  # left as is: it fails verification again at the next open, never served
-        self.stats.corrupt += len(report.corrupt_slots)
-        free = set(range(self.num_slots))
-        for block_hash, (_seq, slot) in sorted(found.items(), key=lambda kv: kv[1][0]):
-            self.slot_hash[slot] = block_hash
-            self.slot_codec[slot] = codecs[slot]
-            self.hash_to_slot[block_hash] = slot
-            self.policy.insert(slot, key=block_hash)  # oldest write first: LRU order follows write order
-            free.discard(slot)
-        self._free = sorted(free, reverse=True)
-        report.recovered = len(found)
-        self.stats.recovered = report.recovered
-        self.stats.blocks_in += report.recovered
-        self.stats.bytes_in += report.recovered * self.block_bytes
-        return report
+    # -- low-level writes --------------------------------------------------------------
 
-    def _verify_payload(self, slot: int, parsed: SlotHeader) -> SlotHeader | None:
-        stored_len, crc = parsed.stored_len, parsed.crc
-        if stored_len > self.slot_stride - SLOT_HEADER_BYTES:
-            return None
-        try:
-            data = self.io.pread(self._fd, stored_len, self._offset(slot) + SLOT_HEADER_BYTES)
-        except OSError:
-            return None
-        return parsed if len(data) == stored_len and checksum(data) == crc else None
+    def _pwrite(self, data: bytes, offset: int) -> None:
+        written = self.io.pwrite(self.file.fd, data, offset)
+        self.file.dirty = True
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"short write to {self.path}: {written} of {len(data)} bytes")
+
+    def _sync(self) -> None:
+        self.io.fdatasync(self.file.fd)
+        self.file.dirty = False
+
+    def _write_state(self, *, generation: int | None = None, high_water: int | None = None) -> None:
+        """Write the next state record (to the copy not holding the current one). Raises
+        ``OSError``; on failure the record number stays, so a retry writes the same copy
+        and the last good record is never the one overwritten."""
+        record_no = self._record_no + 1
+        gen = self.generation if generation is None else generation
+        hwm = self.high_water if high_water is None else high_water
+        self._pwrite(pack_state(record_no, gen, hwm), state_offset(record_no))
+        self._record_no = record_no
+
+    def _init_new_file(self, fd: int) -> None:
+        """Write a new file's header page and size it (sparse: nothing else is written)."""
+        page = bytearray(FILE_HEADER_BYTES)
+        page[:GEOMETRY_BYTES] = pack_geometry(FILE_VERSION, self.slot_stride, self.num_slots, self.block_bytes)
+        state = pack_state(0, self.generation, 0)
+        page[state_offset(0) : state_offset(0) + len(state)] = state
+        written = self.io.pwrite(fd, bytes(page), 0)
+        if written != FILE_HEADER_BYTES:
+            raise OSError(errno.ENOSPC, f"short write: {written} of {FILE_HEADER_BYTES} bytes")
+        self.io.ftruncate(fd, self.file_bytes)
+        self.io.fdatasync(fd)
+
+    def _next_seq(self) -> int:
+        if self._count > _MAX_COUNT:
+            # 2**32 writes in one open: start a new generation, durably, before using it.
+            self._write_state(generation=self.generation + 1)
+            self._sync()
+            self.generation += 1
+            self._count = 0
+        seq = make_seq(self.generation, self._count)
+        self._count += 1
+        return seq
 
     # -- backend ----------------------------------------------------------------------
 
     def _write_slot(self, slot: int, block_hash: int, enc: Encoded) -> None:
         data = memoryview(enc.data).cast("B")
-        header = _pack_slot_header(enc.codec, block_hash, self._seq, enc.raw_len, len(data), enc.crc)
-        self._seq += 1
+        if slot >= self.high_water:
+            # Slots are handed out lowest first, so a never-used slot is the mark itself.
+            assert slot == self.high_water, f"{self.name}: slot {slot} handed out above high-water mark {self.high_water}"
+            self._write_state(high_water=slot + 1)  # before the slot, so a reopen reads it
+            self.high_water = slot + 1
+        header = pack_slot_header(enc.codec, block_hash, self._next_seq(), enc.raw_len, len(data), enc.crc)
         want = SLOT_HEADER_BYTES + len(data)
-        written = self.io.pwritev(self._fd, [header, data], self._offset(slot))
+        written = self.io.pwritev(self.file.fd, [header, data], self._offset(slot))
+        self.file.dirty = True
         if written != want:
-            raise OSError(28, f"short write to {self.path}: {written} of {want} bytes")  # ENOSPC
+            raise OSError(errno.ENOSPC, f"short write to {self.path}: {written} of {want} bytes")
         self.slot_codec[slot] = enc.codec
         if self.spec.fsync == "always":
-            self.io.fdatasync(self._fd)
-        else:
-            self._dirty = True
+            self._sync()
 
     def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
         in_place = out is not None and self.slot_codec[slot] == CODEC_NONE
         if in_place:  # one preadv: header into our buffer, payload into the caller's
-            n = self.io.preadv(self._fd, [self._head, out], self._offset(slot))
+            n = self.io.preadv(self.file.fd, [self._head, out], self._offset(slot))
         else:
-            n = self.io.preadv(self._fd, [self._view], self._offset(slot))
+            n = self.io.preadv(self.file.fd, [self._view], self._offset(slot))
         parsed = parse_slot_header(self._head) if n >= SLOT_HEADER_BYTES else None
-        if parsed is None:
+        if parsed is None or parsed.flags:
             raise CorruptSlot
-        codec, got_hash, _seq, raw_len, stored_len, crc = parsed
+        codec, got_hash, _seq, raw_len, stored_len, crc, _flags = parsed
         if got_hash != block_hash or raw_len != self.block_bytes or SLOT_HEADER_BYTES + stored_len > n:
             raise CorruptSlot
         if in_place:
@@ -292,16 +260,289 @@ class FlashTier(Tier):
         # The payload CRC is checked by Tier.read (checksum is always on for flash).
         return Encoded(codec, raw_len, data, crc)
 
-    def _release_slot(self, slot: int) -> None:
-        self.io.pwrite(self._fd, _ZERO_HEADER, self._offset(slot))
+    def _release_slot(self, slot: int, block_hash: int | None) -> None:
+        if slot >= self.high_water:
+            return  # never written: nothing in the file to cancel
+        self._pwrite(pack_tombstone(self._next_seq(), block_hash), self._offset(slot))
+
+    def free(self, block_hash: int) -> None:
+        """Remove a block at the caller's request, as durably as a put (``TierSpec.fsync``).
+
+        The tombstone is written before the block leaves the index: if that write fails,
+        the failure is counted in ``write_errors`` and raised as ``TierIOError`` and the
+        block stays stored. If the write lands but ``fsync="always"``'s sync fails, the
+        block is gone from the store, the free is retried at the next ``flush()`` (unless
+        the slot is written again first), and ``TierIOError`` says it is not durable yet."""
+        slot = self.hash_to_slot[block_hash]
+        try:
+            self._release_slot(slot, block_hash)
+        except OSError as e:
+            self.stats.write_errors += 1
+            raise TierIOError(
+                e.errno, f"free of block {block_hash:#x} in flash tier {self.name!r}: writing the tombstone of "
+                f"slot {slot} of {self.path!r} failed ({e.strerror}); the block is still stored"
+            ) from None
+        self._forget(block_hash)
+        if self.spec.fsync == "always":
+            try:
+                self._sync()
+            except OSError as e:
+                self.stats.write_errors += 1
+                self._unreleased[slot] = block_hash
+                self._free.append(slot)
+                raise TierIOError(
+                    e.errno, f"free of block {block_hash:#x} in flash tier {self.name!r}: fdatasync of {self.path!r} "
+                    f"failed ({e.strerror}); the block is gone from the store, but the free is not durable yet "
+                    f"(retried at the next flush)"
+                ) from None
+        self._free.append(slot)
 
     def flush(self) -> None:
-        if self._fd >= 0 and self._dirty and self.spec.fsync != "never":
-            self.io.fdatasync(self._fd)
-        self._dirty = False
+        """Make every acknowledged put and free durable (``fsync`` "always" and "flush"):
+        retry the tombstones that failed, then fdatasync. Raises ``TierIOError`` when the
+        sync fails, or when a slot still cannot be marked free (a block freed or evicted
+        there could come back after a restart)."""
+        if self.closed:
+            return
+        retried = []
+        failed = None
+        for slot, block_hash in list(self._unreleased.items()):
+            try:
+                self._release_slot(slot, block_hash)
+            except OSError as e:
+                self.stats.write_errors += 1
+                failed = e
+            else:
+                retried.append(slot)
+        if self.file.dirty and self.spec.fsync != "never":
+            try:
+                self._sync()
+            except OSError as e:
+                self.stats.write_errors += 1
+                raise TierIOError(
+                    e.errno, f"flush of flash tier {self.name!r}: fdatasync of {self.path!r} failed ({e.strerror}); "
+                    f"puts and frees since the last successful sync may not survive a power cut"
+                ) from None
+        for slot in retried:
+            del self._unreleased[slot]
+        if failed is not None:
+            raise TierIOError(
+                failed.errno, f"flush of flash tier {self.name!r}: {len(self._unreleased)} slot(s) of {self.path!r} "
+                f"whose block was freed or moved could not be marked free ({failed.strerror}); those blocks could "
+                f"come back after a restart (slots {sorted(self._unreleased)[:8]})"
+            )
 
     def close(self) -> None:
-        if self._fd >= 0:
+        """Flush, then release the file and its lock, whatever the flush raised (which is
+        then re-raised). Closing twice does nothing."""
+        if self.closed:
+            return
+        try:
             self.flush()
-            os.close(self._fd)
-            self._fd = -1
+        finally:
+            self.file.release(sync=False)
+
+    # -- reopen -----------------------------------------------------------------------
+
+    def _recover(self) -> RecoveryReport:
+        """Check an existing file's header, rebuild the index from its slots, bump the
+        generation durably, and tombstone what was reported or superseded."""
+        fd = self.file.fd
+        size = os.fstat(fd).st_size
+        if size == 0:  # never a kvtier file (it is created whole under another name): maybe cut to nothing
+            raise FlashFormatError(f"{self.path}: the file is empty (0 bytes), expected a kvtier flash file; if it "
+                                   f"was truncated its blocks are lost: delete it to start afresh")
+        page = self.io.pread(fd, FILE_HEADER_BYTES, 0)
+        version = self._check_geometry(page)
+        state = parse_state(page, self.num_slots) if version == FILE_VERSION else None
+        report = RecoveryReport(state_lost=state is None)
+        # A slot is in the file when its header is; the payload is checked against the size.
+        in_file = min(max(0, (size - FILE_HEADER_BYTES - SLOT_HEADER_BYTES) // self.slot_stride + 1), self.num_slots)
+        if state is None:  # no mark to trust: read every slot; zeros are free
+            present = in_file
+            scan = self._scan(present, size, generation=None, written_below=0)
+        else:
+            present = min(state.high_water, in_file)
+            report.missing_slots = list(range(present, state.high_water))
+            # Past the mark, slots are read up to the first never-written one: a write whose
+            # mark did not reach the disk (a crash, a damaged or stale record) is not lost.
+            # With the newest record copy damaged, the generation may also be one newer.
+            scan = self._scan(present, size, generation=state.generation + state.partner_damaged,
+                              written_below=present, then_until_unwritten=in_file)
+
+        scan.finish()
+        kind, seq, hashes = scan.kind, scan.seq, scan.block_hash
+        # Two records never share a sequence number: when they do, neither can be trusted.
+        collided = np.zeros(kind.size, dtype=bool)
+        if kind.size:
+            order = np.argsort(seq, kind="stable")
+            same = seq[order][1:] == seq[order][:-1]
+            collided[order[1:]] |= same
+            collided[order[:-1]] |= same
+        # Per hash, the newest record decides (a corrupt one too); older copies are never served.
+        newest = np.zeros(kind.size, dtype=bool)
+        named = np.flatnonzero(kind != _ANONYMOUS)
+        if named.size:
+            order = named[np.lexsort((seq[named], hashes[named]))]
+            last = np.ones(order.size, dtype=bool)
+            last[:-1] = hashes[order][1:] != hashes[order][:-1]
+            newest[order[last]] = True
+        is_block = kind == _BLOCK
+        winner = np.flatnonzero(is_block & newest & ~collided)
+        corrupt = np.union1d(scan.corrupt, scan.slot[collided])
+        report.corrupt_slots = corrupt.tolist()
+        report.duplicate_slots = np.sort(scan.slot[is_block & ~newest & ~collided]).tolist()
+
+        # The mark: past every slot the file holds a record in (below it, every slot has one).
+        high_water = int(max(scan.slot.max(initial=-1), corrupt.max(initial=-1))) + 1
+        if state is None:
+            self.generation = scan.max_generation + 1
+        else:
+            high_water = max(high_water, present)
+            self.generation = max(state.generation, scan.max_generation) + 1
+            self._record_no = state.record_no
+        if self.generation > MAX_GENERATION:
+            raise FlashFormatError(f"{self.path}: generation {self.generation} exceeds {MAX_GENERATION}")
+        self.high_water = high_water
+        # The new generation is durable before any write uses it.
+        try:
+            if size < self.file_bytes:
+                self.io.ftruncate(fd, self.file_bytes)
+            self._write_state()
+            if state is None:
+                self._write_state()  # both copies: the next open finds the pair intact
+            if version != FILE_VERSION:
+                self._pwrite(pack_geometry(FILE_VERSION, self.slot_stride, self.num_slots, self.block_bytes), 0)
+            self._sync()
+        except OSError as e:
+            raise TierIOError(e.errno, f"reopening flash tier {self.name!r}: updating the header of {self.path!r} "
+                                       f"failed ({e.strerror})") from None
+
+        to_cancel = [*report.corrupt_slots, *report.duplicate_slots]
+        zero_free = np.setdiff1d(scan.zero[scan.zero < high_water], corrupt)
+        to_cancel += zero_free.tolist()  # free, but below the new mark: a tombstone says so
+        for slot in to_cancel:
+            try:
+                self._release_slot(slot, None)
+            except OSError:
+                self.stats.write_errors += 1
+                self._unreleased[slot] = None  # free, retried at flush; reported again if reopened first
+        if to_cancel and self.spec.fsync != "never":
+            try:
+                self._sync()
+            except OSError:
+                self.stats.write_errors += 1  # the repairs are redone at the next open
+
+        winner = winner[np.argsort(seq[winner], kind="stable")]  # oldest write first: LRU order follows it
+        slots, block_hashes = scan.slot[winner], hashes[winner]
+        self.slot_hash[slots] = block_hashes
+        self.slot_codec[slots] = scan.codec[winner]
+        slot_list, hash_list = slots.tolist(), block_hashes.tolist()
+        self.hash_to_slot.update(zip(hash_list, slot_list))
+        insert = self.policy.insert
+        for slot, block_hash in zip(slot_list, hash_list):
+            insert(slot, key=block_hash)
+        free_below = np.ones(high_water, dtype=bool)
+        free_below[slots] = False
+        self._free = list(range(self.num_slots - 1, high_water - 1, -1)) + np.flatnonzero(free_below)[::-1].tolist()
+        report.recovered = len(slot_list)
+        self.stats.corrupt += report.lost
+        self.stats.recovered = report.recovered
+        self.stats.blocks_in += report.recovered
+        self.stats.bytes_in += report.recovered * self.block_bytes
+        return report
+
+    def _check_geometry(self, page: bytes) -> int:
+        """The file's format version, after checking its geometry against this tier's."""
+        got = parse_geometry(page)
+        if isinstance(got, str):
+            raise FlashFormatError(f"{self.path}: {got}")
+        if got["version"] not in (FILE_VERSION, LEGACY_FILE_VERSION):
+            raise FlashFormatError(
+                f"{self.path}: file has version={got['version']}, this tier reads version={FILE_VERSION} "
+                f"(and upgrades version={LEGACY_FILE_VERSION})"
+            )
+        want = {"slot_stride": self.slot_stride, "num_slots": self.num_slots, "block_bytes": self.block_bytes}
+        for name, w in want.items():
+            if got[name] != w:
+                raise FlashFormatError(
+                    f"{self.path}: file has {name}={got[name]}, this tier expects {name}={w} "
+                    f"(reopen with the same capacity_bytes and block geometry)"
+                )
+        return got["version"]
+
+    def _scan(self, num_slots: int, file_size: int, *, generation: int | None, written_below: int,
+              then_until_unwritten: int = 0) -> _Scan:
+        """Read the headers (and, with ``verify_on_open``, payloads) of slots ``[0, num_slots)``,
+        then of the slots after them, one by one, up to the first all-zero header or
+        ``then_until_unwritten``. ``generation``: the newest the file can hold (a newer
+        sequence number is forged); ``None``: unknown. ``written_below``: slots below it
+        were all written, so a zeroed header there is damage."""
+        scan = _Scan()
+        per_chunk = max(1, _SCAN_CHUNK_BYTES // self.slot_stride)
+        for first in range(0, num_slots, per_chunk):
+            self._scan_slots(scan, first, min(per_chunk, num_slots - first), file_size, generation, written_below)
+        for slot in range(num_slots, then_until_unwritten):
+            if self._scan_slots(scan, slot, 1, file_size, generation, written_below):
+                break
+        return scan
+
+    def _scan_slots(self, scan: _Scan, first: int, count: int, file_size: int, generation: int | None,
+                    written_below: int) -> bool:
+        """Read and classify ``count`` slots from ``first`` with one read; True when the
+        last one is all zero (never written)."""
+        stride = self.slot_stride
+        try:
+            buf = self.io.pread(self.file.fd, count * stride, self._offset(first))
+        except OSError:
+            if count == 1:
+                scan.add(*(np.zeros(0, t) for t in (np.int64, np.uint8, np.uint64, np.uint64, np.uint8)),
+                         corrupt=np.array([first]), zero=np.zeros(0, np.int64))
+                return False
+            for slot in range(first, first + count):  # one bad sector costs one slot
+                self._scan_slots(scan, slot, 1, file_size, generation, written_below)
+            return False
+        if len(buf) < count * stride:
+            buf += bytes(count * stride - len(buf))  # cut short: the payload check sees the file size
+        rows = np.frombuffer(buf, dtype=np.uint8).reshape(count, stride)
+        slots = np.arange(first, first + count, dtype=np.int64)
+        zero = ~rows[:, :SLOT_HEADER_USED_BYTES].any(axis=1)
+        head, ok = parse_slot_headers(rows)
+        gen = head["seq"] >> np.uint64(SEQ_BITS)
+        future = gen >= MAX_GENERATION  # written by an open that never happened: forged or rotted
+        if generation is not None:
+            future |= gen > generation
+        ok &= ~future
+        if ok.any():
+            scan.max_generation = max(scan.max_generation, int(gen[ok].max()))
+        flags = head["flags"]
+        freed = (flags & FLAG_FREED) != 0
+        block = ok & ~freed
+        stored = head["stored_len"].astype(np.int64)
+        good = block & (head["raw_len"] == self.block_bytes) & (stored <= self.block_bytes)
+        good &= self._offset(slots) + SLOT_HEADER_BYTES + stored <= file_size
+        if self.spec.verify_on_open:
+            mv = memoryview(buf)
+            crcs, lens = head["crc"].tolist(), stored.tolist()
+            for i in np.flatnonzero(good).tolist():
+                start = i * stride + SLOT_HEADER_BYTES
+                if checksum(mv[start : start + lens[i]]) != crcs[i]:
+                    good[i] = False
+        kinds = np.where(freed, np.where(flags & FLAG_ANONYMOUS, _ANONYMOUS, _TOMBSTONE), np.where(good, _BLOCK, _ROTTEN))
+        corrupt = (~zero & ~ok) | (block & ~good) | (zero & (slots < written_below))
+        scan.add(slots[ok], kinds[ok].astype(np.uint8), head["block_hash"][ok], head["seq"][ok], head["codec"][ok],
+                 corrupt=slots[corrupt], zero=slots[zero])
+        return bool(zero[-1])
+
+    # -- checks -----------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        super().check_invariants()
+        hwm = self.high_water
+        assert 0 <= hwm <= self.num_slots, f"{self.name}: high-water mark {hwm} outside 0..{self.num_slots}"
+        assert all(slot < hwm for slot in self.hash_to_slot.values()), f"{self.name}: a block above the high-water mark"
+        assert all(slot < hwm for slot in self._unreleased), f"{self.name}: a slot awaiting release above the mark"
+        fresh = [s for s in self._free if s >= hwm]
+        assert fresh == list(range(self.num_slots - 1, hwm - 1, -1)), (
+            f"{self.name}: never-used slots are not handed out lowest first from the high-water mark")
+        assert 1 <= self.generation <= MAX_GENERATION and 0 <= self._count <= _MAX_COUNT + 1
