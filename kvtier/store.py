@@ -138,7 +138,10 @@ class TieredStore:
                 built.append(make_tier(spec, self.block_bytes, flash_io=flash_io))
         except BaseException:
             for tier in built:
-                tier.close()
+                try:
+                    tier.close()
+                except Exception:  # noqa: BLE001 - the error that stopped the build is the one to report
+                    pass
             raise
         self.tiers: tuple[Tier, ...] = tuple(built)
         self.tier_names = tuple(names)
@@ -150,14 +153,18 @@ class TieredStore:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _raw_view(self, kv) -> np.ndarray:
-        """A flat uint8 view of a block, after checking dtype, shape and layout."""
+    def _raw_view(self, kv, field: str = "kv") -> np.ndarray:
+        """A flat uint8 view of a block, after checking dtype, shape and layout (errors name
+        ``field``: ``kv`` for a put, ``out`` for a fetch)."""
         if not isinstance(kv, np.ndarray):
-            raise PayloadError(f"kv: got {type(kv).__name__}, expected a numpy array of shape {self.block_shape}")
+            raise PayloadError(f"{field}: got {type(kv).__name__}, expected a numpy array of shape {self.block_shape}")
+        if isinstance(kv, np.ma.MaskedArray):  # its mask cannot be stored, and its views are not plain bytes
+            raise PayloadError(f"{field}: got a numpy.ma.MaskedArray of shape {kv.shape}, expected a plain numpy "
+                               f"array (pass {field}.filled(value) or {field}.data)")
         if kv.dtype != self.dtype:
-            raise PayloadError(f"kv.dtype: got {kv.dtype}, expected {self.dtype}")
+            raise PayloadError(f"{field}.dtype: got {kv.dtype}, expected {self.dtype}")
         if kv.shape != self.block_shape:
-            raise PayloadError(f"kv.shape: got {kv.shape}, expected {self.block_shape}")
+            raise PayloadError(f"{field}.shape: got {kv.shape}, expected {self.block_shape}")
         if not kv.flags.c_contiguous:
             kv = np.ascontiguousarray(kv)
         return kv.reshape(-1).view(np.uint8)
@@ -215,7 +222,9 @@ class TieredStore:
         tier.remove(block_hash, evicted=True)
 
     def _insert_top(self, block_hash: int, raw: np.ndarray, pins: int = 0) -> int:
-        """Store a block in the fastest tier that can make room; its index, or -1."""
+        """Store a block in the fastest tier that can make room; its index, -1 when every
+        slot of every tier is pinned, or -2 when the backend failed the write (the block is
+        counted in that tier's ``drops``, next to its ``write_errors``)."""
         for i, tier in enumerate(self.tiers):
             if not tier.can_make_room():
                 continue  # every slot pinned: try the next tier
@@ -223,7 +232,8 @@ class TieredStore:
             self._make_room(i)
             if tier.admit(block_hash, tier.encode(raw), pins):
                 return i
-            return -1  # the backend failed the write: reported as dropped
+            tier.stats.drops += 1  # reached this tier and is kept nowhere
+            return -2
         return -1
 
     def _promote(self, k: int, block_hash: int, raw: np.ndarray) -> None:
@@ -241,8 +251,8 @@ class TieredStore:
         self.tiers[0].policy.prepare(block_hash)
         if self._make_room(0) and self.tiers[0].admit(block_hash, self.tiers[0].encode(raw), pins):
             return
-        if self.placement == "exclusive" and self._insert_top(block_hash, raw, pins) < 0:
-            source.stats.drops += 1
+        if self.placement == "exclusive" and self._insert_top(block_hash, raw, pins) == -1:
+            source.stats.drops += 1  # (-2: counted where the write failed)
 
     # -- public API -------------------------------------------------------------------
 
@@ -293,7 +303,7 @@ class TieredStore:
             out = np.empty(self.block_shape, dtype=self.dtype)
         elif not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
             raise PayloadError("out: expected a writeable C-contiguous numpy array (it is filled in place)")
-        raw = self._raw_view(out)
+        raw = self._raw_view(out, "out")
         self._stats.fetches += 1
         promote = self.promote_on_hit if promote is None else promote
         for k, tier in enumerate(self.tiers):
@@ -361,14 +371,17 @@ class TieredStore:
     @_locked
     def free(self, block_hash) -> bool:
         """Remove a block from every tier. False if it was not stored;
-        ``BlockPinnedError`` (nothing removed) if it is pinned."""
+        ``BlockPinnedError`` (nothing removed) if it is pinned. A flash copy's free is as
+        durable as a put under the tier's ``fsync`` policy; when the device fails it,
+        ``TierIOError`` is raised (counted in ``write_errors``) and that copy is still
+        stored, or, if only the sync failed, gone but not yet durably freed."""
         h = _as_hash(block_hash)
         holders = [tier for tier in self.tiers if h in tier]
         if any(tier.pins(h) for tier in holders):
             raise BlockPinnedError(f"free: block {h:#x} has {self.pins(h)} pin(s); unpin it first")
-        for tier in holders:
+        for tier in reversed(holders):  # a device that can fail first: on failure the faster copies stay
+            tier.free(h)
             tier.stats.frees += 1
-            tier.remove(h)
         return bool(holders)
 
     @_locked
@@ -401,15 +414,36 @@ class TieredStore:
 
     @_locked
     def flush(self) -> None:
-        """Make every acknowledged flash write durable (per each tier's fsync policy)."""
+        """Make every acknowledged flash put and free durable (per each tier's fsync policy).
+        Every tier is flushed; then the first failure (``TierIOError``) is raised."""
+        errors = []
         for tier in self.tiers:
-            tier.flush()
+            try:
+                tier.flush()
+            except Exception as e:  # noqa: BLE001 - the other tiers are still flushed
+                errors.append(e)
+        if errors:
+            for other in errors[1:]:
+                errors[0].add_note(f"also: {type(other).__name__}: {other}")
+            raise errors[0]
 
     @_locked
     def close(self) -> None:
-        """Flush and release every tier. Memory tiers' contents are gone afterwards."""
+        """Flush and release every tier, each whatever the others raised; then raise the
+        first failure (``TierIOError``: a final sync failed), the rest attached as notes.
+        Memory tiers' contents are gone afterwards; a flash file is unlocked and may be
+        reopened. Closing twice does nothing. A store dropped without ``close()`` releases
+        its flash files when it is collected."""
+        errors = []
         for tier in self.tiers:
-            tier.close()
+            try:
+                tier.close()
+            except Exception as e:  # noqa: BLE001 - every tier is closed before anything is reported
+                errors.append(e)
+        if errors:
+            for other in errors[1:]:
+                errors[0].add_note(f"also: {type(other).__name__}: {other}")
+            raise errors[0]
 
     def __enter__(self) -> "TieredStore":
         return self
