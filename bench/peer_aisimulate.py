@@ -11,8 +11,11 @@ Cases (the peer's keys, ``../shared/data/peers/README.md``):
 kvtier's side runs the same cases through ``kvtier.sim.simulate`` (the engine and its one
 timing model) on ``HardwareTarget.preset(TARGET, chips=8)``, TP8, bf16 weights and KV.
 
-    python bench/peer_aisimulate.py --peer-json ../shared/data/peers/aisimulate_llama31_70b_tp8_h100_h200.json \\
-        --target h100=h100_sxm --target h200=h200_sxm [--tolerance 0.15]
+    python bench/peer_aisimulate.py [--peer-json FILE] [--target h100=h100_sxm --target h200=h200_sxm]
+        [--tolerance 0.15]
+
+``--peer-json`` defaults to the peer's saved results committed beside this script
+(``bench/peers/``, made as its README says).
 
 It prints the table with ratios (kvtier / peer) for every key it finds and exits 1 when a
 ratio falls outside 1 +- tolerance (``--extrapolated-tolerance`` for prefills above
@@ -41,6 +44,7 @@ from kvtier.targets import Deployment, HardwareTarget
 from kvtier.traces import TraceBuilder
 
 MODEL = "llama-3.1-70b"
+SAVED = Path(__file__).resolve().parent / "peers" / "aisimulate_llama31_70b_tp8_h100_h200.json"
 _KEY = re.compile(r"^(?P<hw>.+?)_(?:prefill_(?P<s>\d+)|decode_b(?P<b>\d+)_c(?P<c>\d+))$")
 
 
@@ -153,8 +157,9 @@ def main(argv=None) -> int:
                                  epilog="example: python bench/peer_aisimulate.py --peer-json "
                                         "../shared/data/peers/aisimulate_llama31_70b_tp8_h100_h200.json "
                                         "--target h100=h100_sxm --target h200=h200_sxm")
-    ap.add_argument("--peer-json", metavar="FILE", help="saved peer results (flat JSON of <HW>_prefill_<S>, "
-                                                        "<HW>_decode_b<B>_c<C> in ms)")
+    ap.add_argument("--peer-json", metavar="FILE", default=str(SAVED),
+                    help="saved peer results (flat JSON of <HW>_prefill_<S>, <HW>_decode_b<B>_c<C> in ms; "
+                         "default: the committed bench/peers file)")
     ap.add_argument("--target", action="append", default=[], metavar="TARGET=HW",
                     help="a kvtier preset and the peer's hardware name (repeatable)")
     ap.add_argument("--tolerance", type=float, default=0.15)
@@ -174,13 +179,11 @@ def main(argv=None) -> int:
         peer = run_peer(sorted(set(targets.values())))
         if args.save:
             Path(args.save).write_text(json.dumps(peer, indent=1, sort_keys=True) + "\n")
-    elif args.peer_json:
+    else:
         try:
             peer = json.loads(Path(args.peer_json).read_text())
         except (OSError, json.JSONDecodeError) as e:
             ap.error(f"--peer-json: cannot read {args.peer_json}: {e}")
-    else:
-        ap.error("give --peer-json FILE (saved results) or --run-peer")
     rows = compare(peer, targets, args.tolerance, args.extrapolated_tolerance)
     if not rows:
         print("no peer keys match the --target hardware names", file=sys.stderr)

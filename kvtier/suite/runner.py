@@ -45,8 +45,8 @@ SENSITIVITY = {
     "weights-precision": "weights at the other precision (bf16 <-> fp8)",
     "sram-link-half": "SRAM machines' link to their next tier (MemoryX, Groq host DRAM) at half its bandwidth",
     "sram-link-double": "SRAM machines' link to their next tier at twice its bandwidth",
-    "mfu-low": "prefill MFU at the low end of each family's range",
-    "mfu-high": "prefill MFU at the high end of each family's range",
+    "mfu-low": "GEMM and attention efficiency (prefill MFU) at the low end of each family's range",
+    "mfu-high": "GEMM and attention efficiency (prefill MFU) at the high end of each family's range",
     "overhead-low": "per-layer decode overhead at the low end of each family's range",
     "overhead-high": "per-layer decode overhead at the high end of each family's range",
     "tool-tail": "a heavier tool-result tail (lognormal sigma 1.1 -> 1.5)",
@@ -110,7 +110,7 @@ def sensitivity_variant(target: HardwareTarget, variant: str) -> HardwareTarget:
     """``target`` under a ``SENSITIVITY`` variant that changes the hardware (the precision and
     workload variants are applied where the target and trace are built)."""
     if variant in ("mfu-low", "mfu-high"):
-        return _field_at(target, "efficiency", variant[4:])
+        return _field_at(_field_at(target, "efficiency", variant[4:]), "attention_efficiency", variant[4:])
     if variant in ("overhead-low", "overhead-high"):
         return _field_at(target, "decode_layer_overhead_s", variant[9:])
     if variant in ("sram-link-half", "sram-link-double") and target.tiers[0].kind == "sram" and len(target.tiers) > 1:
