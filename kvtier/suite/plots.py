@@ -5,7 +5,7 @@
   residency cliff);
 * ``kv_sources_<model>.png`` — where each turn's prefix KV came from, per target;
 * ``link_bytes_<model>.png`` — GB moved per turn on each link (read and write), per target;
-* ``max_agents_<model>.png`` — the largest agent count under the TTFT SLO, and per kW.
+* ``max_agents_<model>.png`` — the largest agent count under the SLO (p99 TTFT, p50 TPOT), and per kW.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kvtier.suite.report import _select, is_sram, max_agents_under_slo
+from kvtier.suite.report import is_sram, max_agents_under_slo, select
 
 
 def _meta(doc) -> dict:
@@ -34,7 +34,7 @@ def _plt():
 
 def _headline(doc, model, agents):
     cfg = doc["meta"]["config"]
-    return sorted(_select(doc["results"], model=model, agents=agents, variant="nominal", policy=cfg["headline_policy"],
+    return sorted(select(doc["results"], model=model, agents=agents, variant="nominal", policy=cfg["headline_policy"],
                           planner=cfg["headline_planner"]), key=lambda r: r["target"])
 
 
@@ -153,7 +153,8 @@ def _max_agents(doc, model, path):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 2), sharey=True)
     names = [r["target"] for r in rows]
     a1.barh(names, [r["max_agents"] for r in rows], color="#2a9d8f")
-    a1.set_xlabel(f"most concurrent agents with p99 TTFT <= {cfg['slo_ttft_s']:g} s")
+    a1.set_xlabel(f"most concurrent agents with p99 TTFT <= {cfg['slo_ttft_s']:g} s"
+                  + (f" and p50 TPOT <= {cfg['slo_tpot_s'] * 1e3:g} ms" if cfg.get("slo_tpot_s") else ""))
     a1.set_title(f"Agents served under the SLO ({model})")
     per_kw = [r["agents_per_kw"] if r["agents_per_kw"] is not None else 0.0 for r in rows]
     a2.barh(names, per_kw, color="#e9c46a")

@@ -44,8 +44,6 @@ def select(results, **kw):
     return [r for r in results if all(r.get(k) == v for k, v in kw.items())]
 
 
-_select = select
-
 
 def is_sram(doc, model, target) -> bool:
     t = doc["targets"].get(f"{model}|{target}|nominal")
@@ -56,7 +54,7 @@ def headline_rows(doc, model, agents, variant="nominal") -> list[dict]:
     """Per target: the headline policy/planner's long-context turn cost."""
     cfg = doc["meta"]["config"]
     out = []
-    for r in _select(doc["results"], model=model, agents=agents, variant=variant, policy=cfg["headline_policy"],
+    for r in select(doc["results"], model=model, agents=agents, variant=variant, policy=cfg["headline_policy"],
                      planner=cfg["headline_planner"]):
         d = r["derived"]
         s = r["summary"]
@@ -158,7 +156,7 @@ def policy_gap(doc, model, agents) -> list[dict]:
     for target in doc["meta"]["config"]["targets"]:
         if not is_sram(doc, model, target):
             continue
-        rows = [r for r in _select(doc["results"], model=model, target=target, agents=agents, variant="nominal")
+        rows = [r for r in select(doc["results"], model=model, target=target, agents=agents, variant="nominal")
                 if r["derived"]["turn_long_mean_s"] is not None]
         if not rows:
             continue
