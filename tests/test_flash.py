@@ -408,8 +408,22 @@ def test_one_damaged_state_record_copy_loses_nothing(tmp_path):
     assert newest.high_water == 5
     write_at(tmp_path / "flash.kvt", state_offset(newest.record_no) + 3, b"\xee")  # the newest copy rots
     again = flash_store(tmp_path)
-    assert again.tier("flash").recovery.recovered == 5 and again.tier("flash").recovery.lost == 0
+    rec = again.tier("flash").recovery
+    assert rec.recovered == 5 and rec.lost == 0 and rec.state_damaged  # all there, and the damage is said
     again.close()
+    assert not flash_store(tmp_path).tier("flash").recovery.state_damaged  # both copies rewritten
+
+
+def test_with_a_damaged_state_record_a_zeroed_header_below_the_last_block_is_still_damage(tmp_path):
+    store = flash_store(tmp_path)
+    for h in range(5):
+        store.put(h, payload(h))
+    store.close()
+    page = (tmp_path / "flash.kvt").read_bytes()[:FILE_HEADER_BYTES]
+    write_at(tmp_path / "flash.kvt", state_offset(parse_state(page, 8).record_no), b"\0" * 8)
+    write_at(tmp_path / "flash.kvt", FILE_HEADER_BYTES + 2 * SLOT, bytes(SLOT_HEADER_BYTES))
+    rec = flash_store(tmp_path).tier("flash").recovery
+    assert rec.state_damaged and rec.recovered == 4 and rec.corrupt_slots == [2]
 
 
 def test_both_state_record_copies_damaged_is_reported_and_scanned(tmp_path):
@@ -421,9 +435,9 @@ def test_both_state_record_copies_damaged_is_reported_and_scanned(tmp_path):
         write_at(tmp_path / "flash.kvt", off, b"\0" * 8)
     again = flash_store(tmp_path)
     rec = again.tier("flash").recovery
-    assert rec.state_lost and rec.recovered == 3
+    assert rec.state_damaged and rec.recovered == 3
     again.close()
-    assert not flash_store(tmp_path).tier("flash").recovery.state_lost  # rewritten
+    assert not flash_store(tmp_path).tier("flash").recovery.state_damaged  # rewritten
 
 
 def test_a_version_1_file_is_read_and_upgraded(tmp_path):
@@ -443,7 +457,7 @@ def test_a_version_1_file_is_read_and_upgraded(tmp_path):
     assert parse_geometry(path.read_bytes())["version"] == 2
     again = flash_store(tmp_path)
     rec = again.tier("flash").recovery
-    assert rec.recovered == 4 and rec.lost == 0 and not rec.state_lost
+    assert rec.recovered == 4 and rec.lost == 0 and not rec.state_damaged
     assert all(same_bytes(again.fetch(h), payload(h)) for h in (5, 6, 7, 8))
 
 

@@ -14,7 +14,9 @@ File (``<path>/<tier name>.kvt``)::
 
 State record: magic ``KVST``, record number (which copy is newer), *generation* (bumped
 durably at every open), *high-water mark* (slots ``[0, hwm)`` have each been written at
-least once; the rest have never been written and are not read at reopen), CRC32C.
+least once; past it, slots are read at reopen only up to the first never-written one),
+CRC32C. A new file gets both copies (records 0 and 1), so a copy that does not verify is
+always damage.
 
 Slot: a 64-byte header, then the stored payload. Header: magic ``KVBK``, version, codec,
 flags, block hash, write sequence number, raw length, stored length, payload CRC32C, and a
@@ -157,11 +159,7 @@ def parse_state(header_page: bytes, num_slots: int) -> StateRecord | None:
     if not valid:
         return None
     best = max(valid, key=lambda p: p.record_no)
-    if len(valid) == 2:
-        return best
-    # Only record 0 has been written when the other copy is still all zeros.
-    unwritten = best.record_no == 0 and copies[1 - STATE_OFFSETS.index(state_offset(0))] == bytes(STATE_BYTES)
-    return best._replace(partner_damaged=not unwritten)
+    return best._replace(partner_damaged=len(valid) == 1)  # both copies are written when the file is made
 
 
 def make_seq(generation: int, n: int) -> int:

@@ -4,11 +4,14 @@ The file format is ``kvtier.tiers.flash_format``'s; opening, creating and lockin
 is ``kvtier.tiers.flash_file``'s. This module is the tier: the put, read and free paths,
 durability, and the recovery scan that rebuilds the index on reopen.
 
-A write is one ``pwritev`` of header and payload. The first write to a never-used slot
-first raises the file's high-water mark, so a reopen reads the slots below the mark and
-nothing else: opening costs what the file holds, not its capacity. A slot whose block
-leaves (free, eviction, promotion, a failed check) gets a tombstone naming the block, with
-a newer write sequence number than the block's.
+A write is one ``pwritev`` of header and payload. Slots are handed out lowest first, and
+the file's high-water mark says how many have ever been written, so a reopen reads the
+slots below the mark (and on, to the first never-written one) and nothing else: opening
+costs what the file holds, not its capacity. The mark is durable no later than the blocks
+it covers: under ``fsync="always"`` it is written before the first write to a slot and
+synced with it; otherwise at ``flush()``/``close()`` (a crash before that loses nothing: a
+reopen reads past the mark). A slot whose block leaves (free, eviction, promotion, a
+failed check) gets a tombstone naming the block, with a newer write sequence number.
 
 Recovery: for each block hash, the newest record in the file (a block header or a
 tombstone, by write sequence number) decides. A newest copy that verifies is served; a
@@ -73,7 +76,7 @@ _MAX_COUNT = (1 << SEQ_BITS) - 1
 class RecoveryReport:
     """What reopening a flash file found. Every block acknowledged as durable and not freed
     is either back (``recovered``) or counted in ``corrupt_slots``/``missing_slots``
-    (``lost``), unless ``state_lost`` says the file's own record of what it held is gone."""
+    (``lost``), unless ``state_damaged`` says the file's own record of what it held was hit."""
 
     recovered: int = 0  # blocks back in the index
     corrupt_slots: list[int] = field(default_factory=list)  # held a record that did not verify (never served)
@@ -81,9 +84,10 @@ class RecoveryReport:
     #: Slots below the high-water mark that the file no longer holds (it was truncated);
     #: each may have held a block.
     missing_slots: list[int] = field(default_factory=list)
-    #: Neither copy of the state record verified (or a version-1 file): every slot was read,
-    #: and a zeroed slot header could not be told from a free slot.
-    state_lost: bool = False
+    #: A copy of the file's state record did not verify (or a version-1 file, which has
+    #: none): every slot was read, but the last slots written could have had their headers
+    #: zeroed unseen, so ``lost`` may under-count. Both copies are rewritten at this open.
+    state_damaged: bool = False
 
     @property
     def lost(self) -> int:
@@ -113,6 +117,8 @@ class _Scan:
         self._zero.append(zero)
 
     def finish(self) -> None:
+        """Join what was added into the arrays ``slot``, ``kind``, ``block_hash``, ``seq``,
+        ``codec`` (a row per record), ``corrupt`` and ``zero`` (slot numbers)."""
         cols = list(zip(*self._rows)) or [[np.zeros(0, t)] for t in (np.int64, np.uint8, np.uint64, np.uint64, np.uint8)]
         self.slot, self.kind, self.block_hash, self.seq, self.codec = (np.concatenate(c) for c in cols)
         self.corrupt = np.unique(np.concatenate([np.zeros(0, np.int64), *self._corrupt]))
@@ -138,6 +144,7 @@ class FlashTier(Tier):
         self._record_no = 0
         #: Slots ``[0, high_water)`` have each been written at least once.
         self.high_water = 0
+        self._state_behind = False  # the file's state record has an older high-water mark
         self._buf = bytearray(self.slot_stride)
         self._view = memoryview(self._buf)
         self._head = self._view[:SLOT_HEADER_BYTES]
@@ -201,8 +208,10 @@ class FlashTier(Tier):
         """Write a new file's header page and size it (sparse: nothing else is written)."""
         page = bytearray(FILE_HEADER_BYTES)
         page[:GEOMETRY_BYTES] = pack_geometry(FILE_VERSION, self.slot_stride, self.num_slots, self.block_bytes)
-        state = pack_state(0, self.generation, 0)
-        page[state_offset(0) : state_offset(0) + len(state)] = state
+        for record_no in (0, 1):  # both copies: one that does not verify is then always damage
+            state = pack_state(record_no, self.generation, 0)
+            page[state_offset(record_no) : state_offset(record_no) + len(state)] = state
+        self._record_no = 1
         written = self.io.pwrite(fd, bytes(page), 0)
         if written != FILE_HEADER_BYTES:
             raise OSError(errno.ENOSPC, f"short write: {written} of {FILE_HEADER_BYTES} bytes")
@@ -227,7 +236,10 @@ class FlashTier(Tier):
         if slot >= self.high_water:
             # Slots are handed out lowest first, so a never-used slot is the mark itself.
             assert slot == self.high_water, f"{self.name}: slot {slot} handed out above high-water mark {self.high_water}"
-            self._write_state(high_water=slot + 1)  # before the slot, so a reopen reads it
+            if self.spec.fsync == "always":
+                self._write_state(high_water=slot + 1)  # synced with the slot, below
+            else:
+                self._state_behind = True  # written at the next flush, before its sync
             self.high_water = slot + 1
         header = pack_slot_header(enc.codec, block_hash, self._next_seq(), enc.raw_len, len(data), enc.crc)
         want = SLOT_HEADER_BYTES + len(data)
@@ -304,6 +316,16 @@ class FlashTier(Tier):
         there could come back after a restart)."""
         if self.closed:
             return
+        if self._state_behind:
+            try:
+                self._write_state()
+            except OSError as e:
+                self.stats.write_errors += 1
+                raise TierIOError(
+                    e.errno, f"flush of flash tier {self.name!r}: writing the high-water mark of {self.path!r} failed "
+                    f"({e.strerror}); blocks written since the last flush may not survive a power cut"
+                ) from None
+            self._state_behind = False
         retried = []
         failed = None
         for slot, block_hash in list(self._unreleased.items()):
@@ -352,25 +374,35 @@ class FlashTier(Tier):
         if size == 0:  # never a kvtier file (it is created whole under another name): maybe cut to nothing
             raise FlashFormatError(f"{self.path}: the file is empty (0 bytes), expected a kvtier flash file; if it "
                                    f"was truncated its blocks are lost: delete it to start afresh")
+        if size < FILE_HEADER_BYTES:  # what it held cannot be told: say so rather than guess
+            raise FlashFormatError(f"{self.path}: the file header page is truncated ({size} of {FILE_HEADER_BYTES} "
+                                   f"bytes), expected a whole kvtier flash file; delete it to start afresh")
         page = self.io.pread(fd, FILE_HEADER_BYTES, 0)
         version = self._check_geometry(page)
         state = parse_state(page, self.num_slots) if version == FILE_VERSION else None
-        report = RecoveryReport(state_lost=state is None)
+        report = RecoveryReport(state_damaged=state is None or state.partner_damaged)
         # A slot is in the file when its header is; the payload is checked against the size.
         in_file = min(max(0, (size - FILE_HEADER_BYTES - SLOT_HEADER_BYTES) // self.slot_stride + 1), self.num_slots)
         if state is None:  # no mark to trust: read every slot; zeros are free
             present = in_file
             scan = self._scan(present, size, generation=None, written_below=0)
-        else:
+        elif not state.partner_damaged:
             present = min(state.high_water, in_file)
             report.missing_slots = list(range(present, state.high_water))
             # Past the mark, slots are read up to the first never-written one: a write whose
-            # mark did not reach the disk (a crash, a damaged or stale record) is not lost.
-            # With the newest record copy damaged, the generation may also be one newer.
-            scan = self._scan(present, size, generation=state.generation + state.partner_damaged,
-                              written_below=present, then_until_unwritten=in_file)
+            # mark had not reached the file yet (a crash before the flush) is not lost.
+            scan = self._scan(present, size, generation=state.generation, written_below=present,
+                              then_until_unwritten=in_file)
+        else:
+            # The newer record copy is damaged: its mark (and generation, one newer at most)
+            # is unknown, so every slot is read; since slots are used lowest first, a zeroed
+            # header below the last written slot is damage.
+            present = min(state.high_water, in_file)
+            report.missing_slots = list(range(present, state.high_water))
+            scan = self._scan(in_file, size, generation=state.generation + 1, written_below=present)
+            last = int(max(scan.slot.max(initial=-1), scan.corrupt.max(initial=-1)))
+            scan.corrupt = np.union1d(scan.corrupt, scan.zero[(scan.zero >= present) & (scan.zero < last)])
 
-        scan.finish()
         kind, seq, hashes = scan.kind, scan.seq, scan.block_hash
         # Two records never share a sequence number: when they do, neither can be trusted.
         collided = np.zeros(kind.size, dtype=bool)
@@ -409,7 +441,7 @@ class FlashTier(Tier):
             if size < self.file_bytes:
                 self.io.ftruncate(fd, self.file_bytes)
             self._write_state()
-            if state is None:
+            if report.state_damaged:
                 self._write_state()  # both copies: the next open finds the pair intact
             if version != FILE_VERSION:
                 self._pwrite(pack_geometry(FILE_VERSION, self.slot_stride, self.num_slots, self.block_bytes), 0)
@@ -474,7 +506,7 @@ class FlashTier(Tier):
     def _scan(self, num_slots: int, file_size: int, *, generation: int | None, written_below: int,
               then_until_unwritten: int = 0) -> _Scan:
         """Read the headers (and, with ``verify_on_open``, payloads) of slots ``[0, num_slots)``,
-        then of the slots after them, one by one, up to the first all-zero header or
+        then of the slots after them up to the first all-zero header (never written) or
         ``then_until_unwritten``. ``generation``: the newest the file can hold (a newer
         sequence number is forged); ``None``: unknown. ``written_below``: slots below it
         were all written, so a zeroed header there is damage."""
@@ -482,15 +514,20 @@ class FlashTier(Tier):
         per_chunk = max(1, _SCAN_CHUNK_BYTES // self.slot_stride)
         for first in range(0, num_slots, per_chunk):
             self._scan_slots(scan, first, min(per_chunk, num_slots - first), file_size, generation, written_below)
-        for slot in range(num_slots, then_until_unwritten):
-            if self._scan_slots(scan, slot, 1, file_size, generation, written_below):
+        first, count = num_slots, 1  # past the mark usually nothing was written: start small, then grow
+        while first < then_until_unwritten:
+            count = min(count, then_until_unwritten - first)
+            if self._scan_slots(scan, first, count, file_size, generation, written_below, to_first_zero=True):
                 break
+            first += count
+            count = min(2 * count, per_chunk)
+        scan.finish()
         return scan
 
     def _scan_slots(self, scan: _Scan, first: int, count: int, file_size: int, generation: int | None,
-                    written_below: int) -> bool:
-        """Read and classify ``count`` slots from ``first`` with one read; True when the
-        last one is all zero (never written)."""
+                    written_below: int, *, to_first_zero: bool = False) -> bool:
+        """Read and classify ``count`` slots from ``first`` with one read. ``to_first_zero``:
+        stop at the first all-zero slot (never written) and return True if there was one."""
         stride = self.slot_stride
         try:
             buf = self.io.pread(self.file.fd, count * stride, self._offset(first))
@@ -500,13 +537,18 @@ class FlashTier(Tier):
                          corrupt=np.array([first]), zero=np.zeros(0, np.int64))
                 return False
             for slot in range(first, first + count):  # one bad sector costs one slot
-                self._scan_slots(scan, slot, 1, file_size, generation, written_below)
+                if self._scan_slots(scan, slot, 1, file_size, generation, written_below, to_first_zero=to_first_zero):
+                    return True
             return False
         if len(buf) < count * stride:
             buf += bytes(count * stride - len(buf))  # cut short: the payload check sees the file size
         rows = np.frombuffer(buf, dtype=np.uint8).reshape(count, stride)
-        slots = np.arange(first, first + count, dtype=np.int64)
         zero = ~rows[:, :SLOT_HEADER_USED_BYTES].any(axis=1)
+        stopped = False
+        if to_first_zero and zero.any():
+            count = int(np.argmax(zero))
+            rows, zero, stopped = rows[:count], zero[:count], True
+        slots = np.arange(first, first + count, dtype=np.int64)
         head, ok = parse_slot_headers(rows)
         gen = head["seq"] >> np.uint64(SEQ_BITS)
         future = gen >= MAX_GENERATION  # written by an open that never happened: forged or rotted
@@ -532,7 +574,7 @@ class FlashTier(Tier):
         corrupt = (~zero & ~ok) | (block & ~good) | (zero & (slots < written_below))
         scan.add(slots[ok], kinds[ok].astype(np.uint8), head["block_hash"][ok], head["seq"][ok], head["codec"][ok],
                  corrupt=slots[corrupt], zero=slots[zero])
-        return bool(zero[-1])
+        return stopped
 
     # -- checks -----------------------------------------------------------------------
 
