@@ -141,6 +141,80 @@ def _book(free_at, busy_ns, nbytes_out, link, start, dur_s, nbytes):
     return s0 + d
 
 
+@njit(_nrt=False)
+def _release(tr, q, at, dispatch, ready, remaining, rq_r, rq_p, rq_t, rq_n):
+    """Row ``q`` was dispatched (``dispatch``) or completed at ``at``: its children waiting
+    for that event get ``at`` + their delay; those with nothing left to wait for join the
+    ready queue. Returns the queue's new size."""
+    for j in range(tr.child_offsets[q], tr.child_offsets[q + 1]):
+        if tr.child_dispatch[j] != dispatch:
+            continue
+        ch = tr.child_rows[j]
+        cand = at + tr.child_delay_ns[j]
+        if cand > ready[ch]:
+            ready[ch] = cand
+        remaining[ch] -= 1
+        if remaining[ch] == 0:
+            heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, ch, ready[ch], ch)
+            rq_n += 1
+    return rq_n
+
+
+# Slots of the step's batch accumulator (``_pack``).
+_B_BUDGET = 0  # tokens left of max_num_batched_tokens
+_B_SEQ = 1  # sequences in the step
+_B_DEC = 2  # of which decodes
+_B_GROW = 3  # of the decodes, those whose growth is streamed
+_B_PF = 4  # prefill chunks
+_B_KV = 5  # bytes of KV attention reads
+_B_WORK = 6  # s of attention work
+_B_STREAM = 7  # bytes streamed over tier 1's path
+_B_MIN_LEFT = 8  # fewest output tokens a decode has left
+_B_SIZE = 9
+
+
+@njit(_nrt=False)
+def _pack(q, bt, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, chunked, stream_all, kv_tok, attn_tok):
+    """Put request ``q`` into the step being packed (``bt``): a decode token, or a chunk
+    of its prefill (``_take``), while the token budget lasts."""
+    budget = np.int64(bt[_B_BUDGET])
+    if budget <= 0:
+        return
+    if pf_left[q] > 0:
+        c = _take(pf_left[q], budget, chunked, np.int64(bt[_B_SEQ]))
+        if c <= 0:
+            return
+        chunk[q] = c
+        bt[_B_BUDGET] -= c
+        bt[_B_SEQ] += 1
+        bt[_B_PF] += 1
+        bt[_B_WORK] += pf_attn[q] * c / pf_left[q]
+        bt[_B_KV] += (ctx[q] + c) * kv_tok
+        bt[_B_STREAM] += strm[q]
+        return
+    chunk[q] = 1
+    bt[_B_BUDGET] -= 1
+    bt[_B_SEQ] += 1
+    bt[_B_DEC] += 1
+    if sgrow[q] or (stream_all and strm[q] > 0.0):
+        bt[_B_GROW] += 1
+    bt[_B_WORK] += attn_tok * ctx[q]
+    bt[_B_KV] += held[q] + strm[q]
+    bt[_B_STREAM] += strm[q]
+    if dec_left[q] < bt[_B_MIN_LEFT]:
+        bt[_B_MIN_LEFT] = dec_left[q]
+
+
+@njit(_nrt=False)
+def _price(st, k, nseq, tokens, kv, work, stream, ndec, ngrow, kv_tok, attn_tok):
+    """A window of ``k`` alike steps priced at its middle (every decode's context, and the
+    streamed part of the ``ngrow`` growing by streaming, ``(k-1)/2`` tokens on), in ns."""
+    half = (k - 1) / 2.0
+    s_ns = to_ns(batch_step_s(st, nseq, tokens, kv + ndec * kv_tok * half, work + ndec * attn_tok * half,
+                              stream + ngrow * kv_tok * half))
+    return s_ns if s_ns > 0 else np.int64(1)
+
+
 @njit
 def simulate_kernel(tr, hw, sc, ca, out):
     """Simulate every request of ``tr`` on ``sc.replicas`` replicas of ``hw``; see
@@ -187,6 +261,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
     fetch_end = np.zeros(n_req, dtype=np.int64)
     swapped = np.zeros(n_req, dtype=np.float64)
     swap_ready = np.zeros(n_req, dtype=np.int64)
+    sgrow = np.zeros(n_req, dtype=np.bool_)  # its growth is streamed (it cannot grow in the compute tier)
     chunk = np.zeros(n_req, dtype=np.int64)  # tokens scheduled in the step in flight
     blocked = np.full(n_req, -1, dtype=np.int64)  # ns it started waiting for room at the head
     looked_up = np.zeros(n_req, dtype=np.bool_)
@@ -203,6 +278,14 @@ def simulate_kernel(tr, hw, sc, ca, out):
     step_ns = np.zeros(R, dtype=np.int64)
     k_steps = np.zeros(R, dtype=np.int64)
     t_end = np.zeros(R, dtype=np.int64)
+    # the window in flight's batch, to price it again when an arrival cuts it short
+    w_nseq = np.zeros(R, dtype=np.int64)
+    w_tokens = np.zeros(R, dtype=np.int64)
+    w_kv = np.zeros(R, dtype=np.float64)
+    w_work = np.zeros(R, dtype=np.float64)
+    w_stream = np.zeros(R, dtype=np.float64)
+    w_ndec = np.zeros(R, dtype=np.int64)
+    w_ngrow = np.zeros(R, dtype=np.int64)
 
     rq_r = np.empty(n_req, dtype=np.int64)
     rq_p = np.empty(n_req, dtype=np.int64)
@@ -218,6 +301,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
     n_done = 0
     n_order = 0
     big = np.int64(1) << 62
+    bt = np.zeros(_B_SIZE, dtype=np.float64)  # the step being packed (``_pack``)
 
     while True:
         # the next event: a request becoming ready (first at a tie) or a replica's step ending
@@ -244,48 +328,65 @@ def simulate_kernel(tr, hw, sc, ca, out):
             else:
                 nxt[w_tail[r]] = q
             w_tail[r] = q
-            if busy[r]:
-                if k_steps[r] > 1:  # a decode window: end it at the first step boundary after now
-                    k_new = (now - t0[r] + step_ns[r] - 1) // step_ns[r]
-                    if k_new < 1:
-                        k_new = 1
-                    if k_new < k_steps[r]:
+            rq_n = _release(tr, q, now, True, ready, remaining, rq_r, rq_p, rq_t, rq_n)
+            if not busy[r] or k_steps[r] == 0:
+                # idle, or waiting for a fetch: look again at now, after every arrival at now
+                busy[r] = True
+                k_steps[r] = 0
+                t0[r] = now
+                t_end[r] = now
+            elif k_steps[r] > 1:
+                # a decode window: end it at the first step boundary after now, priced anew
+                k_new = (now - t0[r] + step_ns[r] - 1) // step_ns[r]
+                if k_new < 1:
+                    k_new = 1
+                while k_new < k_steps[r]:
+                    s_new = _price(hw.stage, k_new, w_nseq[r], w_tokens[r], w_kv[r], w_work[r], w_stream[r],
+                                   w_ndec[r], w_ngrow[r], kv_tok, hw.attn_token_s)
+                    if t0[r] + k_new * s_new >= now:
                         k_steps[r] = k_new
-                        t_end[r] = t0[r] + k_new * step_ns[r]
-                elif k_steps[r] == 0 and now < t_end[r]:  # idle wait: look again now
-                    t_end[r] = now
-                continue
+                        step_ns[r] = s_new
+                        t_end[r] = t0[r] + k_new * s_new
+                        break
+                    k_new += 1
+            continue
         else:
             now = t_r
             # ---- the step in flight ends: tokens land, turns finish
             busy[r] = False
             k = k_steps[r]
+            r_off = r * max(L, 1)
+            streamed = 0.0
             i = 0
             while i < run_n[r]:
                 q = run[r, i]
                 c = chunk[q]
                 chunk[q] = 0
                 finished = False
+                s_before = strm[q]
                 if c > 0 and pf_left[q] > 0:  # a prefill chunk
                     pf_attn[q] -= pf_attn[q] * c / pf_left[q]
                     pf_left[q] -= c
                     ctx[q] += c
                     if pf_left[q] == 0:  # the prompt is done: its step samples a token
                         dec_left[q] -= 1
+                        first = now if now > fetch_end[q] else fetch_end[q]  # layer-wise: the last layer's KV
                         if out.req_i[q, O_FIRST_TOKEN] < 0:
-                            out.req_i[q, O_FIRST_TOKEN] = now if now > fetch_end[q] else fetch_end[q]
+                            out.req_i[q, O_FIRST_TOKEN] = first
+                        if first > avail[q]:
+                            avail[q] = first
                         finished = dec_left[q] <= 0
                 elif c > 0:  # k decode tokens
                     dec_left[q] -= k
                     ctx[q] += k
                     grow = k * kv_tok
-                    if strm[q] > 0.0 or sc.stream_all:
+                    if sgrow[q] and not sc.stream_all:
+                        strm[q] += grow
+                    elif sc.stream_all:
                         room = kv0 - held_sum[r]
                         if room < 0.0:
                             room = 0.0
                         take = grow if grow < room else room
-                        if strm[q] > 0.0 and not sc.stream_all:
-                            take = 0.0
                         held[q] += take
                         held_sum[r] += take
                         strm[q] += grow - take
@@ -293,11 +394,20 @@ def simulate_kernel(tr, hw, sc, ca, out):
                         held[q] += grow
                         held_sum[r] += grow
                     finished = dec_left[q] <= 0
+                if c > 0 and (s_before > 0.0 or strm[q] > 0.0):
+                    # the steps streamed s_before, then one more step's growth each
+                    inc = (strm[q] - s_before) / k
+                    streamed += k * s_before + inc * k * (k - 1) / 2.0
+                    last = s_before + inc * (k - 1)
+                    if last > 0.0:
+                        out.req_i[q, O_REGIME] = REGIME_STREAMED
+                        if np.int64(last) > out.req_i[q, O_STREAM_BYTES]:
+                            out.req_i[q, O_STREAM_BYTES] = np.int64(last)
                 if finished:
-                    fin = out.req_i[q, O_FIRST_TOKEN]
-                    out.req_i[q, O_END] = now
+                    end = now if now > out.req_i[q, O_FIRST_TOKEN] else out.req_i[q, O_FIRST_TOKEN]
+                    out.req_i[q, O_END] = end
                     ntok = tr.out_tokens[q]
-                    out.req_f[q, F_STEP] = (now - fin) / 1e9 / (ntok - 1) if ntok > 1 else 0.0
+                    out.req_f[q, F_STEP] = (end - out.req_i[q, O_FIRST_TOKEN]) / 1e9 / (ntok - 1) if ntok > 1 else 0.0
                     state[q] = _DONE
                     held_sum[r] -= held[q]
                     held[q] = 0.0
@@ -305,18 +415,11 @@ def simulate_kernel(tr, hw, sc, ca, out):
                         run[r, j] = run[r, j + 1]
                     run_n[r] -= 1
                     n_done += 1
-                    base_t = out.req_i[q, O_DISPATCH]
-                    for j in range(tr.child_offsets[q], tr.child_offsets[q + 1]):
-                        ch = tr.child_rows[j]
-                        cand = (base_t if tr.child_dispatch[j] else now) + tr.child_delay_ns[j]
-                        if cand > ready[ch]:
-                            ready[ch] = cand
-                        remaining[ch] -= 1
-                        if remaining[ch] == 0:
-                            heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, ch, ready[ch], ch)
-                            rq_n += 1
+                    rq_n = _release(tr, q, end, False, ready, remaining, rq_r, rq_p, rq_t, rq_n)
                     continue
                 i += 1
+            if streamed > 0.0 and stream_link >= 0:  # what the steps read over the link, from their start
+                _book(read_free, rd_busy, rd_bytes, r_off + stream_link, t0[r], streamed / hw.tier_bw[1], streamed)
         if busy[r]:
             continue
 
@@ -328,7 +431,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 grow = 0.0
                 for i in range(run_n[r]):
                     q = run[r, i]
-                    if pf_left[q] == 0 and avail[q] <= now and strm[q] == 0.0:
+                    if pf_left[q] == 0 and avail[q] <= now and not sgrow[q]:
                         grow += kv_tok
                 if held_sum[r] + grow <= kv0 or run_n[r] <= 1:
                     break
@@ -349,6 +452,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                     ctx[v] = 0
                 held[v] = 0.0
                 strm[v] = 0.0
+                sgrow[v] = False
                 state[v] = _WAITING
                 nxt[v] = w_head[r]
                 w_head[r] = v
@@ -357,17 +461,13 @@ def simulate_kernel(tr, hw, sc, ca, out):
             # a lone turn that cannot grow streams its growth from the next tier
             if run_n[r] == 1 and T > 1:
                 q = run[r, 0]
-                if pf_left[q] == 0 and strm[q] == 0.0 and held_sum[r] + kv_tok > kv0:
-                    strm[q] = 1e-30
-        budget = sc.max_tokens
-        n_seq = 0
-        n_dec = 0
-        n_res = 0
-        n_pf = 0
-        kv_read = 0.0
-        work = 0.0
-        stream_b = 0.0
-        min_left = big
+                if pf_left[q] == 0 and held_sum[r] + kv_tok > kv0:
+                    sgrow[q] = True
+        # the batch: n_seq sequences (n_dec decodes, n_grow of them growing by streaming,
+        # n_pf prefill chunks), the KV they read, their attention work, what they stream
+        bt[:] = 0.0
+        bt[_B_BUDGET] = sc.max_tokens
+        bt[_B_MIN_LEFT] = big
         wake = big
         for i in range(run_n[r]):
             q = run[r, i]
@@ -375,35 +475,20 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 if avail[q] < wake:
                     wake = avail[q]
                 continue
-            if pf_left[q] > 0:
-                c = _take(pf_left[q], budget, sc.chunked, n_seq) if budget > 0 else 0
-                if c <= 0:
-                    continue
-                chunk[q] = c
-                budget -= c
-                n_seq += 1
-                n_pf += 1
-                work += pf_attn[q] * c / pf_left[q]
-                kv_read += (ctx[q] + c) * kv_tok
-                stream_b += strm[q]
-            elif budget > 0:
-                chunk[q] = 1
-                budget -= 1
-                n_seq += 1
-                n_dec += 1
-                if strm[q] == 0.0:
-                    n_res += 1
-                work += hw.attn_token_s * ctx[q]
-                kv_read += held[q] + strm[q]
-                stream_b += strm[q]
-                if dec_left[q] < min_left:
-                    min_left = dec_left[q]
+            _pack(q, bt, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, sc.chunked, sc.stream_all,
+                  kv_tok, hw.attn_token_s)
         # admit from the queue, first come first served: stop at the first that cannot start
-        while w_head[r] >= 0 and run_n[r] < sc.max_seqs and budget > 0:
+        while w_head[r] >= 0 and run_n[r] < sc.max_seqs and bt[_B_BUDGET] > 0:
             q = w_head[r]
-            n_tok = tr.in_tokens[q] + (tr.out_tokens[q] - dec_left[q] if looked_up[q] else 0)
-            need = n_tok * kv_tok
-            free_b = kv0 - held_sum[r] - n_res * kv_tok  # this step's decode tokens come first
+            if not looked_up[q]:
+                need = tr.in_tokens[q] * kv_tok  # the prompt's blocks, cached ones promoted and new ones
+            elif swapped[q] > 0.0:
+                need = swapped[q]  # what it held when it was swapped out
+            else:
+                need = (ctx[q] + pf_left[q]) * kv_tok  # preempted by recompute: all of it again
+            free_b = kv0 - held_sum[r] - (bt[_B_DEC] - bt[_B_GROW]) * kv_tok  # this step's decode tokens first
+            if swapped[q] > 0.0:
+                free_b -= kv_tok  # and the token a swapped-in turn decodes next
             if free_b < 0.0:
                 free_b = 0.0
             over = (tr.in_tokens[q] + tr.out_tokens[q]) * kv_tok > kv0 and T == 1
@@ -467,15 +552,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
                     out.req_i[q, O_END] = -1
                     state[q] = _DONE
                     n_done += 1
-                    for j in range(tr.child_offsets[q], tr.child_offsets[q + 1]):
-                        ch = tr.child_rows[j]
-                        cand = now + tr.child_delay_ns[j]
-                        if cand > ready[ch]:
-                            ready[ch] = cand
-                        remaining[ch] -= 1
-                        if remaining[ch] == 0:
-                            heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, ch, ready[ch], ch)
-                            rq_n += 1
+                    rq_n = _release(tr, q, now, False, ready, remaining, rq_r, rq_p, rq_t, rq_n)
                     continue
                 # plan: fetch or recompute each prefix block; fetches queue on the replica's links
                 for lk in range(L):
@@ -535,36 +612,16 @@ def simulate_kernel(tr, hw, sc, ca, out):
             held[q] = take
             held_sum[r] += take
             strm[q] = need - take if need > take else 0.0
-            if strm[q] > 0.0:
-                out.req_i[q, O_REGIME] = REGIME_STREAMED
+            sgrow[q] = strm[q] > 0.0 and not sc.stream_all
             run[r, run_n[r]] = q
             run_n[r] += 1
             if avail[q] > now:
                 if avail[q] < wake:
                     wake = avail[q]
                 continue
-            if pf_left[q] > 0:
-                c = _take(pf_left[q], budget, sc.chunked, n_seq)
-                if c > 0:
-                    chunk[q] = c
-                    budget -= c
-                    n_seq += 1
-                    n_pf += 1
-                    work += pf_attn[q] * c / pf_left[q]
-                    kv_read += (ctx[q] + c) * kv_tok
-                    stream_b += strm[q]
-            else:
-                chunk[q] = 1
-                budget -= 1
-                n_seq += 1
-                n_dec += 1
-                if strm[q] == 0.0:
-                    n_res += 1
-                work += hw.attn_token_s * ctx[q]
-                kv_read += held[q] + strm[q]
-                stream_b += strm[q]
-                if dec_left[q] < min_left:
-                    min_left = dec_left[q]
+            _pack(q, bt, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, sc.chunked, sc.stream_all,
+                  kv_tok, hw.attn_token_s)
+        n_seq = np.int64(bt[_B_SEQ])
         if n_seq == 0:
             if wake < big:  # only fetches in flight: wait for the first to land
                 busy[r] = True
@@ -574,40 +631,40 @@ def simulate_kernel(tr, hw, sc, ca, out):
             continue
         # how many steps run alike: a decode-only batch runs until its first turn ends, its
         # room runs out, or a fetch lands (an arrival ends the window early); else one step
-        k = 1
-        if n_pf == 0:
-            k = min_left
-            if not sc.stream_all and n_res > 0:
-                k_mem = np.int64((kv0 - held_sum[r]) // (n_res * kv_tok))
+        n_dec = np.int64(bt[_B_DEC])
+        n_grow = np.int64(bt[_B_GROW])
+        tokens = np.int64(sc.max_tokens - bt[_B_BUDGET])
+        k = np.int64(1)
+        if bt[_B_PF] == 0:
+            k = np.int64(bt[_B_MIN_LEFT])
+            if not sc.stream_all and n_dec > n_grow:
+                k_mem = np.int64((kv0 - held_sum[r]) // ((n_dec - n_grow) * kv_tok))
                 if k_mem < k:
                     k = k_mem
-            if k < 1 or budget <= 0:
+            if k < 1 or bt[_B_BUDGET] <= 0:
                 k = 1
-        half = (k - 1) / 2.0
-        step = batch_step_s(hw.stage, n_seq, sc.max_tokens - budget, kv_read + n_dec * kv_tok * half,
-                            work + n_dec * hw.attn_token_s * half, stream_b + (n_dec - n_res) * kv_tok * half)
-        s_ns = to_ns(step)
-        if s_ns < 1:
-            s_ns = 1
+        s_ns = _price(hw.stage, k, n_seq, tokens, bt[_B_KV], bt[_B_WORK], bt[_B_STREAM], n_dec, n_grow, kv_tok,
+                      hw.attn_token_s)
         if wake < big and k > 1:
             kw = (wake - now + s_ns - 1) // s_ns
             if kw < 1:
                 kw = 1
             if kw < k:
                 k = kw
-        if stream_b > 0.0 and stream_link >= 0:
-            nb = (stream_b + (n_dec - n_res) * kv_tok * half) * k
-            _book(read_free, rd_busy, rd_bytes, r_off + stream_link, now, nb / hw.tier_bw[1], nb)
-            for i in range(run_n[r]):
-                q = run[r, i]
-                if chunk[q] > 0 and strm[q] > out.req_i[q, O_STREAM_BYTES]:
-                    out.req_i[q, O_STREAM_BYTES] = np.int64(strm[q])
-                    out.req_i[q, O_REGIME] = REGIME_STREAMED
+                s_ns = _price(hw.stage, k, n_seq, tokens, bt[_B_KV], bt[_B_WORK], bt[_B_STREAM], n_dec, n_grow,
+                              kv_tok, hw.attn_token_s)
         busy[r] = True
         k_steps[r] = k
         step_ns[r] = s_ns
         t0[r] = now
         t_end[r] = now + k * s_ns
+        w_nseq[r] = n_seq
+        w_tokens[r] = tokens
+        w_kv[r] = bt[_B_KV]
+        w_work[r] = bt[_B_WORK]
+        w_stream[r] = bt[_B_STREAM]
+        w_ndec[r] = n_dec
+        w_ngrow[r] = n_grow
 
     for x in range(R):
         for lk in range(L):
