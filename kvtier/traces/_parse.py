@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import os
@@ -12,24 +10,15 @@ from collections.abc import Iterator
 import numpy as np
 
 from kvtier.errors import TraceFormatError
+from kvtier.traces.compressed import READ_ERRORS, open_text
 from kvtier.validation import is_int, is_number
 
 
-def open_text(path) -> io.TextIOBase:
-    """Open a trace for streaming text reads (``.gz`` is decompressed on the fly)."""
+def iter_lines(path, progress=None) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) for each non-blank line, read lazily (gzip and
+    zstd decompressed on the fly; ``progress`` advanced by the bytes read)."""
     p = os.fspath(path)
-    try:
-        if p.endswith(".gz"):
-            return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-        return open(p, encoding="utf-8")
-    except OSError as e:
-        raise TraceFormatError(f"{p}: cannot open: {e.strerror or e}") from None
-
-
-def iter_lines(path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, stripped line) for each non-blank line, read lazily."""
-    p = os.fspath(path)
-    with open_text(p) as f:
+    with open_text(p, progress) as f:
         lineno = 0
         try:
             for lineno, line in enumerate(f, 1):  # noqa: B007
@@ -38,13 +27,13 @@ def iter_lines(path) -> Iterator[tuple[int, str]]:
                     yield lineno, s
         except UnicodeDecodeError as e:
             raise TraceFormatError(f"{p} line {lineno + 1}: not UTF-8 text ({e.reason})") from None
-        except (OSError, EOFError) as e:  # truncated gzip
+        except READ_ERRORS as e:  # a truncated or damaged compressed stream
             raise TraceFormatError(f"{p} line {lineno + 1}: cannot read: {e}") from None
 
 
-def iter_json_rows(path) -> Iterator[tuple[int, dict]]:
+def iter_json_rows(path, progress=None) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSONL file; every line must be an object."""
-    for lineno, line in iter_lines(path):
+    for lineno, line in iter_lines(path, progress):
         yield lineno, parse_object(path, lineno, line)
 
 

@@ -25,12 +25,12 @@ BAILIAN_BLOCK_TOKENS = 16
 BAILIAN_ROOT = 0x6261696C69616E
 
 
-def read_bailian(path, *, block_tokens: int | None = None) -> Trace:
+def read_bailian(path, *, block_tokens: int | None = None, progress=None) -> Trace:
     bt = BAILIAN_BLOCK_TOKENS if block_tokens is None else block_tokens
     b = TraceBuilder()
     chat_to_session: dict[int, int] = {}
     num_sessions = 0
-    for lineno, obj in iter_json_rows(path):
+    for lineno, obj in iter_json_rows(path, progress):
         r = Row(path, lineno, obj)
         chat = r.integer("chat_id")
         parent = r.integer("parent_chat_id", default=-1, minimum=-1)

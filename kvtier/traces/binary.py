@@ -33,6 +33,7 @@ import numpy as np
 from kvtier._kernels.traces import prefix_delta_decode, prefix_delta_encode
 from kvtier.codec import checksum
 from kvtier.errors import ConfigError, TraceFormatError
+from kvtier.traces.compressed import READ_ERRORS, open_binary
 from kvtier.traces.model import COLUMN_DTYPES, COLUMN_NAMES, Trace, check_meta
 from kvtier.validation import check_int
 
@@ -42,10 +43,12 @@ _PREFIX = struct.Struct("<8sII")
 
 
 def is_binary(path) -> bool:
+    """Whether the file starts with the kvtier-bin magic (after decompression, if it is
+    gzip or zstd)."""
     try:
-        with open(path, "rb") as f:
+        with open_binary(path) as f:
             return f.read(len(MAGIC)) == MAGIC
-    except OSError:
+    except (TraceFormatError, *READ_ERRORS):
         return False
 
 
@@ -80,74 +83,78 @@ def write_binary(trace: Trace, path, *, compress: bool = True) -> None:
     os.replace(tmp, path)
 
 
-def read_binary(path, *, block_tokens: int | None = None) -> Trace:
-    """Read a ``kvtier-bin`` file; every column's CRC32C is verified."""
+def read_binary(path, *, block_tokens: int | None = None, progress=None) -> Trace:
+    """Read a ``kvtier-bin`` file (gzip or zstd compressed too); every column's CRC32C is
+    verified."""
     p = os.fspath(path)
     try:
-        f = open(p, "rb")
-    except OSError as e:
-        raise TraceFormatError(f"{p}: cannot open: {e.strerror or e}") from None
-    with f:
-        arrays: dict[str, np.ndarray] = {}
-        prefix = f.read(_PREFIX.size)
-        if len(prefix) < _PREFIX.size:
-            raise TraceFormatError(f"{p}: header: file is {len(prefix)} bytes, too short for a kvtier-bin header")
-        magic, version, hlen = _PREFIX.unpack(prefix)
-        if magic != MAGIC:
-            raise TraceFormatError(f"{p}: magic: got {magic!r}, expected {MAGIC!r}")
-        if version != VERSION:
-            raise TraceFormatError(f"{p}: version: got {version}, expected {VERSION}")
-        raw_header = f.read(hlen)
+        with open_binary(p, progress) as f:
+            return _read_columns(p, f, block_tokens)
+    except READ_ERRORS as e:
+        raise TraceFormatError(f"{p}: cannot read: {e}") from None
+
+
+def _read_columns(p: str, f, block_tokens: int | None) -> Trace:
+    arrays: dict[str, np.ndarray] = {}
+    prefix = f.read(_PREFIX.size)
+    if len(prefix) < _PREFIX.size:
+        raise TraceFormatError(f"{p}: header: file is {len(prefix)} bytes, too short for a kvtier-bin header")
+    magic, version, hlen = _PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise TraceFormatError(f"{p}: magic: got {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise TraceFormatError(f"{p}: version: got {version}, expected {VERSION}")
+    raw_header = f.read(hlen)
+    try:
+        header = json.loads(raw_header.decode())
+        if not isinstance(header, dict):
+            raise ValueError("not an object")
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TraceFormatError(f"{p}: header: not a JSON object ({e})") from None
+    cols = header.get("columns")
+    names = [c.get("name") if isinstance(c, dict) else None for c in cols] if isinstance(cols, list) else None
+    if names != list(COLUMN_NAMES):
+        raise TraceFormatError(f"{p}: header.columns: expected the columns {list(COLUMN_NAMES)} in order")
+    bt = check_int(header.get("block_tokens"), f"{p}: header.block_tokens", error=TraceFormatError)
+    if block_tokens is not None and block_tokens != bt:
+        raise TraceFormatError(f"{p}: header.block_tokens: got {bt}, "
+                               f"expected {block_tokens} (the --block-tokens given)")
+    meta = header.get("meta", {})
+    if not isinstance(meta, dict):
+        raise TraceFormatError(f"{p}: header.meta: got {type(meta).__name__}, expected an object")
+    for c in cols:
+        name = c["name"]
+        where = f"{p}: column {name}"
         try:
-            header = json.loads(raw_header.decode())
-            if not isinstance(header, dict):
-                raise ValueError("not an object")
-        except (UnicodeDecodeError, ValueError) as e:
-            raise TraceFormatError(f"{p}: header: not a JSON object ({e})") from None
-        cols = header.get("columns")
-        names = [c.get("name") if isinstance(c, dict) else None for c in cols] if isinstance(cols, list) else None
-        if names != list(COLUMN_NAMES):
-            raise TraceFormatError(f"{p}: header.columns: expected the columns {list(COLUMN_NAMES)} in order")
-        bt = check_int(header.get("block_tokens"), f"{p}: header.block_tokens", error=TraceFormatError)
-        if block_tokens is not None and block_tokens != bt:
-            raise TraceFormatError(f"{p}: header.block_tokens: got {bt}, "
-                                   f"expected {block_tokens} (the --block-tokens given)")
-        meta = header.get("meta", {})
-        if not isinstance(meta, dict):
-            raise TraceFormatError(f"{p}: header.meta: got {type(meta).__name__}, expected an object")
-        for c in cols:
-            name = c["name"]
-            where = f"{p}: column {name}"
+            dtype = np.dtype(c["dtype"])
+            count, stored, crc, codec = int(c["count"]), int(c["stored_bytes"]), int(c["crc32c"]), c["codec"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise TraceFormatError(f"{where}: malformed column entry ({e})") from None
+        if dtype.newbyteorder("=") != COLUMN_DTYPES[name] or count < 0 or stored < 0:
+            raise TraceFormatError(f"{where}: dtype/count: got {c['dtype']}/{count}, "
+                                   f"expected {COLUMN_DTYPES[name].str} and a count >= 0")
+        data = f.read(stored)
+        if len(data) != stored:
+            raise TraceFormatError(f"{where}: stored_bytes: file ends after {len(data)} of {stored} bytes "
+                                   "(truncated)")
+        if checksum(data) != crc:
+            raise TraceFormatError(f"{where}: crc32c: stored bytes do not match the checksum (corrupt file)")
+        if codec in ("lz4", "prefix-delta+lz4"):
             try:
-                dtype = np.dtype(c["dtype"])
-                count, stored, crc, codec = int(c["count"]), int(c["stored_bytes"]), int(c["crc32c"]), c["codec"]
-            except (KeyError, TypeError, ValueError) as e:
-                raise TraceFormatError(f"{where}: malformed column entry ({e})") from None
-            if dtype.newbyteorder("=") != COLUMN_DTYPES[name] or count < 0 or stored < 0:
-                raise TraceFormatError(f"{where}: dtype/count: got {c['dtype']}/{count}, "
-                                       f"expected {COLUMN_DTYPES[name].str} and a count >= 0")
-            data = f.read(stored)
-            if len(data) != stored:
-                raise TraceFormatError(f"{where}: stored_bytes: file ends after {len(data)} of {stored} bytes "
-                                       "(truncated)")
-            if checksum(data) != crc:
-                raise TraceFormatError(f"{where}: crc32c: stored bytes do not match the checksum (corrupt file)")
-            if codec in ("lz4", "prefix-delta+lz4"):
-                try:
-                    data = lz4.frame.decompress(data)
-                except RuntimeError as e:
-                    raise TraceFormatError(f"{where}: lz4: cannot decompress ({e})") from None
-            if codec.startswith("prefix-delta") and name == "block_hashes" and "block_offsets" in arrays:
-                data = _delta_decode(where, data, arrays["block_offsets"], count)
-            elif codec not in ("none", "lz4"):
-                raise TraceFormatError(f"{where}: codec: got {codec!r}, expected \"none\" or \"lz4\" "
-                                       "(or prefix-delta[+lz4] for block_hashes)")
-            if len(data) != count * dtype.itemsize:
-                raise TraceFormatError(f"{where}: count: {len(data)} bytes hold {len(data) / dtype.itemsize:g} "
-                                       f"values, expected {count}")
-            arrays[name] = np.frombuffer(data, dtype=dtype).astype(COLUMN_DTYPES[name])
-        if f.read(1):
-            raise TraceFormatError(f"{p}: trailing bytes after the last column")
+                data = lz4.frame.decompress(data)
+            except RuntimeError as e:
+                raise TraceFormatError(f"{where}: lz4: cannot decompress ({e})") from None
+        if codec.startswith("prefix-delta") and name == "block_hashes" and "block_offsets" in arrays:
+            data = _delta_decode(where, data, arrays["block_offsets"], count)
+        elif codec not in ("none", "lz4"):
+            raise TraceFormatError(f"{where}: codec: got {codec!r}, expected \"none\" or \"lz4\" "
+                                   "(or prefix-delta[+lz4] for block_hashes)")
+        if len(data) != count * dtype.itemsize:
+            raise TraceFormatError(f"{where}: count: {len(data)} bytes hold {len(data) / dtype.itemsize:g} "
+                                   f"values, expected {count}")
+        arrays[name] = np.frombuffer(data, dtype=dtype).astype(COLUMN_DTYPES[name])
+    if f.read(1):
+        raise TraceFormatError(f"{p}: trailing bytes after the last column")
     try:
         return Trace(block_tokens=bt, **arrays, meta=meta)
     except ConfigError as e:

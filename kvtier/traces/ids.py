@@ -23,10 +23,10 @@ IDS_BLOCK_TOKENS = 16
 _SPLIT = re.compile(r"[\s,]+")
 
 
-def read_ids(path, *, block_tokens: int | None = None) -> Trace:
+def read_ids(path, *, block_tokens: int | None = None, progress=None) -> Trace:
     bt = IDS_BLOCK_TOKENS if block_tokens is None else block_tokens
     b = TraceBuilder()
-    for lineno, line in iter_lines(path):
+    for lineno, line in iter_lines(path, progress):
         if line.startswith("#"):
             continue
         parts = [t for t in _SPLIT.split(line) if t]

@@ -9,6 +9,11 @@ with prefix-chained ids of 512-token blocks. kvtier's JSONL is the same rows plu
     {"format": "kvtier-trace", "version": 1, "block_tokens": 64, "num_requests": N, "meta": {...}}
 
 A Mooncake reader therefore reads kvtier's rows, and kvtier's rows are Mooncake rows.
+
+``session_id`` and ``parent_session_id`` may be strings or any JSON scalar (merged and
+exported traces name sessions ``"trace_0012"``): ``kvtier.traces.sessions`` maps them to
+integers and keeps the names in ``meta["session_names"]``; the Mooncake writer writes the
+names back.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 from kvtier.errors import TraceFormatError
 from kvtier.traces._parse import Row, iter_json_rows
 from kvtier.traces.model import NO_PARENT, RELATION_NAMES, TRIGGER_NAMES, Dep, Trace, TraceBuilder, check_meta
+from kvtier.traces.sessions import SESSION_NAMES, SessionNamer, row_name
 from kvtier.validation import check_number
 
 HEADER_FORMAT = "kvtier-trace"
@@ -30,9 +36,9 @@ def is_kvtier_header(obj: dict) -> bool:
     return obj.get("format") == HEADER_FORMAT
 
 
-def read_kvtier(path, *, block_tokens: int | None = None) -> Trace:
+def read_kvtier(path, *, block_tokens: int | None = None, progress=None) -> Trace:
     """Read kvtier JSONL (header line required). ``block_tokens``, if given, must match."""
-    rows = iter_json_rows(path)
+    rows = iter_json_rows(path, progress)
     try:
         lineno, header = next(rows)
     except StopIteration:
@@ -54,15 +60,16 @@ def read_kvtier(path, *, block_tokens: int | None = None) -> Trace:
     return trace
 
 
-def read_mooncake(path, *, block_tokens: int | None = None) -> Trace:
+def read_mooncake(path, *, block_tokens: int | None = None, progress=None) -> Trace:
     """Read Mooncake JSONL (no header). Block size defaults to 512 tokens; each row without a
     ``session_id`` is its own session. Rows are sorted by timestamp (stable) if needed."""
     bt = MOONCAKE_BLOCK_TOKENS if block_tokens is None else block_tokens
-    return _read_rows(path, iter_json_rows(path), block_tokens=bt, meta={}, fmt="mooncake", expected=None)
+    return _read_rows(path, iter_json_rows(path, progress), block_tokens=bt, meta={}, fmt="mooncake", expected=None)
 
 
 def _read_rows(path, rows, *, block_tokens: int, meta: dict, fmt: str, expected: int | None) -> Trace:
     b = TraceBuilder()
+    namer = SessionNamer()
     last_lineno = 1
     last_ts = 0.0
     for lineno, obj in rows:
@@ -86,10 +93,10 @@ def _read_rows(path, rows, *, block_tokens: int, meta: dict, fmt: str, expected:
             # kvtier's own files are written in time order; Mooncake files are sorted on load
             raise r.error("timestamp", ts, f"a time >= the previous row's ({last_ts}): rows in time order")
         last_ts = ts
+        namer.add_row(row_name(r, "session_id"), row_name(r, "parent_session_id"))
         b.add(
             timestamp_ms=ts,
-            session_id=r.integer("session_id", default=index),
-            parent_session_id=r.integer("parent_session_id", default=NO_PARENT, minimum=NO_PARENT),
+            session_id=0,  # set from the names once every row is read
             input_length=r.integer("input_length"),
             output_length=r.integer("output_length"),
             tool_wait_ms=r.number("tool_wait_ms", default=0.0),
@@ -99,6 +106,10 @@ def _read_rows(path, rows, *, block_tokens: int, meta: dict, fmt: str, expected:
     if expected is not None and len(b) != expected:
         raise TraceFormatError(f"{os.fspath(path)} line {last_lineno}: num_requests: the header says {expected}, "
                                f"the file has {len(b)} rows (truncated or appended file?)")
+    sessions, parents, names = namer.resolve()
+    b.set_sessions(sessions, parents)
+    if names is not None:
+        meta = {**meta, SESSION_NAMES: names}
     return b.build(block_tokens=block_tokens, meta={**meta, "format": fmt} if fmt != "kvtier" else meta,
                    sort=fmt != "kvtier")
 
@@ -110,7 +121,9 @@ def json_number(x: float):
 
 def write_kvtier(trace: Trace, path, *, mooncake_only: bool = False) -> None:
     """Write kvtier JSONL (header + rows). ``mooncake_only`` writes bare Mooncake rows instead
-    (no header, no kvtier fields): readable by any Mooncake tool, lossy for kvtier's fields."""
+    (no header, no kvtier fields): readable by any Mooncake tool, lossy for kvtier's fields;
+    a trace whose sessions have names (``meta["session_names"]``) keeps them as each row's
+    ``session_id``."""
     check_meta(trace.meta)
     tmp = os.fspath(path) + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -126,9 +139,15 @@ def write_kvtier(trace: Trace, path, *, mooncake_only: bool = False) -> None:
         wait = trace.tool_wait_ms.tolist()
         bo = trace.block_offsets
         do = trace.dep_offsets.tolist()
+        names = trace.meta.get(SESSION_NAMES) if mooncake_only else None
+        names = names if isinstance(names, list) else None
         for i in range(trace.num_requests):
             row = {"timestamp": json_number(check_number(ts[i], "timestamp")), "input_length": inl[i],
                    "output_length": outl[i], "hash_ids": trace.block_hashes[bo[i] : bo[i + 1]].tolist()}
+            if names is not None:
+                name = names[sess[i]] if sess[i] < len(names) else sess[i]
+                if name is not None:  # an anonymous session is a row of its own again
+                    row["session_id"] = name
             if not mooncake_only:
                 row["session_id"] = sess[i]
                 if par[i] != NO_PARENT:

@@ -332,6 +332,15 @@ class TraceBuilder:
         self._dep_counts.append(len(deps))
         return len(self._block_counts) - 1
 
+    def set_sessions(self, session_ids: list[int], parent_session_ids: list[int]) -> None:
+        """Replace every row's session and parent session id, in insertion order (for
+        readers that learn the ids only once the last row is read)."""
+        if len(session_ids) != len(self) or len(parent_session_ids) != len(self):
+            raise ConfigError(f"set_sessions: got {len(session_ids)} and {len(parent_session_ids)} ids, "
+                              f"expected {len(self)} (one per row)")
+        self._rows["session_ids"] = list(session_ids)
+        self._rows["parent_session_ids"] = list(parent_session_ids)
+
     def build(self, *, block_tokens: int, meta: dict | None = None, sort: bool = False) -> Trace:
         """The trace of every row added so far (``ConfigError`` if a value is invalid)."""
         try:
@@ -365,10 +374,15 @@ class TraceBuilder:
 
 # ---------------------------------------------------------------------- helpers
 class _Growable:
-    """An append-only numpy buffer that doubles its capacity (amortised O(1) extend)."""
+    """An append-only numpy buffer kept as a list of chunks (amortised O(1) extend, and no
+    copy of what is already stored when it grows), joined into one array by ``array``."""
+
+    CHUNK = 1 << 20  # entries per chunk (8 MiB of uint64)
 
     def __init__(self, dtype) -> None:
-        self._buf = np.empty(1024, dtype)
+        self._dtype = np.dtype(dtype)
+        self._chunks: list[np.ndarray] = []  # full chunks, and the current one last
+        self._used = 0  # entries used in the current chunk
         self._n = 0
 
     def extend(self, values) -> int:
@@ -380,7 +394,7 @@ class _Growable:
                 bad = next(x for x in values if not is_int(x))
                 raise ConfigError(f"block_hashes: got {bad!r}, expected integers in [0, 2**64)")
             try:
-                arr = np.array(values, dtype=self._buf.dtype)
+                arr = np.array(values, dtype=self._dtype)
             except OverflowError:
                 raise ConfigError("block_hashes: expected integers in [0, 2**64), got one outside") from None
         if arr.ndim != 1:
@@ -388,16 +402,33 @@ class _Growable:
         if arr.size and (arr.dtype.kind not in "iu" or (arr.dtype.kind == "i" and arr.min() < 0)):
             raise ConfigError(f"block_hashes: got {arr[:8].tolist()}..., expected integers in [0, 2**64)")
         k = arr.shape[0]
-        if self._n + k > self._buf.shape[0]:
-            new = np.empty(max(2 * self._buf.shape[0], self._n + k), self._buf.dtype)
-            new[: self._n] = self._buf[: self._n]
-            self._buf = new
-        self._buf[self._n : self._n + k] = arr
+        done = 0
+        while done < k:
+            if not self._chunks or self._used == self._chunks[-1].shape[0]:
+                self._chunks.append(np.empty(max(self.CHUNK, k - done), self._dtype))
+                self._used = 0
+            chunk = self._chunks[-1]
+            take = min(k - done, chunk.shape[0] - self._used)
+            chunk[self._used : self._used + take] = arr[done : done + take]
+            self._used += take
+            done += take
         self._n += k
         return k
 
     def array(self) -> np.ndarray:
-        return self._buf[: self._n].copy()
+        """Every entry so far as one array. The chunks are replaced by it (so memory holds
+        the entries once); later ``extend`` calls start a new chunk and never write into it."""
+        if not self._chunks:
+            return np.zeros(0, self._dtype)
+        if len(self._chunks) == 1 and self._used == self._chunks[0].shape[0]:
+            return self._chunks[0]
+        parts = self._chunks[:-1] + [self._chunks[-1][: self._used]]
+        self._chunks = []
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+        del parts
+        self._chunks = [out]
+        self._used = out.shape[0]
+        return out
 
 
 def _offsets(counts: list[int]) -> np.ndarray:
@@ -407,14 +438,27 @@ def _offsets(counts: list[int]) -> np.ndarray:
     return out
 
 
+#: Entries gathered per step when rows are reordered (bounds the index arrays' memory).
+GATHER_BATCH = 1 << 22
+
+
 def _gather_csr(values: np.ndarray, offsets: np.ndarray, order: np.ndarray):
-    """Rows of a CSR in a new ``order``: returns (values, offsets)."""
+    """Rows of a CSR in a new ``order``: returns (values, offsets). Memory: the new values
+    plus index arrays of at most ``GATHER_BATCH`` entries (plus one row's)."""
+    n = order.shape[0]
     counts = np.diff(offsets)[order]
-    new_offsets = np.zeros(order.shape[0] + 1, np.int64)
+    new_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    starts = offsets[:-1][order]
-    idx = np.repeat(starts - new_offsets[:-1], counts) + np.arange(new_offsets[-1], dtype=np.int64)
-    return values[idx], new_offsets
+    shift = offsets[:-1][order] - new_offsets[:-1]  # old position - new position, per row
+    out = np.empty(int(new_offsets[-1]), values.dtype)
+    r0 = 0
+    while r0 < n:
+        r1 = int(np.searchsorted(new_offsets, new_offsets[r0] + GATHER_BATCH, side="right")) - 1
+        r1 = min(n, max(r1, r0 + 1))
+        lo, hi = int(new_offsets[r0]), int(new_offsets[r1])
+        out[lo:hi] = values[np.repeat(shift[r0:r1], counts[r0:r1]) + np.arange(lo, hi, dtype=np.int64)]
+        r0 = r1
+    return out, new_offsets
 
 
 def _as_column(name: str, value, dtype) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kvtier._kernels.traces import stack_distances
+from kvtier.replay import densify
 from kvtier.traces.model import RELATION_SPAWN, Trace
 
 PERCENTILES = (50, 90, 99)
@@ -48,31 +49,48 @@ class TraceStats(NamedTuple):
         return self._asdict()
 
 
-def _summary(values: np.ndarray) -> dict:
+def _summary(values: np.ndarray, *, scratch: bool = False) -> dict:
+    """Mean, percentiles and max of ``values``; ``scratch``: the caller no longer needs
+    ``values``, so the percentiles may reorder it in place instead of copying it."""
     if values.size == 0:
         return {"mean": 0.0, **{f"p{p}": 0.0 for p in PERCENTILES}, "max": 0.0}
-    v = values.astype(np.float64)
-    out = {"mean": float(v.mean())}
-    out.update({f"p{p}": float(np.percentile(v, p)) for p in PERCENTILES})
-    out["max"] = float(v.max())
+    out = {"mean": float(values.mean(dtype=np.float64))}
+    qs = np.percentile(values, PERCENTILES, overwrite_input=scratch)
+    out.update({f"p{p}": float(q) for p, q in zip(PERCENTILES, qs)})
+    out["max"] = float(values.max())
     return out
 
 
-def block_token_counts(trace: Trace) -> np.ndarray:
-    """int64[block_accesses]: tokens each block access covers (the last block may be partial)."""
-    counts = trace.blocks_per_request()
-    pos = np.arange(trace.num_block_accesses, dtype=np.int64) - np.repeat(trace.block_offsets[:-1], counts)
-    inl = np.repeat(trace.input_lengths, counts)
-    return np.clip(inl - pos * trace.block_tokens, 0, trace.block_tokens)
+def block_token_counts(trace: Trace, positions: np.ndarray | None = None) -> np.ndarray:
+    """int64: tokens each block access covers (block ``j`` of a request covers
+    ``min(block_tokens, input_length - j * block_tokens)`` tokens, at least 0: the last may
+    be partial), for the accesses at ``positions`` (indices into ``block_hashes``), or for
+    every access when ``positions`` is ``None``."""
+    if positions is None:
+        positions = np.arange(trace.num_block_accesses, dtype=np.int64)
+    rows = np.searchsorted(trace.block_offsets, positions, side="right") - 1
+    pos = positions - trace.block_offsets[rows]
+    return np.clip(trace.input_lengths[rows] - pos * trace.block_tokens, 0, trace.block_tokens)
 
 
-def first_access_mask(trace: Trace) -> np.ndarray:
-    """bool[block_accesses]: True where a block id appears for the first time."""
-    mask = np.zeros(trace.num_block_accesses, dtype=bool)
-    if trace.num_block_accesses:
-        _, first = np.unique(trace.block_hashes, return_index=True)
-        mask[first] = True
-    return mask
+def covered_tokens(trace: Trace) -> int:
+    """``block_token_counts(trace).sum()`` without the per-access array: a request's blocks
+    cover ``min(input_length, blocks * block_tokens)`` tokens."""
+    return int(np.minimum(trace.input_lengths, trace.blocks_per_request() * trace.block_tokens).sum())
+
+
+def first_access_positions(dense_ids: np.ndarray) -> np.ndarray:
+    """int64: the accesses where a block id appears for the first time, given ids numbered
+    in order of first appearance (``kvtier.replay.densify``): exactly where an id exceeds
+    every id before it."""
+    if dense_ids.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    running = np.maximum.accumulate(dense_ids)
+    new = np.empty(dense_ids.shape[0], dtype=bool)
+    new[0] = True
+    np.greater(dense_ids[1:], running[:-1], out=new[1:])
+    del running
+    return np.flatnonzero(new)
 
 
 def shared_prefix_blocks(a: np.ndarray, b: np.ndarray) -> int:
@@ -108,24 +126,32 @@ def session_prefix_reuse(trace: Trace) -> tuple[dict[int, float], float]:
     return ratios, (sum(shared.values()) / all_t if all_t else 0.0)
 
 
-def reuse_distances(trace: Trace) -> np.ndarray:
-    """int64[block_accesses]: LRU stack distance of each access, -1 for first accesses."""
+def reuse_distances(trace: Trace, dense_ids: np.ndarray | None = None) -> np.ndarray:
+    """int64[block_accesses]: LRU stack distance of each access, -1 for first accesses
+    (``dense_ids``: the trace's ids from ``kvtier.replay.densify``, if already at hand)."""
     if trace.num_block_accesses == 0:
         return np.zeros(0, np.int64)
-    uniq, inverse = np.unique(trace.block_hashes, return_inverse=True)
-    return stack_distances(inverse.reshape(-1).astype(np.int64), int(uniq.shape[0]))
+    if dense_ids is None:
+        dense_ids = densify(trace.block_hashes)[0]
+    return stack_distances(dense_ids, int(dense_ids.max()) + 1)
 
 
 def trace_stats(trace: Trace) -> TraceStats:
-    """Compute ``TraceStats`` (pure; O(accesses log accesses))."""
+    """Compute ``TraceStats`` (pure; O(accesses log accesses) time; memory: the trace plus
+    about 20 bytes per block access)."""
     n_acc = trace.num_block_accesses
-    first = first_access_mask(trace)
-    unique = int(first.sum())
-    tokens = block_token_counts(trace)
+    dense_ids, unique_ids = densify(trace.block_hashes)
+    unique = int(unique_ids.shape[0])
+    del unique_ids
+    first = first_access_positions(dense_ids)
     total_in = int(trace.input_lengths.sum())
-    hit_tokens = int(tokens[~first].sum())
+    hit_tokens = covered_tokens(trace) - int(block_token_counts(trace, first).sum())
+    del first
     ratios, weighted = session_prefix_reuse(trace)
-    dist = reuse_distances(trace)
+    dist = reuse_distances(trace, dense_ids)
+    del dense_ids
+    repeats = dist[dist >= 0]
+    del dist
     ts = trace.timestamps_ms
     return TraceStats(
         requests=trace.num_requests,
@@ -139,6 +165,6 @@ def trace_stats(trace: Trace) -> TraceStats:
         session_prefix_reuse_token_weighted=weighted,
         input_tokens=_summary(trace.input_lengths),
         output_tokens=_summary(trace.output_lengths),
-        reuse_distance_blocks=_summary(dist[dist >= 0]),
+        reuse_distance_blocks=_summary(repeats, scratch=True),
         duration_s=float((ts[-1] - ts[0]) / 1000.0) if ts.size else 0.0,
     )
