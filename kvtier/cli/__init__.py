@@ -13,13 +13,19 @@ import importlib
 import pkgutil
 import sys
 
+from kvtier.cli._help import example_of, with_example
 from kvtier.errors import KvtierError
+
+
+__all__ = ["build_parser", "example_of", "main", "with_example"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from kvtier import __version__
 
-    parser = argparse.ArgumentParser(prog="kvtier", description="KV-cache tiering for LLM inference.")
+    parser = argparse.ArgumentParser(
+        prog="kvtier", description="KV-cache tiering for LLM inference.",
+        **with_example("kvtier replay --trace traces/golden/mooncake-tiny.jsonl --policy lru --capacity-blocks 8"))
     parser.add_argument("--version", action="version", version=f"kvtier {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kvtier.cli._help import with_example
 from kvtier.errors import KvtierError
 
 
@@ -44,7 +45,8 @@ def run_bench(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="simulate coding agents on every hardware target (the main job)")
+    p = subparsers.add_parser("bench", help="simulate coding agents on every hardware target (the main job)",
+                              **with_example("kvtier bench --quick --out results/quick"))
     p.add_argument("--quick", action="store_true",
                    help="a small suite (one model, one target of each family, 1 and 8 agents)")
     p.add_argument("--config", metavar="FILE", help="a TOML suite config (keys it sets override the suite)")

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import tempfile
 
+from kvtier.cli._help import with_example
 from kvtier.demo import DemoConfig, run_store_demo
 
 
@@ -31,6 +32,7 @@ def run_demo(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the tiered-store demonstration")
+    p = subparsers.add_parser("demo", help="run the tiered-store demonstration",
+                              **with_example("kvtier demo --agents 2 --turns 4 --json"))
     add_demo_arguments(p)
     p.set_defaults(func=run_demo)

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from kvtier.cli._help import with_example
 from kvtier.cost import break_even_fetch_bw_bytes_per_s
 from kvtier.examples.agent_loop import (
     TIER_NAMES,
@@ -173,7 +174,8 @@ def run_example(args) -> int:
 
 def register(subparsers) -> None:
     d = AgentLoopConfig()
-    p = subparsers.add_parser("example", help="a numpy transformer whose paged attention reads its KV from kvtier")
+    p = subparsers.add_parser("example", help="a numpy transformer whose paged attention reads its KV from kvtier",
+                              **with_example("kvtier example --tiny --planner all"))
     p.add_argument("--planner", default=d.planner, choices=[*planner_names(), "all"],
                    help=f"recompute-vs-fetch planner (default {d.planner}; 'all' runs each)")
     p.add_argument("--turns", type=int, default=d.turns)

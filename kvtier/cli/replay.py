@@ -14,6 +14,7 @@ import json
 import re
 import sys
 
+from kvtier.cli._help import with_example
 from kvtier.errors import ConfigError
 from kvtier.validation import check_int
 
@@ -51,7 +52,9 @@ def register(subparsers) -> None:
     from kvtier.policies import POLICY_NAMES
 
     p = subparsers.add_parser("replay", help="replay a trace's block accesses through tiers (metadata only)",
-                              description=__doc__.split("\n\n", 1)[0])
+                              description=__doc__.split("\n\n", 1)[0],
+                              **with_example("kvtier replay --trace traces/coding-agent-1.kvtrace "
+                                             "--tiers hbm:4096:lru,dram:64GB:s3fifo"))
     p.add_argument("--trace", required=True, help="trace file (any format read_trace knows)")
     p.add_argument("--policy", default="lru", choices=POLICY_NAMES, help="eviction policy (default lru)")
     cap = p.add_mutually_exclusive_group()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+from kvtier.cli._help import with_example
 from kvtier.errors import ConfigError
 from kvtier.model import ModelSpec, model_names
 from kvtier.targets import HardwareTarget, load_target, target_names
@@ -25,6 +26,7 @@ def register(subparsers) -> None:
         help="list hardware targets with per-tier KV capacity",
         description="List hardware targets (presets, or one from --file) with per-tier KV capacity in bytes and, "
         "with --model, in tokens after the model's weights.",
+        **with_example("kvtier targets --model llama-3.1-70b --target h100"),
     )
     p.add_argument("--model", choices=model_names(), metavar="NAME",
                    help=f"place this model's weights and count KV tokens (one of: {', '.join(model_names())})")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from kvtier.cli._help import with_example
 from kvtier.errors import ConfigError
 
 
@@ -14,11 +15,15 @@ def register(subparsers) -> None:
     from kvtier.traces import READ_FORMATS, WORKLOADS, WRITE_FORMATS
 
     p = subparsers.add_parser("trace", help="convert, generate and summarise traces",
-                              description="Convert, generate and summarise request traces (see traces/README.md).")
+                              description="Convert, generate and summarise request traces (see traces/README.md). "
+                              "Any input may be gzip- or zstd-compressed (.jsonl.gz, a folder of *.json.gz).",
+                              **with_example("kvtier trace stats traces/coding-agent-1.kvtrace"))
     sub = p.add_subparsers(dest="trace_command", metavar="ACTION")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
-    c = sub.add_parser("convert", help="rewrite a trace in another format")
+    c = sub.add_parser("convert", help="rewrite a trace in another format",
+                       **with_example("kvtier trace convert traces/coding-agent-small-2.jsonl "
+                                      "/tmp/agents.dynamo-v2.jsonl --to dynamo-v2"))
     c.add_argument("input", metavar="IN")
     c.add_argument("output", metavar="OUT")
     c.add_argument("--to", required=True, choices=WRITE_FORMATS, help="output format")
@@ -26,7 +31,9 @@ def register(subparsers) -> None:
     c.add_argument("--block-tokens", type=int, default=None, help="tokens per block, for inputs that do not say")
     c.set_defaults(func=_convert)
 
-    g = sub.add_parser("gen", help="generate a synthetic coding-agent trace")
+    g = sub.add_parser("gen", help="generate a synthetic coding-agent trace",
+                       **with_example("kvtier trace gen --workload coding-agent --agents 8 --seed 1 "
+                                      "--out /tmp/agents.kvtrace"))
     g.add_argument("--workload", default=None, choices=sorted(WORKLOADS),
                    help="named workload (default: the config file's \"workload\", else coding-agent)")
     g.add_argument("--agents", type=int, default=None, help="concurrent agents (num_agents)")
@@ -37,8 +44,9 @@ def register(subparsers) -> None:
                    help="output format (default: kvtier for .jsonl, else kvtier-bin)")
     g.set_defaults(func=_gen)
 
-    s = sub.add_parser("stats", help="requests, sessions, reuse and length percentiles of a trace")
-    s.add_argument("path", metavar="PATH")
+    s = sub.add_parser("stats", help="requests, sessions, reuse and length percentiles of a trace",
+                       **with_example("kvtier trace stats traces/tool-agent-100.jsonl --json"))
+    s.add_argument("path", metavar="PATH", help="trace file, or folder of kv-cache-tester sessions")
     s.add_argument("--format", default="auto", choices=("auto", *READ_FORMATS))
     s.add_argument("--block-tokens", type=int, default=None)
     s.add_argument("--json", action="store_true", help="print one JSON object")
