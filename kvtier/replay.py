@@ -395,18 +395,33 @@ def replay(
     )
 
 
-def warm_up() -> float:
-    """Compile (or load from cache) every replay kernel on a tiny trace; returns seconds."""
+#: For each kernel, a chain of tier policies that ``select_kernel`` runs it for (at any
+#: capacity, on a trace of a few accesses): what ``warm_up`` replays to compile it.
+_WARM_CHAINS = {"general": ("lru", "belady"), "list": ("lru",), "belady": ("belady",), "ghost": ("arc",),
+                "lru-chain": ("lru", "lru")}
+
+
+def warm_up(kernels: Sequence[str] = KERNELS) -> float:
+    """Compile (or load from numba's cache) the replay kernels named in ``kernels`` (names
+    from ``KERNELS``; all of them by default) by replaying a six-access trace through a
+    chain that selects each; returns the seconds it took. A cold compile costs tens of
+    seconds per kernel; ``kvtier replay`` warms only the kernel its tiers select
+    (``select_kernel(...).name``). ``UnknownNameError`` for a name not in ``KERNELS``."""
+    if isinstance(kernels, str):
+        kernels = (kernels,)
+    for name in kernels:
+        if name not in KERNELS:
+            raise UnknownNameError(f"kernels: got {name!r}, expected names from {list(KERNELS)}")
     t0 = time.perf_counter()
     offsets = np.array([0, 3, 6], dtype=np.int64)
     hashes = np.array([1, 2, 3, 1, 2, 4], dtype=np.uint64)
-    tiers = [ReplayTier(name="a", policy="lru", capacity_blocks=2), ReplayTier(name="b", policy="belady",
-                                                                              capacity_blocks=2)]
-    ghost = [ReplayTier(name="a", policy="arc", capacity_blocks=2)]  # compiles both cell widths
-    lru2 = [tiers[0], ReplayTier(name="b", policy="lru", capacity_blocks=2)]
-    for chain in (tiers, tiers[:1], tiers[1:], ghost, lru2):  # general, list, Belady, ghost, LRU chain
-        replay(offsets, hashes, chain, record=True)
-        replay(offsets, hashes, chain)
+    for name in dict.fromkeys(kernels):
+        policies = _WARM_CHAINS[name]
+        chosen = select_kernel(policies, [2] * len(policies), accesses=hashes.shape[0]).name
+        if chosen != name:  # select_kernel's rules changed and this table did not
+            raise RuntimeError(f"warm_up: the chain {policies} runs the {chosen!r} kernel, not {name!r}")
+        replay(offsets, hashes, [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=2) for i, p in enumerate(policies)],
+               record=True)
     return time.perf_counter() - t0
 
 

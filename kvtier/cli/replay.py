@@ -2,10 +2,16 @@
 
     kvtier replay --trace PATH --policy NAME [--capacity-blocks N | --tiers SPEC]
                   [--block-tokens N] [--format FMT] [--model NAME] [--no-promote] [--json]
+                  [--no-progress]
 
 ``--tiers`` is a comma-separated chain, fastest first, of ``NAME:CAPACITY[:POLICY]``:
 ``CAPACITY`` is a number of blocks (``4096``) or bytes with a unit (``80GB``, ``512MiB``);
 ``POLICY`` defaults to ``--policy``. With neither option the cache is unlimited.
+
+Before the replay, the one kernel the tiers select is compiled (a first run only: numba
+caches it, and later runs load it in about a second); if that takes more than a second,
+stderr says what is compiling. Reading a trace that takes more than a second shows a
+progress bar on stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 
 from kvtier.cli._help import with_example
 from kvtier.errors import ConfigError
@@ -65,19 +72,55 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="llama-3.1-8b", help="model preset: block bytes and recompute cost")
     p.add_argument("--no-promote", action="store_true", help="leave lower-tier hits where they are")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while reading the trace")
     p.set_defaults(func=run)
+
+
+#: Seconds a kernel may take to load before ``kvtier replay`` says that it is compiling.
+COMPILE_NOTICE_AFTER_S = 1.0
+
+
+def compile_kernel(kernel: str, *, stream=None, notice_after_s: float = COMPILE_NOTICE_AFTER_S) -> float:
+    """Compile (or load from numba's cache) the replay kernel ``kernel``; returns the
+    seconds it took. If it is still compiling after ``notice_after_s``, ``stream``
+    (stderr) is told which kernel is compiling, that it happens once, and when it is done."""
+    from kvtier.replay import warm_up
+
+    stream = sys.stderr if stream is None else stream
+    said = threading.Event()
+
+    def notice() -> None:
+        said.set()
+        print(f"kvtier replay: compiling the {kernel!r} replay kernel (numba; once per install: later runs "
+              "load it from the cache in about a second) ...", file=stream, flush=True)
+
+    timer = threading.Timer(notice_after_s, notice)
+    timer.start()
+    try:
+        seconds = warm_up((kernel,))
+    finally:
+        timer.cancel()
+        timer.join()
+    if said.is_set():
+        print(f"kvtier replay: compiled in {seconds:.1f} s", file=stream, flush=True)
+    return seconds
 
 
 def run(args) -> int:
     from kvtier.model import ModelSpec
-    from kvtier.replay import replay, warm_up
+    from kvtier.replay import ReplayTier, replay, select_kernel
     from kvtier.traces.io import read_trace
 
     check_int(args.capacity_blocks, "--capacity-blocks", optional=True)
     tiers = parse_tiers(args.tiers, args.policy) if args.tiers else None
-    trace = read_trace(args.trace, format=args.format, block_tokens=args.block_tokens)
+    trace = read_trace(args.trace, format=args.format, block_tokens=args.block_tokens,
+                       progress=not args.no_progress)
     model = ModelSpec.preset(args.model)
-    compile_s = warm_up()
+    # Which kernel runs depends on the policies (and the trace's length), not on capacities.
+    chain = tiers or [ReplayTier(name="tier0", policy=args.policy, capacity_blocks=args.capacity_blocks)]
+    policies = [t.policy for t in chain]
+    kernel = select_kernel(policies, [1] * len(policies), accesses=trace.num_block_accesses).name
+    compile_s = compile_kernel(kernel)
     result = replay(trace.block_offsets, trace.block_hashes, tiers, policy=args.policy,
                     capacity_blocks=args.capacity_blocks, model=model, block_tokens=int(trace.block_tokens),
                     promote=not args.no_promote)

@@ -50,6 +50,7 @@ def register(subparsers) -> None:
     s.add_argument("--format", default="auto", choices=("auto", *READ_FORMATS))
     s.add_argument("--block-tokens", type=int, default=None)
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar while reading the trace")
     s.set_defaults(func=_stats)
 
 
@@ -102,7 +103,7 @@ def _gen(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from kvtier.traces import detect_format, read_trace, trace_stats
 
-    trace = read_trace(args.path, args.format, block_tokens=args.block_tokens)
+    trace = read_trace(args.path, args.format, block_tokens=args.block_tokens, progress=not args.no_progress)
     st = trace_stats(trace).as_dict()
     if args.json:
         json.dump(st, sys.stdout, sort_keys=True)
