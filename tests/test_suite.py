@@ -121,7 +121,8 @@ def test_results_folder_files_and_report(tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"results.json", "results.csv", "report.md"} <= names
     pngs = [n for n in names if n.endswith(".png")]
-    assert len(pngs) == 5 and all((out / n).stat().st_size > 10_000 for n in pngs)
+    assert len(pngs) == 6 and all((out / n).stat().st_size > 10_000 for n in pngs)
+    assert "timeline_llama-3_1-70b.png" in pngs and "](timeline_llama-3_1-70b.png)" in (out / "report.md").read_text()
     saved = json.loads((out / "results.json").read_text())
     assert saved["meta"]["config"]["name"] == "tiny" and saved["meta"]["kvtier_version"]
     lines = (out / "results.csv").read_text().splitlines()
@@ -155,6 +156,13 @@ def test_cli_bench_with_config(tmp_path, capsys):
     p.write_text("agents = []\n")
     assert main(argv) == 2
     assert "suite.agents" in capsys.readouterr().out
+    # the last line gives the report's path; --resume reruns nothing when every job is there
+    p.write_text('targets = ["h200"]\nplanners = ["cost-optimal"]\nagents = [1]\nestimates = false\n')
+    assert main(argv + ["--resume"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "jobs reused" in lines[-2] and lines[-1].endswith(str((out / "report.md").resolve()))
+    assert main(["bench", "--quick", "--resume", "--no-progress"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().out
 
 
 def test_a_user_target_file_is_swept_like_a_preset(tmp_path):
@@ -173,6 +181,53 @@ def test_a_user_target_file_is_swept_like_a_preset(tmp_path):
     (tmp_path / "s.toml").write_text('targets = ["nope.toml"]\n')
     with pytest.raises(ConfigError, match="nope.toml"):
         load_suite(tmp_path / "s.toml")
+
+
+def _doc_core(doc):
+    """The parts of a results document that must not depend on how it was run."""
+    d = _strip(doc)
+    d["meta"].pop("jobs_resumed")
+    return json.dumps(d, sort_keys=True)
+
+
+def test_an_interrupted_sweep_resumed_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    import kvtier.suite.runner as runner
+
+    cfg = tiny_suite(estimates=False, capacity_max_agents=2, capacity_agents=[1, 2])
+    whole = run_suite(cfg, workers=1, progress=False)
+    jobs = tmp_path / "jobs"
+    real = runner.run_job
+    calls = []
+
+    def interrupted_after_two(job):  # the third job is a Ctrl-C
+        calls.append(job)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(runner, "run_job", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(cfg, workers=1, progress=False, job_dir=jobs)
+    monkeypatch.setattr(runner, "run_job", real)
+    assert len(list(jobs.glob("*.json"))) == 2  # the finished jobs were kept
+    resumed = run_suite(cfg, workers=1, progress=False, job_dir=jobs, resume=True)
+    assert resumed["meta"]["jobs_resumed"] == 2
+    assert len(list(jobs.glob("*.json"))) == len(make_jobs(cfg))
+    assert _doc_core(resumed) == _doc_core(whole)
+
+
+def test_a_dask_local_cluster_gives_the_local_results(tmp_path):
+    pytest.importorskip("distributed")
+    from kvtier.suite.runner import make_executor
+
+    cfg = tiny_suite(estimates=False, capacity_max_agents=0, agents=[1])
+    local = run_suite(cfg, workers=1, progress=False)
+    ex = make_executor("dask", None, 2)
+    try:
+        remote = run_suite(cfg, executor=ex, progress=False)
+    finally:
+        ex.shutdown()
+    assert _doc_core(remote) == _doc_core(local)
 
 
 def test_capacity_scan_finds_a_verdict_that_is_not_monotone():

@@ -5,7 +5,10 @@
   residency cliff);
 * ``kv_sources_<model>.png`` — where each turn's prefix KV came from, per target;
 * ``link_bytes_<model>.png`` — GB moved per turn on each link (read and write), per target;
-* ``max_agents_<model>.png`` — the largest agent count under the SLO (p99 TTFT, p50 TPOT), and per kW.
+* ``max_agents_<model>.png`` — the largest agent count under the SLO (p99 TTFT, p50 TPOT), and per kW;
+* ``timeline_<model>.png`` — one agent's session per target, turn by turn: waiting in the
+  queue, prefill (fetches included) to the first token, decode, the tool wait before its
+  next turn; turns that fetched or streamed KV over a link, or were preempted, are marked.
 """
 
 from __future__ import annotations
@@ -86,7 +89,47 @@ def plot_all(doc, out_dir) -> list[str]:
         names.append(_kv_sources(doc, model, agents, sub, out / f"kv_sources_{tag}.png"))
         names.append(_link_bytes(doc, model, agents, sub, out / f"link_bytes_{tag}.png"))
         names.append(_max_agents(doc, model, out / f"max_agents_{tag}.png"))
+        if any(r["derived"].get("timeline") for r in _headline(doc, model, agents)):
+            names.append(_timeline(doc, model, agents, sub, out / f"timeline_{tag}.png"))
     return names
+
+
+_PHASES = (("queue", "#bbbbbb"), ("prefill (fetch + compute)", "#e76f51"), ("decode", "#2a9d8f"),
+           ("tool wait", "#f1f1f1"))
+
+
+def _timeline(doc, model, agents, sub, path):
+    """One agent's session on each target as bars over simulated time."""
+    plt = _plt()
+    rows = [r for r in _headline(doc, model, agents) if r["derived"].get("timeline")]
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(rows) + 2.2))
+    for y, r in enumerate(rows):
+        turns = r["derived"]["timeline"]["turns"]
+        for i, t in enumerate(turns):
+            end = t["end_s"] if t["end_s"] is not None else t["admit_s"]
+            spans = [(t["ready_s"], t["admit_s"], 0), (t["admit_s"], t["first_s"] or t["admit_s"], 1),
+                     (t["first_s"] or end, end, 2)]
+            if i + 1 < len(turns):
+                spans.append((end, turns[i + 1]["ready_s"], 3))
+            for a, b, k in spans:
+                if b > a:
+                    ax.barh(y, b - a, left=a, color=_PHASES[k][1], edgecolor="none", height=0.6)
+            mark = "S" if t["streamed_bytes_per_token"] else ("F" if t["fetched_bytes"] else "")
+            mark += "P" if t["preemptions"] else ""
+            if mark:
+                ax.text(t["admit_s"], y - 0.38, mark, fontsize=6, color="#264653")
+    ax.set_yticks(range(len(rows)), [r["target"] for r in rows], fontsize=8)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=color, edgecolor="#999999", label=name) for name, color in _PHASES]
+    ax.set_xlabel("simulated time (s); marks: F fetched KV over a link, S streamed KV, P preempted")
+    ax.set_title(f"One agent's session (the one reaching the longest context), turn by turn\n({sub})", fontsize=11)
+    ax.legend(handles=handles, fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata=_meta(doc))
+    plt.close(fig)
+    return path.name
 
 
 def _kv_sources(doc, model, agents, sub, path):

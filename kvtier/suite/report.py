@@ -453,7 +453,11 @@ def render_report(doc) -> str:
             "against the same room by admission (vLLM's running blocks are the prefix cache's most recent ones).",
             "- `low`/`high` rerun every estimated hardware figure at its pessimistic/optimistic end for the machine.",
             "- Cache decisions are the replay engine's (same policy kernels); Belady's future is the trace's order.",
-            "- Plots: " + ", ".join(f"`{p}`" for p in doc.get("plots", [])), ""]
+            ""]
+    if doc.get("plots"):
+        out += ["## Plots", ""]
+        for p in doc["plots"]:
+            out += [f"![{p}]({p})", ""]
     return "\n".join(out)
 
 

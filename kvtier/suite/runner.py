@@ -3,12 +3,15 @@
 A *job* is one (model, target, agent count, estimate variant): it generates (or reuses,
 per process) the agent trace and runs every policy x planner on it, returning plain data.
 Jobs go to an executor: anything with ``submit(fn, *args) -> concurrent.futures.Future``.
-The default is a ``ProcessPoolExecutor``; a cluster engine plugs in the same way, e.g.
-Dask's ``distributed.Client(...).get_executor()``, or for Ray a three-line adapter::
+The default is a ``ProcessPoolExecutor``; ``make_executor("dask", address)`` gives Dask's
+(``distributed.Client(address).get_executor()``, a ``LocalCluster`` without an address) and
+``make_executor("ray", address)`` Ray's (``RayExecutor``); ``kvtier bench --executor dask
+--scheduler tcp://host:8786`` runs a sweep on a cluster. The simulator is deterministic,
+so any executor gives the same results bit for bit.
 
-    class RayExecutor:
-        def submit(self, fn, *args):
-            return ray.remote(fn).remote(*args).future()   # a concurrent.futures.Future
+With a ``job_dir``, each job's output is written there as it arrives (one JSON file per
+job, named by a hash of the job), and a rerun with ``resume`` reuses the files of the
+jobs that finished: an interrupted sweep (Ctrl-C, a lost worker) keeps them.
 
 Results are sorted by their key, so the files do not depend on completion order.
 """
@@ -19,6 +22,7 @@ import concurrent.futures as cf
 import dataclasses
 import datetime as _dt
 import functools
+import hashlib
 import json
 import os
 import subprocess
@@ -239,6 +243,30 @@ def derived_stats(res, long_context_tokens: int) -> dict:
     }
 
 
+def session_timeline(res, trace, max_turns: int = 40) -> dict:
+    """Where one agent's time goes: the turns of the session with the longest context (up
+    to ``max_turns`` of them), each with its ready time, when it was admitted, its first
+    and last token, the bytes it fetched and streamed, and whether it was preempted."""
+    r = res.requests
+    sessions = trace.session_ids
+    pick = int(sessions[int(r["context_tokens"].argmax())]) if len(sessions) else 0
+    rows = [int(i) for i in np.flatnonzero(sessions == pick)][:max_turns]
+    fetched = sum(r[f"fetched_bytes_{n}"] for n in res.tier_names[1:]) if len(res.tier_names) > 1 else None
+
+    def t(x):
+        return float(x) if x == x else None
+
+    turns = []
+    for i in rows:
+        disp = float(r["dispatch_s"][i])
+        turns.append({"ready_s": disp, "admit_s": disp + float(r["queue_s"][i]), "first_s": t(disp + r["ttft_s"][i]),
+                      "end_s": t(r["end_s"][i]), "context_tokens": int(r["context_tokens"][i]),
+                      "fetched_bytes": int(fetched[i]) if fetched is not None else 0,
+                      "streamed_bytes_per_token": int(r["streamed_bytes_per_token"][i]),
+                      "preemptions": int(r["preemptions"][i])})
+    return {"session": pick, "turns": turns}
+
+
 def meets_slo(summary: dict, slo_ttft_s: float, slo_tpot_s: float) -> bool:
     """Every request served, p99 TTFT <= ``slo_ttft_s`` and p50 TPOT <= ``slo_tpot_s``."""
     ttft, tpot = summary["ttft_p99_s"], summary["tpot_p50_s"]
@@ -322,8 +350,11 @@ def run_job(job: dict) -> dict:
         for planner in job["planners"]:
             res = _sim(p, target, cfg, policy, planner)
             d = res.as_dict()
+            derived = derived_stats(res, cfg.long_context_tokens)
+            if policy == cfg.headline_policy and planner == cfg.headline_planner and job["variant"] == "nominal":
+                derived["timeline"] = session_timeline(res, p.trace)
             d.update({"target": job["target"], "agents": job["agents"], "variant": job["variant"], "chips": target.chips,
-                      "derived": json_clean(derived_stats(res, cfg.long_context_tokens)), "sim_wall_s": res.wall_s})
+                      "derived": json_clean(derived), "sim_wall_s": res.wall_s})
             out["results"].append(d)
     out["wall_s"] = time.perf_counter() - t0
     return out
@@ -407,32 +438,128 @@ def git_revision() -> str:
         return "unknown"
 
 
+class RayExecutor:
+    """Ray as an executor: ``submit(fn, *args)`` runs ``fn`` as a Ray task and returns a
+    ``concurrent.futures.Future``."""
+
+    def __init__(self, address: str | None = None):
+        import ray
+
+        ray.init(address=address, ignore_reinit_error=True)
+        self._ray = ray
+
+    def submit(self, fn, *args):
+        return self._ray.remote(fn).remote(*args).future()
+
+    def shutdown(self):
+        self._ray.shutdown()
+
+
+class DaskExecutor:
+    """Dask's ``Client.get_executor()``, closing the client (and the ``LocalCluster`` it
+    made when no address was given) on ``shutdown``."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None):
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if address is None:
+            self._cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+        self._client = Client(address if address is not None else self._cluster)
+        self._ex = self._client.get_executor()
+
+    def submit(self, fn, *args):
+        return self._ex.submit(fn, *args)
+
+    def shutdown(self):
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+EXECUTORS = ("process", "dask", "ray")
+
+
+def make_executor(kind: str, address: str | None = None, workers: int | None = None):
+    """An executor by name: ``process`` (a local process pool of ``workers``), ``dask``
+    (a Dask cluster at ``address``, or a ``LocalCluster`` of ``workers``) or ``ray``."""
+    check_choice(kind, "executor", EXECUTORS)
+    if kind == "process":
+        return default_executor(workers)
+    try:
+        return DaskExecutor(address, workers) if kind == "dask" else RayExecutor(address)
+    except ImportError as e:
+        extra = "pip install 'kvtier[bench]'" if kind == "dask" else "pip install ray"
+        raise ConfigError(f"executor: {kind!r} needs {e.name} ({extra})") from None
+
+
+def job_key(job: dict) -> str:
+    """A stable name for ``job`` (its config, model, target, agents, variant and kind)."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _save_job(job_dir: Path, job: dict, out: dict) -> None:
+    path = job_dir / f"{job_key(job)}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(json_clean(out), sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _load_job(job_dir: Path, job: dict) -> dict | None:
+    try:
+        return json.loads((job_dir / f"{job_key(job)}.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def default_executor(workers: int | None = None) -> cf.Executor:
     """A process pool over ``workers`` processes (default: the CPUs this process may use)."""
     n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     return cf.ProcessPoolExecutor(max_workers=max(1, n))
 
 
-def run_suite(config: SuiteConfig, *, executor=None, workers: int | None = None, progress: bool = True) -> dict:
+def run_suite(config: SuiteConfig, *, executor=None, workers: int | None = None, progress: bool = True,
+              job_dir=None, resume: bool = False) -> dict:
     """Run every job of ``config``; returns the results document (plain data) that
     ``write_results`` saves. ``executor``: any object with ``submit(fn, *args)`` returning
     a ``concurrent.futures.Future`` (default: a process pool of ``workers``; ``workers=1``
-    runs in this process)."""
+    runs in this process). ``job_dir``: write each job's output there as it finishes;
+    ``resume``: reuse the outputs already there and run only the other jobs."""
     from kvtier import __version__
 
     jobs = make_jobs(config)
     t0 = time.perf_counter()
     outputs = []
+    todo = jobs
+    if job_dir is not None:
+        job_dir = Path(job_dir)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            todo = []
+            for j in jobs:
+                saved = _load_job(job_dir, j)
+                if saved is None:
+                    todo.append(j)
+                else:
+                    outputs.append(saved)
+    resumed = len(outputs)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), desc="kvtier bench", unit="job")
+        bar = tqdm(total=len(jobs), initial=resumed, desc="kvtier bench", unit="job")
+
+    def finished(job, out):
+        if job_dir is not None:
+            _save_job(job_dir, job, out)
+        outputs.append(json.loads(json.dumps(json_clean(out))) if job_dir is not None else out)
+        if bar:
+            bar.update(1)
+
     if executor is None and workers == 1:
-        for j in jobs:
-            outputs.append(run_job(j))
-            if bar:
-                bar.update(1)
+        for j in todo:
+            finished(j, run_job(j))
     else:
         own = executor is None
         if own:
@@ -441,11 +568,9 @@ def run_suite(config: SuiteConfig, *, executor=None, workers: int | None = None,
             warm_up()  # compile once here; the workers load the cached code
         ex = default_executor(workers) if own else executor
         try:
-            futures = [ex.submit(run_job, j) for j in jobs]
+            futures = {ex.submit(run_job, j): j for j in todo}
             for f in cf.as_completed(futures):
-                outputs.append(f.result())
-                if bar:
-                    bar.update(1)
+                finished(futures[f], f.result())
         finally:
             if own:
                 ex.shutdown()
@@ -473,7 +598,7 @@ def run_suite(config: SuiteConfig, *, executor=None, workers: int | None = None,
     unavailable.sort(key=lambda u: (u["model"], u["target"], u["agents"] or 0, u["variant"]))
     return {
         "meta": {"kvtier_version": __version__, "git_revision": git_revision(), "config": config.as_dict(),
-                 "jobs": len(jobs), "simulations": len(results),
+                 "jobs": len(jobs), "jobs_resumed": resumed, "simulations": len(results),
                  "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
         "timing": {"wall_s": time.perf_counter() - t0,
                    "sim_wall_s": float(sum(r["sim_wall_s"] for r in results))},
