@@ -105,3 +105,56 @@ def test_block_hashes_raise_only_config_errors(tokens, block_tokens):
     except ConfigError:
         return
     assert out.dtype == np.uint64
+
+
+_scalars_and_junk = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=4),
+                              st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                                                   max_size=1))
+
+
+@given(sessions=st.lists(st.tuples(_scalars_and_junk, _scalars_and_junk), min_size=1, max_size=5))
+@example(sessions=[("a", None), (float("inf"), None)])
+@example(sessions=[(2**63, -1), (0, 2**63)])
+def test_any_session_ids_read_or_raise_a_trace_format_error(tmp_path_factory, sessions):
+    import json
+
+    from kvtier import TraceFormatError
+    from kvtier.traces import read_trace
+
+    rows = []
+    for k, (session, parent) in enumerate(sessions):
+        row = {"timestamp": k, "input_length": 8, "output_length": 1, "hash_ids": [1, k + 2]}
+        row.update({"session_id": session, "parent_session_id": parent})
+        rows.append(json.dumps(row))
+    path = tmp_path_factory.mktemp("sessions") / "m.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    try:
+        trace = read_trace(path)
+    except TraceFormatError as e:
+        assert "session_id" in str(e) and f"{path} line" in str(e), str(e)
+        return
+    assert trace.num_requests == len(sessions) and trace.session_ids.min() >= 0
+    names = trace.meta.get("session_names")
+    if names is not None:  # names are dense: every id has its name
+        assert trace.session_ids.max() < len(names) and json.dumps(names, allow_nan=False)
+
+
+@given(cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 399), st.integers(1, 255)), max_size=3))
+def test_damaged_gzip_traces_raise_only_trace_format_errors(tmp_path_factory, cut, flips):
+    import gzip
+    import pathlib
+
+    from kvtier import TraceFormatError
+    from kvtier.traces import read_trace
+
+    golden = pathlib.Path(__file__).resolve().parent.parent / "traces" / "golden" / "mooncake-tiny.jsonl"
+    data = bytearray(gzip.compress(golden.read_bytes())[:cut])
+    for at, mask in flips:
+        if at < len(data):
+            data[at] ^= mask
+    path = tmp_path_factory.mktemp("gz") / "t.jsonl.gz"
+    path.write_bytes(bytes(data))
+    try:
+        read_trace(path)
+    except TraceFormatError as e:
+        assert str(path) in str(e), str(e)
