@@ -532,3 +532,21 @@ def test_reading_a_large_folder_streams_one_file_at_a_time(tmp_path, monkeypatch
 
     monkeypatch.setattr(kvct, "open_text", tracking)
     assert read_trace(tmp_path).num_requests == 4 and all(f.closed for f in open_now)
+
+
+def test_the_bar_is_drawn_on_a_terminal_only():
+    import io
+
+    pytest.importorskip("tqdm")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        clock = _Clock()
+        with ReadProgress(10, "reading t.jsonl", stream=stream, clock=clock) as bar:
+            clock.now = 2.0
+            bar.advance(10)
+            assert bar.shown == drawn
+        assert ("reading t.jsonl" in stream.getvalue()) == drawn

@@ -1,8 +1,9 @@
 """A progress bar for reading large traces: bytes of the input consumed, on stderr.
 
 The bar appears only once reading has taken ``delay_s`` (1 s by default), so small traces
-print nothing. It is drawn by ``tqdm`` when that is installed (it comes with kvtier's
-``bench`` and ``test`` extras); without it reading is silent. Readers advance it by the
+print nothing, and only when stderr is a terminal (a log file gets no redraws). It is
+drawn by ``tqdm`` when that is installed (it comes with kvtier's ``bench`` and ``test``
+extras); without it reading is silent. Readers advance it by the
 file bytes they consume (compressed bytes for a compressed file), so a folder's bar
 covers all of its files.
 """
@@ -18,7 +19,8 @@ class ReadProgress:
     """Counts bytes read out of ``total_bytes`` and shows a bar labelled ``label`` on
     ``stream`` (stderr) once ``delay_s`` seconds have passed. Use it as a context manager
     (or call ``close``) so the bar is cleared when reading ends. ``clock`` is injectable
-    for tests; ``bar_factory`` (tqdm's signature) too, ``None`` meaning tqdm if installed."""
+    for tests; ``bar_factory`` (tqdm's signature) too, ``None`` meaning tqdm if installed
+    and ``stream`` is a terminal (else no bar)."""
 
     def __init__(self, total_bytes: int, label: str, *, delay_s: float = 1.0, stream=None,
                  clock=time.monotonic, bar_factory=None) -> None:
@@ -29,7 +31,10 @@ class ReadProgress:
         self._stream = stream if stream is not None else sys.stderr
         self._clock = clock
         self._start = clock()
-        self._factory = bar_factory if bar_factory is not None else _tqdm_factory()
+        # A bar redraws with carriage returns: in a log file (stderr not a terminal) it is noise.
+        if bar_factory is None and _is_terminal(self._stream):
+            bar_factory = _tqdm_factory()
+        self._factory = bar_factory
         self._bar = None
 
     def advance(self, num_bytes: int) -> None:
@@ -57,6 +62,13 @@ class ReadProgress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _tqdm_factory():
