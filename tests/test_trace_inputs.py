@@ -550,3 +550,37 @@ def test_the_bar_is_drawn_on_a_terminal_only():
             bar.advance(10)
             assert bar.shown == drawn
         assert ("reading t.jsonl" in stream.getvalue()) == drawn
+
+
+def test_zstd_files_go_through_the_zstandard_stream_reader(tmp_path, monkeypatch):
+    """The zstd path with a stand-in for zstandard (whose API is ``ZstdDecompressor().
+    stream_reader(file)``, a reader with ``read(n)`` and ``close()``), here a zlib body."""
+    import io
+    import sys
+    import types
+    import zlib
+
+    closed = []
+
+    class Reader:
+        def __init__(self, f):
+            self.f, self.body = f, None
+
+        def read(self, n=-1):
+            if self.body is None:
+                self.body = io.BytesIO(zlib.decompress(self.f.read()[4:]))
+            return self.body.read(n)
+
+        def close(self):
+            closed.append(True)
+            self.f.close()
+
+    fake = types.ModuleType("zstandard")
+    fake.ZstdDecompressor = lambda: types.SimpleNamespace(stream_reader=lambda f, closefd=True: Reader(f))
+    monkeypatch.setitem(sys.modules, "zstandard", fake)
+    plain = tmp_path / "t.jsonl"
+    write_trace(read_trace(GOLDEN), plain, "kvtier")
+    packed = tmp_path / "t.jsonl.zst"
+    packed.write_bytes(b"\x28\xb5\x2f\xfd" + zlib.compress(plain.read_bytes()))
+    assert detect_format(packed) == "kvtier"
+    assert read_trace(packed).equals(read_trace(plain)) and closed

@@ -72,6 +72,27 @@ class _GzipFile(gzip.GzipFile):
                 source.close()
 
 
+class _ReadOnly(io.RawIOBase):
+    """A raw reader over any object with ``read(n)`` and ``close()`` (the zstd stream),
+    so that ``io.BufferedReader`` and text decoding work on it."""
+
+    def __init__(self, source) -> None:
+        super().__init__()
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
 def _zstd_reader(fileobj, path: str):
     try:
         zstandard = importlib.import_module("zstandard")
@@ -103,7 +124,7 @@ def open_binary(path, progress=None):
     if magic.startswith(GZIP_MAGIC):
         return _GzipFile(fileobj=source, mode="rb")
     if magic == ZSTD_MAGIC:
-        return io.BufferedReader(_zstd_reader(source, p))
+        return io.BufferedReader(_ReadOnly(_zstd_reader(source, p)))
     return source
 
 
