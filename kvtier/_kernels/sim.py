@@ -104,10 +104,6 @@ F_COMPUTE = 2  # s of prefill compute (one stage's rate)
 F_SWAP_BYTES = 3  # bytes swapped out by preemption
 NUM_F_OUT = 4
 
-_WAITING = 0  # not ready, or in a replica's queue
-_RUNNING = 1
-_DONE = 2
-
 
 @njit(_nrt=False, inline="always")
 def _pop(H, P, A, count):
@@ -248,8 +244,6 @@ def simulate_kernel(tr, hw, sc, ca, out):
     stream_link = hw.tier_link[1] if T > 1 else -1
 
     # per request
-    state = np.zeros(n_req, dtype=np.int8)
-    rep = np.full(n_req, -1, dtype=np.int64)
     nxt = np.full(n_req, -1, dtype=np.int64)
     pf_left = np.zeros(n_req, dtype=np.int64)  # prefill tokens still to compute
     pf_attn = np.zeros(n_req, dtype=np.float64)  # their attention compute, s at one stage
@@ -320,7 +314,6 @@ def simulate_kernel(tr, hw, sc, ca, out):
             if r < 0:
                 r = rr % R
                 rr += 1
-            rep[q] = r
             out.req_i[q, O_DISPATCH] = now
             out.req_i[q, O_REPLICA] = r
             if w_tail[r] < 0:
@@ -408,7 +401,6 @@ def simulate_kernel(tr, hw, sc, ca, out):
                     out.req_i[q, O_END] = end
                     ntok = tr.out_tokens[q]
                     out.req_f[q, F_STEP] = (end - out.req_i[q, O_FIRST_TOKEN]) / 1e9 / (ntok - 1) if ntok > 1 else 0.0
-                    state[q] = _DONE
                     held_sum[r] -= held[q]
                     held[q] = 0.0
                     for j in range(i, run_n[r] - 1):
@@ -453,7 +445,6 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 held[v] = 0.0
                 strm[v] = 0.0
                 sgrow[v] = False
-                state[v] = _WAITING
                 nxt[v] = w_head[r]
                 w_head[r] = v
                 if w_tail[r] < 0:
@@ -550,7 +541,6 @@ def simulate_kernel(tr, hw, sc, ca, out):
                     out.req_i[q, O_REGIME] = REGIME_OVERFLOW
                     out.req_i[q, O_FIRST_TOKEN] = -1
                     out.req_i[q, O_END] = -1
-                    state[q] = _DONE
                     n_done += 1
                     rq_n = _release(tr, q, now, False, ready, remaining, rq_r, rq_p, rq_t, rq_n)
                     continue
@@ -608,7 +598,6 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 swapped[q] = 0.0
             else:
                 avail[q] = now
-            state[q] = _RUNNING
             held[q] = take
             held_sum[r] += take
             strm[q] = need - take if need > take else 0.0
