@@ -166,13 +166,20 @@ _B_KV = 5  # bytes of KV attention reads
 _B_WORK = 6  # s of attention work
 _B_STREAM = 7  # bytes streamed over tier 1's path
 _B_MIN_LEFT = 8  # fewest output tokens a decode has left
-_B_SIZE = 9
+_B_WAKE = 9  # ns the first fetch or swap-in of a request left out lands
+_B_SIZE = 10
 
 
 @njit(_nrt=False)
-def _pack(q, bt, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, chunked, stream_all, kv_tok, attn_tok):
-    """Put request ``q`` into the step being packed (``bt``): a decode token, or a chunk
-    of its prefill (``_take``), while the token budget lasts."""
+def _pack(q, now, bt, avail, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, chunked, stream_all, kv_tok,
+          attn_tok):
+    """Put request ``q`` into the step being packed at ``now`` (``bt``): a decode token, or
+    a chunk of its prefill (``_take``), while the token budget lasts; a request whose KV
+    has not landed yet only sets when the replica should look again (``_B_WAKE``)."""
+    if avail[q] > now:
+        if avail[q] < bt[_B_WAKE]:
+            bt[_B_WAKE] = avail[q]
+        return
     budget = np.int64(bt[_B_BUDGET])
     if budget <= 0:
         return
@@ -459,15 +466,10 @@ def simulate_kernel(tr, hw, sc, ca, out):
         bt[:] = 0.0
         bt[_B_BUDGET] = sc.max_tokens
         bt[_B_MIN_LEFT] = big
-        wake = big
+        bt[_B_WAKE] = big
         for i in range(run_n[r]):
-            q = run[r, i]
-            if avail[q] > now:
-                if avail[q] < wake:
-                    wake = avail[q]
-                continue
-            _pack(q, bt, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, sc.chunked, sc.stream_all,
-                  kv_tok, hw.attn_token_s)
+            _pack(run[r, i], now, bt, avail, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, sc.chunked,
+                  sc.stream_all, kv_tok, hw.attn_token_s)
         # admit from the queue, first come first served: stop at the first that cannot start
         while w_head[r] >= 0 and run_n[r] < sc.max_seqs and bt[_B_BUDGET] > 0:
             q = w_head[r]
@@ -604,13 +606,10 @@ def simulate_kernel(tr, hw, sc, ca, out):
             sgrow[q] = strm[q] > 0.0 and not sc.stream_all
             run[r, run_n[r]] = q
             run_n[r] += 1
-            if avail[q] > now:
-                if avail[q] < wake:
-                    wake = avail[q]
-                continue
-            _pack(q, bt, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, sc.chunked, sc.stream_all,
-                  kv_tok, hw.attn_token_s)
+            _pack(q, now, bt, avail, chunk, pf_left, pf_attn, ctx, held, strm, sgrow, dec_left, sc.chunked,
+                  sc.stream_all, kv_tok, hw.attn_token_s)
         n_seq = np.int64(bt[_B_SEQ])
+        wake = np.int64(bt[_B_WAKE])
         if n_seq == 0:
             if wake < big:  # only fetches in flight: wait for the first to land
                 busy[r] = True
