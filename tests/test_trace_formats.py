@@ -74,6 +74,10 @@ def test_exact_round_trip(tmp_path, fmt):
 @given(traces(), st.sampled_from(["kvtier", "kvtier-bin", "dynamo-v2"]))
 def test_round_trip_property(tmp_path_factory, t, fmt):
     path = tmp_path_factory.mktemp("rt") / "t"
+    if fmt == "dynamo-v2" and t.num_requests and t.input_lengths.min() == 0:
+        with pytest.raises(ConfigError, match="input_length 0"):  # NVIDIA's reader refuses such a request
+            write_trace(t, path, fmt)
+        return
     write_trace(t, path, fmt)
     assert read_trace(path, fmt).equals(t, meta=fmt != "dynamo-v2")
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import kvtier.traces.io as trace_io
 import kvtier.traces.model as trace_model
-from kvtier.errors import TraceFormatError
+from kvtier.errors import ConfigError, TraceFormatError
 from kvtier.replay import replay
 from kvtier.traces import (
     RELATION_SPAWN,
@@ -274,6 +274,7 @@ def check_agentic_mooncake_v2(path: Path) -> list[dict]:
     assert isinstance(header["block_size"], int) and header["block_size"] >= 1
     assert header["hash_id_scope"] == "local"
     assert isinstance(header["source"], dict) and isinstance(header["source"]["format"], str)
+    assert isinstance(header["source"]["digest"], str) and len(header["source"]["digest"]) == 64
     play_of: dict[str, str] = {}
     for row in rows:
         for key in ("request_id", "session_id", "play_id", "model"):
@@ -281,6 +282,7 @@ def check_agentic_mooncake_v2(path: Path) -> list[dict]:
         assert row["request_id"] not in play_of, "request ids are unique"
         assert isinstance(row["not_before_ms"], (int, float)) and math.isfinite(row["not_before_ms"])
         assert isinstance(row["input_length"], int) and isinstance(row["output_length"], int)
+        assert row["input_length"] >= 1, "the peer refuses a request without input"
         assert len(row["hash_ids"]) == -(-row["input_length"] // header["block_size"]), "one id per started block"
         assert all(isinstance(h, int) and 0 <= h < 2**64 for h in row["hash_ids"])
         for dep in row["dependencies"]:
@@ -304,7 +306,7 @@ def _partial_blocks_trace() -> Trace:
     b.add(timestamp_ms=6, session_id=9, input_length=20, output_length=1, block_hashes=[40, 41])  # 2 ids, 1 block
     b.add(timestamp_ms=9, session_id=3, input_length=100, output_length=2, block_hashes=[11, 12, 13],
           tool_wait_ms=2, deps=[(0, 2.0, 0, 0), (1, 0.0, 0, 2)])
-    b.add(timestamp_ms=12, session_id=9, input_length=0, output_length=1, block_hashes=[])
+    b.add(timestamp_ms=12, session_id=9, input_length=1, output_length=0, block_hashes=[])  # no ids, 1 block
     return b.build(block_tokens=32, meta={"model": "llama-3.1-8b", SESSION_NAMES: [None, None, None, "root"]})
 
 
@@ -317,9 +319,9 @@ def test_dynamo_v2_export_follows_the_peers_schema_and_round_trips(tmp_path):
     assert [r["session_id"] for r in rows] == ["root", "4", "9", "root", "9"]
     assert [r["model"] for r in rows] == ["llama-3.1-8b"] * 5
     assert [r["not_before_ms"] for r in rows] == [0, 0, 6, 0, 12]  # a dependent row waits for its dependencies
-    assert [len(r["hash_ids"]) for r in rows] == [3, 2, 1, 4, 0]
-    fresh = {rows[0]["hash_ids"][2], rows[3]["hash_ids"][3]}
-    assert len(fresh) == 2 and not fresh & set(t.block_hashes.tolist())  # partial blocks: ids of their own
+    assert [len(r["hash_ids"]) for r in rows] == [3, 2, 1, 4, 1]
+    fresh = {rows[0]["hash_ids"][2], rows[3]["hash_ids"][3], rows[4]["hash_ids"][0]}
+    assert len(fresh) == 3 and not fresh & set(t.block_hashes.tolist())  # partial blocks: ids of their own
     u = read_trace(p)
     assert u.equals(t, meta=False) and u.meta == {**t.meta, "format": "dynamo-v2"}
 
@@ -366,7 +368,7 @@ def _agent_traces(draw):
         if i and draw(st.booleans()):
             deps.append((draw(st.integers(0, i - 1)), 0.0, draw(st.integers(0, 1)), draw(st.integers(0, 2))))
         b.add(timestamp_ms=float(i), session_id=draw(st.integers(0, 3)), parent_session_id=draw(st.integers(-1, 3)),
-              input_length=draw(st.integers(0, 6 * bt)), output_length=1,
+              input_length=draw(st.integers(1, 6 * bt)), output_length=1,
               block_hashes=draw(st.lists(st.integers(0, 2**64 - 1), min_size=k, max_size=k)), deps=deps)
     return b.build(block_tokens=bt)
 
@@ -381,13 +383,31 @@ def test_any_trace_exports_to_the_peers_schema_and_back(tmp_path_factory, t):
     assert read_trace(p).equals(t, meta=False)
 
 
+def test_a_request_without_input_cannot_be_exported_for_the_peer(tmp_path):
+    b = TraceBuilder()
+    b.add(timestamp_ms=0, session_id=0, input_length=16, output_length=1, block_hashes=[1])
+    b.add(timestamp_ms=1, session_id=0, input_length=0, output_length=1, block_hashes=[])
+    with pytest.raises(ConfigError, match="request 1: input_length 0 cannot be written as agentic Mooncake v2"):
+        write_trace(b.build(block_tokens=16), tmp_path / "a.jsonl", "dynamo-v2")
+    assert not (tmp_path / "a.jsonl").exists()
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("aisimulate") is None, reason="the peer (aisimulate) is not installed")
-def test_the_peer_accepts_the_export(tmp_path):
-    write_trace(generate_trace(workload="coding-agent-small", num_agents=1, seed=0), tmp_path / "a.jsonl", "dynamo-v2")
+@pytest.mark.skipif(shutil.which("aisimulate") is None, reason="the peer (aisimulate, see ../shared/PEERS.md) is not "
+                    "installed")
+@pytest.mark.parametrize("make", [
+    lambda: generate_trace(workload="coding-agent-small", num_agents=2, seed=0),
+    _partial_blocks_trace,
+])
+def test_the_peer_accepts_the_export_as_is(tmp_path, make):
+    """NVIDIA's agentic Mooncake reader replays the export, every play to completion."""
+    t = make()
+    write_trace(t, tmp_path / "a.jsonl", "dynamo-v2")
     (tmp_path / "cfg.yaml").write_text(
         "traffic:\n"
-        f"  source: {{type: trace, paths: [{tmp_path / 'a.jsonl'}], format: agentic_mooncake}}\n"
+        f"  source: {{type: trace, paths: [{tmp_path / 'a.jsonl'}], format: agentic_mooncake, "
+        f"block_size: {t.block_tokens}}}\n"
+        "  load: {type: trace_timestamps}\n"
         "engine:\n  mode: aggregated\n  model: meta-llama/Meta-Llama-3.1-70B\n  hardware: h100_sxm\n"
         "  backend: vllm\n  workers:\n    aggregated:\n      parallelism: {replicas: 1, tensor: 8}\n"
         "      scheduler: {max_batched_tokens: 8192, max_sequences: 64}\n")
@@ -395,6 +415,8 @@ def test_the_peer_accepts_the_export(tmp_path):
                           str(tmp_path / "out"), "--overwrite", "--format", "json"], capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "prediction.json").read_text())
+    assert result["completed_requests"] == t.num_requests and result["incomplete_trajectories"] == 0
 
 
 # ------------------------------------------------------------------------------ streaming and progress

@@ -27,7 +27,8 @@ depending on another session is ``spawn`` (and sets the parent session); others 
 
 Writing v2 (``write_dynamo``) gives what NVIDIA's agentic Mooncake reader (aisimulate's
 ``agentic_mooncake`` source) accepts as is: the header says ``"hash_id_scope": "local"``
-(the ids are one namespace for the whole file) and ``"source": {"format": "kvtier"}``;
+(the ids are one namespace for the whole file) and ``"source": {"format": "kvtier",
+"digest": ...}`` (``trace_digest``: the SHA-256 of the trace's columns);
 request, session and play ids are strings; every row has ``model`` and ``not_before_ms``;
 ``hash_ids`` has one id per started block, ``ceil(input_length / block_size)``, so a
 partial last block gets an id of its own (a fresh id used nowhere else: kvtier does not
@@ -43,6 +44,7 @@ under ``kvtier_`` names, which the peer ignores: ``kvtier_session_id``,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -52,6 +54,7 @@ from kvtier.errors import ConfigError, TraceFormatError
 from kvtier.traces._parse import Row, is_id, iter_json_rows
 from kvtier.traces.jsonl import MOONCAKE_BLOCK_TOKENS, json_number
 from kvtier.traces.model import (
+    COLUMN_NAMES,
     NO_PARENT,
     RELATION_NAMES,
     RELATION_SEQUENCE,
@@ -272,6 +275,17 @@ def play_roots(trace: Trace) -> np.ndarray:
     return out
 
 
+def trace_digest(trace: Trace) -> str:
+    """SHA-256 (hex) of a trace's content: its block size and every column's bytes, in
+    ``COLUMN_NAMES`` order, little-endian (``meta`` left out): the ``source.digest`` a
+    v2 export carries as its provenance."""
+    h = hashlib.sha256(str(trace.block_tokens).encode())
+    for name in COLUMN_NAMES:
+        column = np.ascontiguousarray(getattr(trace, name))
+        h.update(column.astype(column.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.hexdigest()
+
+
 def _fresh_ids(trace: Trace, count: int) -> np.ndarray:
     """``count`` block ids that no request of ``trace`` uses (the smallest such)."""
     if count == 0:
@@ -286,7 +300,8 @@ def write_dynamo(trace: Trace, path, *, version: int = 2) -> None:
 
     v2 is the schema the module docstring describes (string ids, ``model``,
     ``not_before_ms`` on every row, one hash id per started block, plays that no
-    dependency crosses), plus ``kvtier_`` fields so that kvtier reads its file back exactly.
+    dependency crosses), plus ``kvtier_`` fields so that kvtier reads its file back exactly;
+    a request without input tokens cannot be written (``ConfigError``: the peer refuses it).
     A row without dependencies has ``not_before_ms`` = its time; a dependent row 0, so
     its dependencies alone decide when it starts (kvtier's closed-loop replay does the
     same). v1: request and session ids are integers (row indices, session ids); roots carry
@@ -337,6 +352,10 @@ def _write_v1(trace: Trace, path) -> None:
 def _write_v2(trace: Trace, path) -> None:
     bt = trace.block_tokens
     n = trace.num_requests
+    if n and trace.input_lengths.min() == 0:
+        i = int(np.argmin(trace.input_lengths))
+        raise ConfigError(f"request {i}: input_length 0 cannot be written as agentic Mooncake v2 (NVIDIA's reader "
+                          "refuses a request without input), expected input_length >= 1 on every request")
     bo, do = trace.block_offsets, trace.dep_offsets
     inl = trace.input_lengths.tolist()
     have = np.diff(bo).tolist()
@@ -348,7 +367,8 @@ def _write_v2(trace: Trace, path) -> None:
     plays = play_roots(trace).tolist()
     model = trace.meta.get("model") if isinstance(trace.meta.get("model"), str) else UNSPECIFIED_MODEL
     header = {"schema": SCHEMA, "version": 2, "block_size": bt, "hash_id_scope": "local",
-              "source": {"format": "kvtier"}, "num_requests": n, "kvtier_meta": trace.meta}
+              "source": {"format": "kvtier", "digest": trace_digest(trace)}, "num_requests": n,
+              "kvtier_meta": trace.meta}
     tmp = os.fspath(path) + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(json.dumps(header, sort_keys=True) + "\n")
