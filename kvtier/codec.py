@@ -30,6 +30,9 @@ class Encoded(NamedTuple):
     raw_len: int
     data: object  # bytes-like: bytes, memoryview or a uint8 numpy array
     crc: int | None = None
+    #: The backend already checked ``crc`` against the stored bytes (a batched read whose
+    #: copy into ``data`` is deferred, or whose CRC an I/O thread computed).
+    verified: bool = False
 
 
 class CodecTimer:

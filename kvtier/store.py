@@ -14,12 +14,21 @@ The rules of the data: a block is returned bit for bit, or reported missing (``N
 so the caller recomputes it. A checksum mismatch is a miss, never wrong bytes. No tier
 ever holds more blocks than its slots, including during a cascade. Every public method
 holds one re-entrant lock, so a store may be shared by threads.
+
+Batches: ``put_many`` and ``fetch_many`` do exactly what the same sequence of ``put`` and
+``fetch`` calls would (same bytes, placements, policy order and statistics) under one
+hold of the lock, with the bytes moved per tier at once: a memory tier copies the whole
+batch between its slab and the caller's contiguous buffer with one compiled gather or
+scatter, a flash tier reads runs of adjacent slots with one ``preadv`` each, up to
+``flash_queue_depth`` at a time. ``fetch_many_async``/``put_many_async`` run them on the
+store's I/O threads and return a ``concurrent.futures.Future``.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +38,8 @@ from kvtier.errors import BlockNotFoundError, BlockPinnedError, ConfigError, Pay
 from kvtier.model import ModelSpec
 from kvtier.stats import StoreStats
 from kvtier.tiers import Tier, TierSpec, make_tier
-from kvtier.validation import check_uint64, is_int
+from kvtier.buffers import aligned_empty
+from kvtier.validation import check_int, check_uint64, is_int
 
 PLACEMENTS = ("exclusive", "inclusive")
 
@@ -44,6 +54,18 @@ class PutResult(NamedTuple):
     @property
     def stored(self) -> bool:
         return self.tier is not None
+
+
+class FetchManyResult(NamedTuple):
+    """What ``fetch_many`` filled: ``out`` (one block per row) and ``found`` (bool per row:
+    the row holds its block bit for bit; where False its contents are unspecified)."""
+
+    out: np.ndarray
+    found: np.ndarray
+
+    @property
+    def hits(self) -> int:
+        return int(np.count_nonzero(self.found))
 
 
 class LookupResult(NamedTuple):
@@ -92,6 +114,9 @@ class TieredStore:
     ``promote_on_hit``: move a block hit in a lower tier up to the first tier.
     ``flash_io``: a ``kvtier.tiers.FileIO`` the flash tiers make their system calls
     through (default: the OS directly; ``kvtier.testing.FaultyFileIO`` injects faults).
+    ``io_threads``: threads serving the ``*_async`` calls (started on first use).
+    ``flash_queue_depth``: flash reads a batched fetch keeps in flight at once (1: read
+    on the calling thread).
     """
 
     def __init__(
@@ -103,6 +128,8 @@ class TieredStore:
         placement: str = "exclusive",
         promote_on_hit: bool = True,
         flash_io=None,
+        io_threads: int = 2,
+        flash_queue_depth: int = 1,
     ) -> None:
         if isinstance(tiers, (str, bytes, TierSpec)) or not hasattr(tiers, "__iter__"):
             raise ConfigError(f"tiers: got {type(tiers).__name__}, expected a list of TierSpec")
@@ -130,6 +157,15 @@ class TieredStore:
         self.block_bytes = int(np.prod(self.block_shape)) * self.dtype.itemsize
         self.placement = placement
         self.promote_on_hit = bool(promote_on_hit)
+        for field, value in (("io_threads", io_threads), ("flash_queue_depth", flash_queue_depth)):
+            if check_int(value, field) < 1:
+                raise ConfigError(f"{field}: got {value!r}, expected an integer >= 1")
+        self.io_threads = int(io_threads)
+        self.flash_queue_depth = int(flash_queue_depth)
+        self._async_pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # not the store's lock: close() drains without it
+        self._closing = False
         self._lock = threading.RLock()
         self._stats = StoreStats()
         built: list[Tier] = []
@@ -221,7 +257,7 @@ class TieredStore:
             tier.stats.drops += 1
         tier.remove(block_hash, evicted=True)
 
-    def _insert_top(self, block_hash: int, raw: np.ndarray, pins: int = 0) -> int:
+    def _insert_top(self, block_hash: int, raw: np.ndarray, pins: int = 0, row: int = -1) -> int:
         """Store a block in the fastest tier that can make room; its index, -1 when every
         slot of every tier is pinned, or -2 when the backend failed the write (the block is
         counted in that tier's ``drops``, next to its ``write_errors``)."""
@@ -230,7 +266,7 @@ class TieredStore:
                 continue  # every slot pinned: try the next tier
             tier.policy.prepare(block_hash)  # ghost lists (ARC, S3-FIFO) see the key first
             self._make_room(i)
-            if tier.admit(block_hash, tier.encode(raw), pins):
+            if tier.admit(block_hash, tier.encode(raw), pins, row):
                 return i
             tier.stats.drops += 1  # reached this tier and is kept nowhere
             return -2
@@ -266,8 +302,10 @@ class TieredStore:
         Raises ``PayloadError`` for a wrong dtype/shape, ``ConfigError`` for a bad hash;
         nothing stored is touched by a rejected call.
         """
-        h = _as_hash(block_hash)
-        raw = self._raw_view(kv)
+        return self._put_one(_as_hash(block_hash), self._raw_view(kv))
+
+    def _put_one(self, h: int, raw: np.ndarray, row: int = -1) -> PutResult:
+        """``put`` of a checked hash and flat block (``row``: its row in a batch)."""
         self._stats.puts += 1
         k = self._tier_holding(h)
         if k > 0 and self.promote_on_hit:
@@ -283,7 +321,7 @@ class TieredStore:
         if k >= 0:
             self._stats.put_hits += 1
             return PutResult(self.tier_names[k], already_present=True)
-        i = self._insert_top(h, raw)
+        i = self._insert_top(h, raw, row=row)
         if i < 0:
             self._stats.puts_dropped += 1
             return PutResult(None)
@@ -304,32 +342,157 @@ class TieredStore:
         elif not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
             raise PayloadError("out: expected a writeable C-contiguous numpy array (it is filled in place)")
         raw = self._raw_view(out, "out")
-        self._stats.fetches += 1
         promote = self.promote_on_hit if promote is None else promote
+        return out if self._fetch_one(h, raw, promote) else None
+
+    def _fetch_one(self, h: int, raw: np.ndarray, promote: bool, row: int = -1) -> bool:
+        """``fetch`` of a checked hash into a flat buffer; whether it was found. ``row``:
+        the block's row in a batch, whose copy a tier may defer (not when it promotes,
+        which needs the bytes now)."""
+        self._stats.fetches += 1
         for k, tier in enumerate(self.tiers):
             if h not in tier.hash_to_slot:
                 tier.stats.misses += 1
                 continue
-            enc = tier.read(h, out=raw)
+            moves = k > 0 and promote
+            enc = tier.read(h, out=raw, row=-1 if moves else row)
             if enc is None:
                 continue  # corrupt or unreadable here: removed; a lower copy may exist
             decode_into(enc, raw, tier.timer)
             tier.stats.hits += 1
             self._stats.fetch_hits += 1
-            if k > 0 and promote:
+            if moves:
                 self._promote(k, h, raw)
             else:
                 tier.touch(h)
-            return out
+            return True
         self._stats.fetch_misses += 1
-        return None
+        return False
+
+    def _batch_view(self, blocks, field: str, n: int, *, writeable: bool) -> np.ndarray:
+        """A ``(n, block_bytes)`` uint8 view of a batch of blocks after checking it (errors
+        name ``field``)."""
+        want = (n, *self.block_shape)
+        if not isinstance(blocks, np.ndarray) or isinstance(blocks, np.ma.MaskedArray):
+            raise PayloadError(f"{field}: got {type(blocks).__name__}, expected a numpy array of shape {want}")
+        if blocks.dtype != self.dtype:
+            raise PayloadError(f"{field}.dtype: got {blocks.dtype}, expected {self.dtype}")
+        if blocks.shape != want:
+            raise PayloadError(f"{field}.shape: got {blocks.shape}, expected {want} (one block per hash)")
+        if writeable and (not blocks.flags.c_contiguous or not blocks.flags.writeable):
+            raise PayloadError(f"{field}: expected a writeable C-contiguous numpy array (it is filled in place)")
+        if not blocks.flags.c_contiguous:
+            blocks = np.ascontiguousarray(blocks)
+        return blocks.view(np.uint8).reshape(n, self.block_bytes)
+
+    def _check_hashes(self, block_hashes) -> list[int]:
+        if isinstance(block_hashes, (str, bytes)) or not hasattr(block_hashes, "__iter__"):
+            raise ConfigError(f"block_hashes: got {type(block_hashes).__name__}, expected a sequence of block hashes")
+        if isinstance(block_hashes, np.ndarray) and block_hashes.dtype == np.uint64:
+            return block_hashes.tolist()
+        return [_as_hash(h) for h in block_hashes]
+
+    def _run_batch(self, rows: np.ndarray, step, before=None) -> list:
+        """``step(i)`` for every row in order (after ``before()``), with every tier batching
+        over ``rows``."""
+        for tier in self.tiers:
+            tier.begin_batch(rows)
+        try:
+            if before is not None:
+                before()
+            return [step(i) for i in range(rows.shape[0])]
+        finally:
+            errors = []
+            for tier in self.tiers:
+                try:
+                    tier.end_batch()
+                except Exception as e:  # noqa: BLE001 - every tier finishes its batch
+                    errors.append(e)
+            if errors:
+                raise errors[0]
+
+    def _read_ahead(self, hashes: list[int], rows: np.ndarray) -> None:
+        """Start every flash read the batch will likely make (a hint: a read made ahead is
+        used at the block's turn only if it is still valid, so the outcome is unchanged)."""
+        for tier in self.tiers:
+            if type(tier).preread is Tier.preread:
+                continue
+            want = [(i, tier.hash_to_slot[h]) for i, h in enumerate(hashes) if h in tier.hash_to_slot]
+            if want:
+                pool = self._reader_pool() if self.flash_queue_depth > 1 else None
+                tier.preread([i for i, _ in want], [s for _, s in want], pool, self.flash_queue_depth)
+
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._read_pool is None:
+                self._read_pool = ThreadPoolExecutor(self.flash_queue_depth, thread_name_prefix="kvtier-read")
+            return self._read_pool
+
+    @_locked
+    def put_many(self, block_hashes, kv_blocks: np.ndarray) -> list[PutResult]:
+        """``put`` of ``kv_blocks[i]`` under ``block_hashes[i]`` for every ``i``, in order, as
+        one call: the same results, placements and statistics as those single calls.
+
+        ``kv_blocks``: an array of shape ``(len(block_hashes), *block_shape)``. Raises
+        ``PayloadError``/``ConfigError`` (naming the field) before anything is stored."""
+        hashes = self._check_hashes(block_hashes)
+        rows = self._batch_view(kv_blocks, "kv_blocks", len(hashes), writeable=False)
+        return self._run_batch(rows, lambda i: self._put_one(hashes[i], rows[i], i))
+
+    @_locked
+    def fetch_many(self, block_hashes, out: np.ndarray | None = None, *,
+                   promote: bool | None = None) -> FetchManyResult:
+        """``fetch`` of every block of ``block_hashes`` into row ``i`` of ``out``, in order,
+        as one call: the same bytes, policy updates and statistics as those single calls.
+
+        ``out``: a writeable C-contiguous array of shape ``(len(block_hashes), *block_shape)``
+        (default: a new page-aligned one). Returns ``out`` and which rows were found; a row
+        not found holds unspecified bytes. Raises ``PayloadError``/``ConfigError`` (naming
+        the field) before anything is read."""
+        hashes = self._check_hashes(block_hashes)
+        if out is None:
+            out = aligned_empty((len(hashes), *self.block_shape), self.dtype)
+        rows = self._batch_view(out, "out", len(hashes), writeable=True)
+        promote = self.promote_on_hit if promote is None else bool(promote)
+        found = np.zeros(len(hashes), dtype=bool)
+
+        def step(i: int) -> None:
+            found[i] = self._fetch_one(hashes[i], rows[i], promote, i)
+
+        self._run_batch(rows, step, lambda: self._read_ahead(hashes, rows))
+        return FetchManyResult(out, found)
+
+    def put_many_async(self, block_hashes, kv_blocks: np.ndarray) -> Future:
+        """``put_many`` on an I/O thread. The future's result is ``put_many``'s (or its
+        exception); once it completes, the puts are as durable as ``put_many``'s return
+        makes them (the flash tier's ``fsync`` policy). The caller must not change
+        ``kv_blocks`` until then. Checks the arguments now (raising as ``put_many``)."""
+        hashes = self._check_hashes(block_hashes)
+        self._batch_view(kv_blocks, "kv_blocks", len(hashes), writeable=False)
+        return self._submit(self.put_many, hashes, kv_blocks)
+
+    def fetch_many_async(self, block_hashes, out: np.ndarray | None = None, *,
+                         promote: bool | None = None) -> Future:
+        """``fetch_many`` on an I/O thread; the future's result is its ``FetchManyResult``.
+        ``out`` belongs to the store until the future completes. Checks the arguments now."""
+        hashes = self._check_hashes(block_hashes)
+        if out is None:
+            out = aligned_empty((len(hashes), *self.block_shape), self.dtype)
+        self._batch_view(out, "out", len(hashes), writeable=True)
+        return self._submit(functools.partial(self.fetch_many, promote=promote), hashes, out)
+
+    def _submit(self, fn, *args) -> Future:
+        with self._pool_lock:
+            if self._closing:
+                raise ConfigError("store: closed, expected an open store for an asynchronous call")
+            if self._async_pool is None:
+                self._async_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="kvtier-io")
+            return self._async_pool.submit(fn, *args)
 
     @_locked
     def lookup(self, block_hashes) -> LookupResult:
         """Where each block is (fastest tier first). Pure: no statistics, no policy update."""
-        if isinstance(block_hashes, (str, bytes)) or not hasattr(block_hashes, "__iter__"):
-            raise ConfigError(f"block_hashes: got {type(block_hashes).__name__}, expected a sequence of block hashes")
-        hashes = [_as_hash(h) for h in block_hashes]
+        hashes = self._check_hashes(block_hashes)
         tier_index = np.fromiter((self._tier_holding(h) for h in hashes), dtype=np.int8, count=len(hashes))
         missing = np.flatnonzero(tier_index < 0)
         prefix = int(missing[0]) if missing.size else len(hashes)
@@ -427,13 +590,23 @@ class TieredStore:
                 errors[0].add_note(f"also: {type(other).__name__}: {other}")
             raise errors[0]
 
-    @_locked
-    def close(self) -> None:
-        """Flush and release every tier, each whatever the others raised; then raise the
-        first failure (``TierIOError``: a final sync failed), the rest attached as notes.
-        Memory tiers' contents are gone afterwards; a flash file is unlocked and may be
-        reopened. Closing twice does nothing. A store dropped without ``close()`` releases
-        its flash files when it is collected."""
+    def close(self, *, cancel_pending: bool = False) -> None:
+        """Finish the asynchronous calls (``cancel_pending``: cancel those not started yet;
+        their futures report cancelled), then flush and release every tier, each whatever
+        the others raised; then raise the first failure (``TierIOError``: a final sync
+        failed), the rest attached as notes. Memory tiers' contents are gone afterwards; a
+        flash file is unlocked and may be reopened. Closing twice does nothing. A store
+        dropped without ``close()`` releases its flash files when it is collected."""
+        with self._pool_lock:
+            self._closing = True
+            pools, self._async_pool, self._read_pool = (self._async_pool, self._read_pool), None, None
+        for pool in pools:  # without the store's lock: the running calls need it to finish
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=cancel_pending)
+        with self._lock:
+            self._close_tiers()
+
+    def _close_tiers(self) -> None:
         errors = []
         for tier in self.tiers:
             try:

@@ -5,6 +5,13 @@ A tier holds whole blocks in fixed-size slots. Its metadata is struct-of-arrays
 orders the unpinned resident slots; a backend (a numpy slab or a file) holds the bytes.
 Subclasses implement the backend: ``_write_slot``, ``_read_slot``, ``_release_slot``.
 
+Batches: between ``begin_batch(rows)`` and ``end_batch()`` the store passes, with each
+read or write of a batched block, its ``row`` in the caller's contiguous buffer ``rows``;
+a backend may then defer the copy and move the whole batch at once (the memory tier's
+gather/scatter) or read ahead (``preread``: the flash tier's coalesced ``preadv``). What a
+batch observes is exactly what the same single reads and writes would: bytes, checks,
+statistics.
+
 A tier never decides where a victim goes: the store's cascade does. A tier never
 serves bytes it cannot verify: a read that fails its checks removes the block, counts
 it in ``stats.corrupt`` (or ``read_errors``) and returns ``None``.
@@ -63,6 +70,10 @@ class Tier:
         # bytes are still there until the slot is written again or a retry succeeds (the
         # flash tier retries at flush, and reports what still fails).
         self._unreleased: dict[int, int | None] = {}
+        # Writes per slot since the tier was built: a read made ahead of its turn is used
+        # only if its slot was not written since (``preread``).
+        self.slot_writes = [0] * self.num_slots
+        self._batch_rows: np.ndarray | None = None
 
     # -- backend (subclasses) ---------------------------------------------------------
 
@@ -70,13 +81,32 @@ class Tier:
         """Bytes of capacity one slot uses (payload plus any per-slot header/alignment)."""
         return block_bytes
 
-    def _write_slot(self, slot: int, block_hash: int, enc: Encoded) -> None:
+    def _write_slot(self, slot: int, block_hash: int, enc: Encoded, row: int = -1) -> None:
+        """Store ``enc`` in ``slot``. ``row`` >= 0: ``enc.data`` is that row of the batch
+        buffer, which stays valid until ``end_batch`` (the copy may be deferred)."""
         raise NotImplementedError
 
-    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded:
         """The slot's stored form. A backend may read a raw payload straight into ``out``
-        (a flat uint8 array of ``block_bytes``) and return it as the data."""
+        (a flat uint8 array of ``block_bytes``) and return it as the data. ``row`` >= 0:
+        ``out`` is that row of the batch buffer (the copy may be deferred to ``end_batch``,
+        with ``verified=True`` saying the CRC was checked on the stored bytes)."""
         raise NotImplementedError
+
+    # -- batches ----------------------------------------------------------------------
+
+    def begin_batch(self, rows: np.ndarray) -> None:
+        """Start a batch over ``rows``, the caller's ``(n, block_bytes)`` uint8 buffer."""
+        self._batch_rows = rows
+
+    def preread(self, rows, slots, pool=None) -> None:
+        """Read ahead the payloads of ``slots`` into the batch buffer's ``rows`` (a hint:
+        the default does nothing; a read at its turn uses what was read ahead only if it is
+        still valid). ``pool``: an executor for reads in parallel, or ``None``."""
+
+    def end_batch(self) -> None:
+        """Finish every deferred copy of the batch and forget its buffer."""
+        self._batch_rows = None
 
     def _release_slot(self, slot: int, block_hash: int | None) -> None:
         """The slot's block ``block_hash`` is gone; forget it in the backend (default:
@@ -128,9 +158,10 @@ class Tier:
             enc = enc._replace(crc=checksum(enc.data))
         return enc
 
-    def admit(self, block_hash: int, enc: Encoded, pins: int = 0) -> bool:
+    def admit(self, block_hash: int, enc: Encoded, pins: int = 0, row: int = -1) -> bool:
         """Store a block in a free slot (the caller made room). Returns False, with the
-        tier unchanged and ``stats.write_errors`` counted, when the backend write fails."""
+        tier unchanged and ``stats.write_errors`` counted, when the backend write fails.
+        ``row``: the block's row in the current batch buffer (see ``begin_batch``)."""
         assert block_hash not in self.hash_to_slot, f"block {block_hash:#x} already in tier {self.name}"
         if enc.codec != self.codec and enc.codec != 0:
             raise AssertionError("encoded with a foreign codec")  # the store re-encodes first
@@ -138,7 +169,8 @@ class Tier:
             enc = enc._replace(crc=checksum(enc.data))
         slot = self._free.pop()
         try:
-            self._write_slot(slot, block_hash, enc)
+            self.slot_writes[slot] += 1  # even a failed write may have changed the slot's bytes
+            self._write_slot(slot, block_hash, enc, row)
         except OSError:
             self.stats.write_errors += 1
             self._recycle(slot, block_hash)  # whatever part of the write landed is cancelled
@@ -170,15 +202,16 @@ class Tier:
             self._unreleased[slot] = block_hash
         self._free.append(slot)
 
-    def read(self, block_hash: int, out: np.ndarray | None = None) -> Encoded | None:
+    def read(self, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded | None:
         """The stored form of a resident block, verified; ``None`` (block removed, counted)
         when it fails its checks or the backend cannot read it. The returned bytes may be a
         view into the backend (use them before the next write to this tier) or, when
-        ``out`` is given, ``out`` itself, already filled (``decode_into`` then copies nothing)."""
+        ``out`` is given, ``out`` itself, already filled (``decode_into`` then copies nothing),
+        or, in a batch (``row`` >= 0), filled at ``end_batch``."""
         slot = self.hash_to_slot[block_hash]
         try:
-            enc = self._read_slot(slot, block_hash, out)
-            if self.checksum and checksum(enc.data) != enc.crc:
+            enc = self._read_slot(slot, block_hash, out, row)
+            if self.checksum and not enc.verified and checksum(enc.data) != enc.crc:
                 raise CorruptSlot
         except CorruptSlot:
             self.stats.corrupt += 1

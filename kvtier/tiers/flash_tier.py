@@ -69,6 +69,9 @@ __all__ = ["FileIO", "FlashTier", "RecoveryReport", "SlotHeader", "parse_slot_he
 
 #: Bytes the recovery scan reads per call (whole slots).
 _SCAN_CHUNK_BYTES = 4 << 20
+#: Slots one batched ``preadv`` reads at most: three buffers each (header, payload, the
+#: gap to the next slot) within the kernel's limit on buffers per call.
+_PREREAD_SLOTS_PER_CALL = max(1, (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024) // 3)
 _MAX_COUNT = (1 << SEQ_BITS) - 1
 
 
@@ -151,6 +154,9 @@ class FlashTier(Tier):
         # Codec of each slot, known since its write (or the recovery scan): a raw payload
         # is read straight into the caller's buffer.
         self.slot_codec = np.zeros(self.num_slots, dtype=np.uint8)
+        # Reads made ahead in the current batch: row -> (slot, slot_writes then, header, payload CRC).
+        self._preread: dict[int, tuple[int, int, memoryview, int]] = {}
+        self._gap = bytearray(self.slot_stride - SLOT_HEADER_BYTES - block_bytes)
         self.file, created = open_flash_file(
             spec.name, spec.path, f"{spec.name}.kvt", self.io, self._init_new_file,
             capacity_bytes=spec.capacity_bytes, file_bytes=self.file_bytes,
@@ -231,7 +237,7 @@ class FlashTier(Tier):
 
     # -- backend ----------------------------------------------------------------------
 
-    def _write_slot(self, slot: int, block_hash: int, enc: Encoded) -> None:
+    def _write_slot(self, slot: int, block_hash: int, enc: Encoded, row: int = -1) -> None:
         data = memoryview(enc.data).cast("B")
         if slot >= self.high_water:
             # Slots are handed out lowest first, so a never-used slot is the mark itself.
@@ -251,13 +257,21 @@ class FlashTier(Tier):
         if self.spec.fsync == "always":
             self._sync()
 
-    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded:
         in_place = out is not None and self.slot_codec[slot] == CODEC_NONE
-        if in_place:  # one preadv: header into our buffer, payload into the caller's
+        ahead = self._preread.pop(row, None) if row >= 0 and self._preread else None
+        payload_crc = None
+        if in_place and ahead is not None and ahead[0] == slot and ahead[1] == self.slot_writes[slot]:
+            # Read ahead by ``preread`` into this very row, and the slot not written since.
+            _slot, _writes, head, payload_crc = ahead
+            n = SLOT_HEADER_BYTES + self.block_bytes
+        elif in_place:  # one preadv: header into our buffer, payload into the caller's
+            head = self._head
             n = self.io.preadv(self.file.fd, [self._head, out], self._offset(slot))
         else:
+            head = self._head
             n = self.io.preadv(self.file.fd, [self._view], self._offset(slot))
-        parsed = parse_slot_header(self._head) if n >= SLOT_HEADER_BYTES else None
+        parsed = parse_slot_header(head) if n >= SLOT_HEADER_BYTES else None
         if parsed is None or parsed.flags:
             raise CorruptSlot
         codec, got_hash, _seq, raw_len, stored_len, crc, _flags = parsed
@@ -267,10 +281,69 @@ class FlashTier(Tier):
             if codec != CODEC_NONE or stored_len != raw_len:
                 raise CorruptSlot  # the header disagrees with what this slot was written as
             data = out
+            if payload_crc is not None:  # the reading thread computed it
+                if payload_crc != crc:
+                    raise CorruptSlot
+                return Encoded(codec, raw_len, data, crc, verified=True)
         else:
             data = self._view[SLOT_HEADER_BYTES : SLOT_HEADER_BYTES + stored_len]
         # The payload CRC is checked by Tier.read (checksum is always on for flash).
         return Encoded(codec, raw_len, data, crc)
+
+    def preread(self, rows, slots, pool=None, queue_depth: int = 1) -> None:
+        """Read the raw payloads of ``slots`` into the batch buffer's ``rows`` ahead of their
+        turn: runs of adjacent slots with one ``preadv`` each (header, payload and the gap
+        to the next slot as separate buffers), split into at least ``queue_depth`` calls run
+        on ``pool`` when one is given; each payload's CRC is computed by the thread that
+        read it. A read that fails or comes back short is forgotten: the block's read at
+        its turn then goes to the file again and meets (and counts) the failure itself."""
+        if self.closed or self._batch_rows is None:
+            return
+        pairs = sorted((slot, row) for row, slot in zip(rows, slots) if self.slot_codec[slot] == CODEC_NONE)
+        if not pairs:
+            return
+        per_call = min(_PREREAD_SLOTS_PER_CALL, -(-len(pairs) // max(1, queue_depth if pool is not None else 1)))
+        runs, run = [], []
+        for slot, row in pairs:
+            if run and (slot != run[-1][0] + 1 or len(run) == per_call):
+                runs.append(run)
+                run = []
+            run.append((slot, row))
+        runs.append(run)
+        writes = self.slot_writes
+        if pool is None or len(runs) == 1:
+            done = [self._read_run(run) for run in runs]
+        else:
+            done = list(pool.map(self._read_run, runs))
+        for got in done:
+            for slot, row, head, crc in got:
+                self._preread[row] = (slot, writes[slot], head, crc)
+
+    def _read_run(self, run: list[tuple[int, int]]) -> list[tuple[int, int, memoryview, int]]:
+        """One ``preadv`` of adjacent slots ``run`` ((slot, row) pairs, slots ascending);
+        the (slot, row, header, payload CRC) of each slot read whole."""
+        rows = self._batch_rows
+        heads = memoryview(bytearray(len(run) * SLOT_HEADER_BYTES))
+        buffers = []
+        for j, (_slot, row) in enumerate(run):
+            buffers.append(heads[j * SLOT_HEADER_BYTES : (j + 1) * SLOT_HEADER_BYTES])
+            buffers.append(rows[row])
+            if self._gap and j + 1 < len(run):
+                buffers.append(self._gap)  # shared by every reader: its bytes are never used
+        try:
+            n = self.io.preadv(self.file.fd, buffers, self._offset(run[0][0]))
+        except OSError:
+            return []
+        got = []
+        for j, (slot, row) in enumerate(run):
+            if n < j * self.slot_stride + SLOT_HEADER_BYTES + self.block_bytes:
+                break
+            got.append((slot, row, heads[j * SLOT_HEADER_BYTES : (j + 1) * SLOT_HEADER_BYTES], checksum(rows[row])))
+        return got
+
+    def end_batch(self) -> None:
+        self._preread.clear()
+        super().end_batch()
 
     def _release_slot(self, slot: int, block_hash: int | None) -> None:
         if slot >= self.high_water:

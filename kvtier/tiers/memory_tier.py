@@ -4,15 +4,21 @@ The slab is ``num_slots x block_bytes`` of uint8, allocated and touched once whe
 tier is built (so resident memory is the tier's capacity from the start); a slot's bytes are
 written with one copy and read back as a view. Per slot, the tier records the stored
 length, codec and CRC (the CRC only when the spec asks for checksums).
+
+In a batch, raw full-size blocks move between the slab and the caller's buffer with one
+compiled row copy (``kvtier.buffers.copy_rows``) per direction: reads and writes of
+batched rows are recorded and carried out together, and any other access to the slab
+first carries out what is pending, so every access sees the bytes single copies would
+have left.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kvtier.buffers import aligned_empty
-from kvtier.codec import Encoded
-from kvtier.tiers.base import Tier
+from kvtier.buffers import aligned_empty, copy_rows
+from kvtier.codec import CODEC_NONE, Encoded, checksum
+from kvtier.tiers.base import CorruptSlot, Tier
 from kvtier.tiers.spec import TierSpec
 
 
@@ -30,15 +36,51 @@ class MemoryTier(Tier):
         # Per-slot (stored length, codec, crc); a list of tuples reads faster than numpy
         # scalars on this per-block path.
         self.slot_meta: list[tuple[int, int, int | None]] = [(0, 0, None)] * self.num_slots
+        # Deferred copies of the current batch: slab slot -> batch row, and batch row -> slot.
+        self._gather_slots: list[int] = []
+        self._gather_rows: list[int] = []
+        self._scatter_rows: list[int] = []
+        self._scatter_slots: list[int] = []
 
-    def _write_slot(self, slot: int, block_hash: int, enc: Encoded) -> None:
+    def _flush_gathers(self) -> None:
+        if self._gather_slots:
+            copy_rows(self.slab, self._gather_slots, self._batch_rows, self._gather_rows)
+            self._gather_slots, self._gather_rows = [], []
+
+    def _flush_scatters(self) -> None:
+        if self._scatter_slots:
+            copy_rows(self._batch_rows, self._scatter_rows, self.slab, self._scatter_slots)
+            self._scatter_rows, self._scatter_slots = [], []
+
+    def end_batch(self) -> None:
+        try:
+            self._flush_scatters()
+            self._flush_gathers()
+        finally:
+            self._gather_slots, self._gather_rows, self._scatter_rows, self._scatter_slots = [], [], [], []
+            super().end_batch()
+
+    def _write_slot(self, slot: int, block_hash: int, enc: Encoded, row: int = -1) -> None:
+        self._flush_gathers()  # a pending copy out of this slot must see the old bytes
         data = enc.data if isinstance(enc.data, np.ndarray) else np.frombuffer(enc.data, dtype=np.uint8)
         n = data.shape[0]
-        self.slab[slot, :n] = data
+        if row >= 0 and self._batch_rows is not None and enc.codec == CODEC_NONE and n == self.block_bytes:
+            self._scatter_rows.append(row)
+            self._scatter_slots.append(slot)
+        else:
+            self._flush_scatters()  # an earlier pending write to this slot must not land after this one
+            self.slab[slot, :n] = data
         self.slot_meta[slot] = (n, enc.codec, enc.crc)
 
-    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded:
+        self._flush_scatters()  # the slot's bytes may still be pending
         n, codec, crc = self.slot_meta[slot]
+        if row >= 0 and self._batch_rows is not None and codec == CODEC_NONE and n == self.block_bytes:
+            if self.checksum and checksum(self.slab[slot]) != crc:
+                raise CorruptSlot
+            self._gather_slots.append(slot)
+            self._gather_rows.append(row)
+            return Encoded(codec, self.block_bytes, out, crc, verified=True)
         return Encoded(codec, self.block_bytes, self.slab[slot, :n], crc)
 
 

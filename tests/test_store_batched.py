@@ -1,0 +1,229 @@
+"""Batched calls: ``put_many``/``fetch_many`` against the same sequence of single calls.
+
+Two stores built alike take the same operations, one through the batched calls and one
+block by block; after every step both must agree on results, bytes, placements, policy
+order (each tier's next victim) and every counter. The operations include corrupted
+slots (memory tiers with checksums, the flash file's payloads), pinned blocks, full tiers
+and batches that hit several tiers at once. The asynchronous calls are the same batches
+on I/O threads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from kvtier import BlockNotFoundError, ConfigError, PayloadError, dram, flash, hbm
+from kvtier.buffers import aligned_empty, copy_rows
+from kvtier.tiers import FileIO
+from kvtier.tiers.flash_format import FILE_HEADER_BYTES, SLOT_HEADER_BYTES
+from tests.helpers import BLOCK_BYTES, make_store, payload, same_bytes
+
+SLOT = 8192
+KEYS = 14  # hashes drawn from 0..KEYS-1: more than the tiers hold together, so they fill
+
+
+def block(h: int) -> np.ndarray:
+    return payload(h, compressible=h % 3 == 0)
+
+
+def blocks(hashes) -> np.ndarray:
+    return np.stack([block(h) for h in hashes]) if len(hashes) else np.empty((0, *block(0).shape), np.float32)
+
+
+CONFIGS = {
+    "exclusive": (lambda d: [hbm(3 * BLOCK_BYTES, checksum=True), dram(3 * BLOCK_BYTES, codec="lz4", checksum=True),
+                             flash(5 * SLOT, d)], {}),
+    "inclusive-no-promote": (lambda d: [dram(2 * BLOCK_BYTES, checksum=True), flash(6 * SLOT, d, codec="lz4")],
+                             {"placement": "inclusive", "promote_on_hit": False}),
+    "memory-only": (lambda d: [hbm(2 * BLOCK_BYTES), dram(3 * BLOCK_BYTES, checksum=True)], {}),
+}
+
+
+def comparable_stats(store) -> dict:
+    s = store.stats()
+    out = {k: getattr(s, k) for k in s.__dataclass_fields__ if k != "tiers"}
+    for name, t in s.tiers.items():
+        d = t.as_dict()
+        for timing in ("compress_ns", "decompress_ns"):
+            d.pop(timing)
+        out[name] = d
+    return out
+
+
+def state(store) -> tuple:
+    placed = store.lookup(range(KEYS)).tier_index.tolist()
+    victims = [t.victim() for t in store.tiers]
+    pins = [store.pins(h) if h in store else 0 for h in range(KEYS)]
+    return placed, victims, pins
+
+
+def corrupt(store, h: int) -> bool:
+    """Damage the stored bytes of ``h`` in its fastest tier (if that tier checks them)."""
+    k = store.lookup([h]).tier_index[0]
+    if k < 0:
+        return False
+    tier = store.tiers[k]
+    slot = tier.hash_to_slot[h]
+    if tier.kind == "flash":
+        with open(tier.path, "r+b") as f:
+            f.seek(FILE_HEADER_BYTES + slot * tier.slot_stride + SLOT_HEADER_BYTES)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        return True
+    if tier.checksum:
+        tier.slab[slot, 0] ^= 0xFF
+        return True
+    return False
+
+
+hash_lists = st.lists(st.integers(0, KEYS - 1), max_size=7)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), hash_lists),
+        st.tuples(st.just("fetch"), hash_lists, st.sampled_from([None, True, False])),
+        st.tuples(st.sampled_from(["pin", "unpin", "corrupt", "free"]), st.integers(0, KEYS - 1)),
+    ),
+    max_size=14,
+)
+
+
+def apply_single(store, op):
+    kind = op[0]
+    if kind == "put":
+        return [store.put(h, block(h)) for h in op[1]]
+    if kind == "fetch":
+        got = [store.fetch(h, promote=op[2]) for h in op[1]]
+        return [g is not None for g in got], [g for g in got if g is not None]
+    return apply_other(store, op)
+
+
+def apply_batched(store, op):
+    kind = op[0]
+    if kind == "put":
+        return store.put_many(op[1], blocks(op[1]))
+    if kind == "fetch":
+        r = store.fetch_many(op[1], promote=op[2])
+        return r.found.tolist(), [r.out[i] for i in np.flatnonzero(r.found)]
+    return apply_other(store, op)
+
+
+def apply_other(store, op):
+    kind, h = op
+    try:
+        if kind == "pin":
+            return store.pin(h)
+        if kind == "unpin":
+            return store.unpin(h)
+        if kind == "free":
+            return store.free(h)
+    except (BlockNotFoundError, Exception) as e:  # noqa: BLE001 - both stores must raise alike
+        return type(e).__name__
+    return corrupt(store, h)
+
+
+def run_both(config: str, steps, *, flash_queue_depth: int = 1) -> None:
+    make_specs, kwargs = CONFIGS[config]
+    with tempfile.TemporaryDirectory() as d:
+        single = make_store(make_specs(os.path.join(d, "single")), **kwargs)
+        batched = make_store(make_specs(os.path.join(d, "batched")), flash_queue_depth=flash_queue_depth, **kwargs)
+        try:
+            for op in steps:
+                want, got = apply_single(single, op), apply_batched(batched, op)
+                if op[0] == "fetch":
+                    assert got[0] == want[0], op
+                    hashes = [h for h, f in zip(op[1], want[0]) if f]
+                    for h, a, b in zip(hashes, want[1], got[1]):
+                        assert same_bytes(a, b) and same_bytes(b, block(h)), f"block {h} differs"
+                else:
+                    assert got == want, op
+                assert state(batched) == state(single), op
+                assert comparable_stats(batched) == comparable_stats(single), op
+                batched.check_invariants()
+        finally:
+            single.close()
+            batched.close()
+
+
+@given(config=st.sampled_from(sorted(CONFIGS)), steps=ops)
+@example(config="exclusive", steps=[("put", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), ("corrupt", 9), ("corrupt", 0),
+                                    ("pin", 8), ("fetch", [0, 9, 8, 1, 1, 2, 7], None), ("put", [9, 0, 11, 12])])
+@example(config="exclusive", steps=[("put", list(range(10))), ("fetch", [9, 8, 7, 4], None)])
+@example(config="inclusive-no-promote", steps=[("put", [0, 1, 2, 3]), ("fetch", [0, 1, 2, 3], True),
+                                               ("corrupt", 3), ("fetch", [3, 3, 0], None)])
+def test_batched_calls_match_single_calls(config, steps):
+    run_both(config, steps)
+
+
+@given(steps=ops)
+def test_batched_fetch_with_parallel_flash_reads_matches_single_calls(steps):
+    run_both("exclusive", steps, flash_queue_depth=3)
+
+
+def test_one_batch_hits_every_tier_and_reads_flash_runs_in_few_calls(tmp_path):
+    calls = []
+
+    class Counting(FileIO):
+        def preadv(self, fd, buffers, offset):
+            calls.append(len(buffers))
+            return super().preadv(fd, buffers, offset)
+
+    store = make_store([hbm(2 * BLOCK_BYTES), flash(32 * SLOT, tmp_path)], flash_io=Counting(), promote_on_hit=False)
+    hashes = list(range(20))
+    store.put_many(hashes, blocks(hashes))
+    assert store.lookup(hashes).counts() == {"hbm": 2, "flash": 18, "missing": 0}
+    calls.clear()
+    r = store.fetch_many(hashes)
+    assert r.found.all() and all(same_bytes(r.out[i], block(h)) for i, h in enumerate(hashes))
+    assert len(calls) == 1 and calls[0] == 3 * 18 - 1  # header, payload, gap per slot: one call
+    store.close()
+
+
+def test_bad_batches_are_rejected_naming_the_field_and_change_nothing(tmp_path):
+    store = make_store([dram(4 * BLOCK_BYTES)])
+    store.put(1, block(1))
+    before = comparable_stats(store)
+    with pytest.raises(PayloadError, match=r"kv_blocks.shape"):
+        store.put_many([1, 2], blocks([1]))
+    with pytest.raises(PayloadError, match=r"kv_blocks.dtype"):
+        store.put_many([2], np.zeros((1, *block(2).shape), np.float64))
+    with pytest.raises(ConfigError, match="block_hash"):
+        store.put_many([2, -1], blocks([2, 3]))
+    with pytest.raises(ConfigError, match="block_hashes"):
+        store.fetch_many("ab")
+    with pytest.raises(PayloadError, match="out"):
+        store.fetch_many([1], out=np.empty((1, 3), np.float32))
+    ro = blocks([1])
+    ro.flags.writeable = False
+    with pytest.raises(PayloadError, match="out"):
+        store.fetch_many([1], out=ro)
+    assert comparable_stats(store) == before
+    assert store.fetch_many([]).found.shape == (0,)
+    assert store.put_many([], blocks([])) == []
+    strided = blocks([5, 6, 7, 8])[::2]  # not contiguous: accepted for a put (copied)
+    assert [r.tier for r in store.put_many([5, 7], strided)] == ["dram", "dram"]
+    assert same_bytes(store.fetch(7), block(7))
+    store.close()
+
+
+def test_copy_rows_matches_numpy_and_checks_its_arguments():
+    rng = np.random.default_rng(3)
+    src = rng.integers(0, 256, (6, 40), dtype=np.uint8)
+    dst = aligned_empty((4, 40), np.uint8)
+    dst[:] = 0
+    copy_rows(src, [5, 0, 2, 0], dst, [1, 3, 0, 1])  # a later copy to row 1 wins
+    assert (dst[1] == src[0]).all() and (dst[3] == src[0]).all() and (dst[0] == src[2]).all()
+    with pytest.raises(ConfigError, match="dst_rows"):
+        copy_rows(src, [0], dst, [4])
+    with pytest.raises(ConfigError, match="src_rows"):
+        copy_rows(src, [0, 1], dst, [0])
+    with pytest.raises(ConfigError, match="dst.shape"):
+        copy_rows(src, [0], np.zeros((2, 8), np.uint8), [0])
+    with pytest.raises(ConfigError, match="src"):
+        copy_rows(src.astype(np.int16), [0], dst, [0])
