@@ -231,7 +231,7 @@ class KernelChoice(NamedTuple):
 
     ``name``: one of ``KERNELS``: ``"belady"`` (one Belady tier that sees the future,
     ``kvtier._kernels.beladyreplay``), ``"ghost"`` (one ARC or S3-FIFO tier that sees keys,
-    ``ghostreplay``: a victim turns ghost where it stands), ``"lru-chain"`` (two or more LRU
+    ``ghostreplay``: a victim turns ghost where it stands), ``"lru-chain"`` (one or more LRU
     tiers, ``lruchain``: one LRU list cut into segments), ``"list"`` (every tier a list
     policy, ``listreplay``: one entry per block for its whole stay) or ``"general"``
     (``kvtier._kernels.replay``, any policies; the one the others are tested equal to).
@@ -397,8 +397,8 @@ def replay(
 
 #: For each kernel, a chain of tier policies that ``select_kernel`` runs it for (at any
 #: capacity, on a trace of a few accesses): what ``warm_up`` replays to compile it.
-_WARM_CHAINS = {"general": ("lru", "belady"), "list": ("lru",), "belady": ("belady",), "ghost": ("arc",),
-                "lru-chain": ("lru", "lru")}
+_WARM_CHAINS = {"general": ("lru", "belady"), "list": ("fifo",), "belady": ("belady",), "ghost": ("arc",),
+                "lru-chain": ("lru",)}
 
 
 def warm_up(kernels: Sequence[str] = KERNELS) -> float:

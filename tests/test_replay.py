@@ -322,15 +322,16 @@ def test_list_replay_picks_the_special_kernels(monkeypatch):
     for policies in (["arc"], ["s3fifo"], ["lru", "lru"], ["lru"], ["arc", "lru"]):
         replay(offsets, ids, [ReplayTier(name=f"t{i}", policy=p, capacity_blocks=2) for i, p in enumerate(policies)])
     replay(offsets, ids, policy="arc", capacity_blocks=2, hints=False)
-    assert calls == ["ghost_replay", "ghost_replay", "lru_chain_replay", "list_replay", "list_replay", "list_replay"]
+    assert calls == ["ghost_replay", "ghost_replay", "lru_chain_replay", "lru_chain_replay", "list_replay",
+                     "list_replay"]
 
     def path(policies, use_keys=True):
         return select_kernel(policies, [4] * len(policies), hints=use_keys).name
 
     assert path(["arc"]) == path(["s3fifo"]) == "ghost"
     assert path(["arc"], use_keys=False) == path(["s3fifo"], use_keys=False) == "list"
-    assert path(["lru", "lru"]) == path(["lru", "lru", "lru"]) == "lru-chain"
-    assert path(["lru"]) == path(["lru", "fifo"]) == path(["arc", "lru"]) == "list"
+    assert path(["lru"]) == path(["lru", "lru"]) == path(["lru", "lru", "lru"]) == "lru-chain"
+    assert path(["fifo"]) == path(["lru", "fifo"]) == path(["arc", "lru"]) == "list"
 
 
 @pytest.mark.parametrize("policy", ["arc", "s3fifo"])

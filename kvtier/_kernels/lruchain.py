@@ -33,8 +33,10 @@ from kvtier._kernels.scan import DEEP_PREFETCH_CELLS, probe, table_cells
 
 
 def applies(ts_init) -> bool:
-    """Whether ``ts_init`` (``listreplay``'s per-tier scalars) is a chain of LRU tiers."""
-    return ts_init.shape[0] > 1 and bool(np.all(ts_init[:, TS_KIND] == LRU))
+    """Whether ``ts_init`` (``listreplay``'s per-tier scalars) is a chain of LRU tiers (one
+    LRU tier is a chain of one: the same decisions as the list kernel, and a kernel that
+    compiles in a few seconds, which a first ``kvtier replay --policy lru`` waits for)."""
+    return ts_init.shape[0] >= 1 and bool(np.all(ts_init[:, TS_KIND] == LRU))
 
 
 @njit
