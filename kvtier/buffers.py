@@ -44,7 +44,7 @@ def copy_rows(src: np.ndarray, src_rows, dst: np.ndarray, dst_rows) -> None:
     """Copy row ``src[src_rows[j]]`` into ``dst[dst_rows[j]]`` for every ``j``, in order (a
     later copy to the same row wins), with one compiled loop. ``src`` and ``dst`` are 2-D
     uint8 arrays with rows of equal width, ``dst`` C-contiguous and writeable; the row
-    indices are integer sequences of equal length, within bounds. Raises ``ConfigError``
+    numbers are integer sequences of equal length, within bounds. Raises ``ConfigError``
     naming the field otherwise; nothing is copied then."""
     from kvtier._kernels.gather import copy_rows as kernel
 
@@ -54,18 +54,24 @@ def copy_rows(src: np.ndarray, src_rows, dst: np.ndarray, dst_rows) -> None:
                               f"{getattr(a, 'shape', '')}, expected a 2-D uint8 array")
     if src.shape[1] != dst.shape[1]:
         raise ConfigError(f"dst.shape[1]: got {dst.shape[1]}, expected {src.shape[1]} (the width of src's rows)")
-    if not dst.flags.writeable:
-        raise ConfigError("dst: got a read-only array, expected a writeable one")
+    if not dst.flags.writeable or not dst.flags.c_contiguous:
+        raise ConfigError("dst: got a read-only or non-contiguous array, expected a writeable C-contiguous one")
     rows = []
-    for name, idx, bound in (("src_rows", src_rows, src.shape[0]), ("dst_rows", dst_rows, dst.shape[0])):
-        arr = np.asarray(idx)
-        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-            raise ConfigError(f"{name}: got {arr.dtype} of shape {arr.shape}, expected a 1-D sequence of row numbers")
-        arr = arr.astype(np.int64, copy=False)
-        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= bound):
-            raise ConfigError(f"{name}: got rows {int(arr.min())}..{int(arr.max())}, expected rows in 0..{bound - 1}")
+    for name, idx in (("src_rows", src_rows), ("dst_rows", dst_rows)):
+        try:
+            arr = np.asarray(idx, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{name}: got {type(idx).__name__}, expected a sequence of row numbers") from None
+        if arr.ndim != 1:
+            raise ConfigError(f"{name}: got shape {arr.shape}, expected a 1-D sequence of row numbers")
         rows.append(arr)
     if rows[0].shape != rows[1].shape:
         raise ConfigError(f"dst_rows: got {rows[1].size} rows, expected {rows[0].size} (as many as src_rows)")
-    if rows[0].size:
-        kernel(src, rows[0], dst, rows[1])
+    bad = kernel(src, rows[0], dst, rows[1])
+    if bad >= 0:
+        s, d = int(rows[0][bad]), int(rows[1][bad])
+        field, got, bound = ("src_rows", s, src.shape[0]) if not 0 <= s < src.shape[0] else ("dst_rows", d, dst.shape[0])
+        raise ConfigError(f"{field}[{bad}]: got {got}, expected a row in 0..{bound - 1}")
+
+
+__all__ = ["PAGE_ALIGN_BYTES", "aligned_empty", "copy_rows"]

@@ -42,6 +42,10 @@ CONFIGS = {
     "inclusive-no-promote": (lambda d: [dram(2 * BLOCK_BYTES, checksum=True), flash(6 * SLOT, d, codec="lz4")],
                              {"placement": "inclusive", "promote_on_hit": False}),
     "memory-only": (lambda d: [hbm(2 * BLOCK_BYTES), dram(3 * BLOCK_BYTES, checksum=True)], {}),
+    # ghost-keeping policies: a batch of admissions consults and updates the ghosts in order
+    "arc-s3fifo": (lambda d: [hbm(4 * BLOCK_BYTES, policy="arc", checksum=True), dram(4 * BLOCK_BYTES, policy="s3fifo")],
+                   {}),
+    "sieve-clock": (lambda d: [hbm(5 * BLOCK_BYTES, policy="sieve"), dram(3 * BLOCK_BYTES, policy="clock")], {}),
 }
 
 
@@ -58,7 +62,7 @@ def comparable_stats(store) -> dict:
 
 def state(store) -> tuple:
     placed = store.lookup(range(KEYS)).tier_index.tolist()
-    victims = [t.victim() for t in store.tiers]
+    victims = [(t.victim(), t.policy.order(), [int(t.slot_hash[x]) for x in t.policy.order()]) for t in store.tiers]
     pins = [store.pins(h) if h in store else 0 for h in range(KEYS)]
     return placed, victims, pins
 
@@ -155,6 +159,13 @@ def run_both(config: str, steps, *, flash_queue_depth: int = 1) -> None:
 @example(config="exclusive", steps=[("put", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), ("corrupt", 9), ("corrupt", 0),
                                     ("pin", 8), ("fetch", [0, 9, 8, 1, 1, 2, 7], None), ("put", [9, 0, 11, 12])])
 @example(config="exclusive", steps=[("put", list(range(10))), ("fetch", [9, 8, 7, 4], None)])
+@example(config="arc-s3fifo", steps=[("put", [0, 1, 2, 3]), ("fetch", [0, 1, 2, 3], None), ("put", [4, 5, 6, 7]),
+                                     ("put", [0, 8, 9]), ("corrupt", 8), ("fetch", [8, 9, 0], None),
+                                     ("free", 9), ("put", [9, 10]), ("fetch", [9, 10], None)])
+@example(config="arc-s3fifo", steps=[("put", [0, 1, 2, 3]), ("put", [4, 5, 6, 7]), ("free", 4), ("free", 5),
+                                     ("free", 0), ("free", 1), ("put", [0, 1]), ("put", [12, 13])])
+@example(config="memory-only", steps=[("put", [0, 1]), ("pin", 1), ("fetch", [1, 0, 1], None), ("put", [2, 3, 4]),
+                                      ("corrupt", 4), ("fetch", [2, 3, 4], None)])
 @example(config="inclusive-no-promote", steps=[("put", [0, 1, 2, 3]), ("fetch", [0, 1, 2, 3], True),
                                                ("corrupt", 3), ("fetch", [3, 3, 0], None)])
 def test_batched_calls_match_single_calls(config, steps):

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from kvtier.codec import CodecTimer, Encoded, checksum, codec_id, encode
+from kvtier.codec import CODEC_NONE, CodecTimer, Encoded, checksum, codec_id, encode
 from kvtier.errors import ConfigError
 from kvtier.policies import make_policy
 from kvtier.stats import TierStats
@@ -107,6 +107,69 @@ class Tier:
     def end_batch(self) -> None:
         """Finish every deferred copy of the batch and forget its buffer."""
         self._batch_rows = None
+
+    def _read_rows(self, slots: np.ndarray, rows: np.ndarray) -> bool:
+        """Backend: copy the raw payloads of ``slots`` into ``rows`` (row ``j`` for slot
+        ``j``) with their checks passed, or return False having changed nothing (a slot not
+        stored raw, a check that fails, a backend that cannot). Default: cannot."""
+        return False
+
+    def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
+        """Backend: store ``rows`` raw in ``slots`` (row ``j`` in slot ``j``), or return
+        False having written nothing. Default: cannot."""
+        return False
+
+    def read_many(self, slots: np.ndarray, rows: np.ndarray) -> bool:
+        """``read`` of the blocks in ``slots`` into ``rows`` at once, when every one is
+        stored raw and verifies: their statistics as those single reads; else False and
+        nothing read or counted (the caller reads them one at a time)."""
+        if not self._read_rows(slots, rows):
+            return False
+        self.stats.bytes_read += len(slots) * self.block_bytes
+        return True
+
+    def touch_many(self, slots: np.ndarray) -> None:
+        """``touch`` of the blocks in ``slots`` (int64), in order, with one compiled loop."""
+        from kvtier._kernels.gather import access_slots
+
+        live = slots[self.slot_pins[slots] == 0]
+        if live.size:
+            # The policy's public access drops its cached victim; the kernel runs the rest.
+            self.policy.access(int(live[0]))
+            access_slots(*self.policy.state, live[1:])
+
+    def admit_many(self, hashes: list[int], rows: np.ndarray) -> bool:
+        """``policy.prepare`` and ``admit`` of new blocks (distinct, none resident, hashes
+        below 2**63), row ``j`` under ``hashes[j]``, into free slots, raw, with one copy:
+        the same slots, policy order and statistics as those single calls. False, with
+        nothing changed, when there are not enough free slots, the codec is not raw, or
+        the backend cannot write rows at once."""
+        n = len(hashes)
+        if self.codec != CODEC_NONE or len(self._free) < n or self._unreleased:
+            return False
+        free = self._free
+        slots = free[len(free) - n :][::-1]  # the slots n pops would hand out, in that order
+        if not self._write_rows(slots, rows):
+            return False
+        del free[len(free) - n :]
+        from kvtier._kernels.gather import admit_slots
+
+        writes, slot_hash, index = self.slot_writes, self.slot_hash, self.hash_to_slot
+        for h, slot in zip(hashes, slots):
+            writes[slot] += 1
+            slot_hash[slot] = h
+            index[h] = slot
+        self.slot_pins[slots] = 0
+        if n:
+            self.policy.prepare(hashes[0])
+            self.policy.insert(slots[0], key=hashes[0])
+            admit_slots(*self.policy.state, np.array(slots[1:], dtype=np.int64), np.array(hashes[1:], dtype=np.int64))
+        s = self.stats
+        s.blocks_in += n
+        s.bytes_in += n * self.block_bytes
+        s.bytes_written += n * self.block_bytes
+        s.stored_bytes_written += n * self.block_bytes
+        return True
 
     def _release_slot(self, slot: int, block_hash: int | None) -> None:
         """The slot's block ``block_hash`` is gone; forget it in the backend (default:

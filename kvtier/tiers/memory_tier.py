@@ -60,6 +60,27 @@ class MemoryTier(Tier):
             self._gather_slots, self._gather_rows, self._scatter_rows, self._scatter_slots = [], [], [], []
             super().end_batch()
 
+    def _read_rows(self, slots: np.ndarray, rows: np.ndarray) -> bool:
+        meta = self.slot_meta
+        slot_list = slots.tolist()
+        full = (self.block_bytes, CODEC_NONE)
+        # Without a codec every slot is stored raw and whole (a block demoted from a codec
+        # tier is decoded first): only a codec tier needs the per-slot check.
+        if self.codec != CODEC_NONE and any(meta[s][:2] != full for s in slot_list):
+            return False
+        if self.checksum and any(checksum(self.slab[s]) != meta[s][2] for s in slot_list):
+            return False  # a corrupt slot: the single reads find and count it
+        copy_rows(self.slab, slots, rows, np.arange(len(slots)))
+        return True
+
+    def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
+        crcs = [checksum(r) for r in rows] if self.checksum else [None] * len(slots)
+        copy_rows(rows, np.arange(len(slots)), self.slab, slots)
+        meta = self.slot_meta
+        for slot, crc in zip(slots, crcs):
+            meta[slot] = (self.block_bytes, CODEC_NONE, crc)
+        return True
+
     def _write_slot(self, slot: int, block_hash: int, enc: Encoded, row: int = -1) -> None:
         self._flush_gathers()  # a pending copy out of this slot must see the old bytes
         data = enc.data if isinstance(enc.data, np.ndarray) else np.frombuffer(enc.data, dtype=np.uint8)
