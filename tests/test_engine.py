@@ -400,3 +400,29 @@ def test_decode_waits_for_the_first_token_of_a_layerwise_fetch():
     assert r["ttft_s"][2] == pytest.approx(120 * MS, abs=1e-8)
     assert r["end_s"][2] >= r["dispatch_s"][2] + r["ttft_s"][2]
     assert r["tpot_s"][2] == pytest.approx(7.75 * MS, abs=1e-8)
+
+
+def test_disaggregated_prefill_moves_the_kv_to_a_decode_replica():
+    # Two 1-chip replicas, the first only prefills. R0 [A,B] (8 tokens, 3 out) prefills on
+    # replica 0, 0 -> 29.25 (its first token); its 128 B of KV move to replica 1 at 64 B a
+    # ms, 29.25 -> 31.25; replica 1 admits it when it arrives in its queue and decodes its
+    # two tokens (contexts 9, 10: 5.75 each) from 31.25 -> 42.75.
+    tgt = target(chips=2, deployment=Deployment(tp=1, pp=1))
+    res = simulate(turns((0, [1, 2], 3)), tgt, prefill_replicas=1, kv_transfer_bw_bytes_per_s=64e3,
+                   kv_transfer_latency_s=0.0)
+    r = res.requests
+    assert r["ttft_s"] == ms([29.25])
+    assert r["end_s"] == ms([42.75])
+    assert r["tpot_s"] == ms([(42.75 - 29.25) / 2])
+    assert list(r["replica"]) == [1] and list(r["transfer_bytes"]) == [128.0]
+    assert res.summary["prefill_decode_transfer_bytes"] == 128.0
+    # colocated, the same turn decodes at once where it prefilled
+    same = simulate(turns((0, [1, 2], 3)), tgt).requests
+    assert same["end_s"] == ms([29.25 + 11.5]) and list(same["transfer_bytes"]) == [0.0]
+    # a one-token turn never moves; every replica cannot prefill
+    one = simulate(turns((0, [1, 2], 1)), tgt, prefill_replicas=1).requests
+    assert list(one["transfer_bytes"]) == [0.0] and one["end_s"] == ms([29.25])
+    from kvtier.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="prefill_replicas"):
+        simulate(turns((0, [1], 2)), tgt, prefill_replicas=2)

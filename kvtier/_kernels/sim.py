@@ -33,7 +33,8 @@ from kvtier._kernels.timing import batch_step_s, price_request, to_ns
 #: dependencies is ready; ``dep_count`` and the children CSR (``child_offsets``,
 #: ``child_rows``, ``child_delay_ns``, ``child_dispatch``: the child waits for this row's
 #: dispatch instead of its completion); ``next_use`` per access (Belady's future, or
-#: empty); ``route``: the replica of each row (session affinity) or -1 (round robin);
+#: empty); ``route``: each row's session rank (session affinity: its replica is the rank
+#: mod the replicas it may go to) or -1 (round robin);
 #: ``new_plan_s``: the planner's price of prefilling the row's new tokens
 #: (``kvtier.cost.recompute_time_s``); ``new_attn_s``: their attention compute alone (s).
 SimTrace = namedtuple("SimTrace", (
@@ -58,10 +59,14 @@ SimHardware = namedtuple("SimHardware", (
 #: for a step with room for all of it); ``swap``: preempt by swapping KV to tier 1
 #: (else by recompute); ``stream_all``: admit without waiting for room and stream what
 #: does not fit (``residency="stream"``); the planner (``planner``, ``subsets``,
-#: ``threshold_tokens``, ``layerwise``); ``block_tokens``.
+#: ``threshold_tokens``, ``layerwise``); ``block_tokens``. Disaggregated serving (the
+#: Mooncake / Dynamo design): with ``prefill_replicas`` > 0 the first that many replicas
+#: only prefill; a prompt's KV then moves to a decode replica (``route`` gives the prefill
+#: replica; the decode one is the next of the others in turn) over a transfer path of
+#: ``xfer_bw`` bytes/s and ``xfer_lat`` s per transfer, one queue per decode replica.
 SimSchedule = namedtuple("SimSchedule", (
     "replicas", "max_tokens", "max_seqs", "chunked", "swap", "stream_all", "planner", "subsets", "threshold_tokens",
-    "layerwise", "block_tokens"))
+    "layerwise", "block_tokens", "prefill_replicas", "xfer_bw", "xfer_lat"))
 
 #: Each replica's cache state (``kvtier._kernels.replay.cache_state`` and
 #: ``kvtier.replay.policy_state``), stacked on a leading replica axis; ``caps`` slots per
@@ -102,7 +107,8 @@ F_PLAN_TTFT = 0  # s: the plan's predicted TTFT (fetch + recompute, one stage's 
 F_STEP = 1  # s: mean time per output token after the first (TPOT)
 F_COMPUTE = 2  # s of prefill compute (one stage's rate)
 F_SWAP_BYTES = 3  # bytes swapped out by preemption
-NUM_F_OUT = 4
+F_XFER_BYTES = 4  # bytes moved from a prefill replica to a decode replica
+NUM_F_OUT = 5
 
 
 @njit(_nrt=False, inline="always")
@@ -135,6 +141,37 @@ def _book(free_at, busy_ns, nbytes_out, link, start, dur_s, nbytes):
     busy_ns[link] += d
     nbytes_out[link] += nbytes
     return s0 + d
+
+
+@njit(_nrt=False)
+def _arrive(q, r, now, nxt, w_head, w_tail, busy, k_steps, t0, t_end, step_ns, w_nseq, w_tokens, w_kv, w_work,
+            w_stream, w_ndec, w_ngrow, stage, kv_tok, attn_tok):
+    """Row ``q`` joins replica ``r``'s queue at ``now``; the replica looks at it at its next
+    step boundary: now when idle (after every arrival at now), else where a window of
+    alike decode steps would pass now (the window priced anew for its new length)."""
+    if w_tail[r] < 0:
+        w_head[r] = q
+    else:
+        nxt[w_tail[r]] = q
+    w_tail[r] = q
+    if not busy[r] or k_steps[r] == 0:
+        busy[r] = True
+        k_steps[r] = 0
+        t0[r] = now
+        t_end[r] = now
+    elif k_steps[r] > 1:
+        k_new = (now - t0[r] + step_ns[r] - 1) // step_ns[r]
+        if k_new < 1:
+            k_new = 1
+        while k_new < k_steps[r]:
+            s_new = _price(stage, k_new, w_nseq[r], w_tokens[r], w_kv[r], w_work[r], w_stream[r], w_ndec[r],
+                           w_ngrow[r], kv_tok, attn_tok)
+            if t0[r] + k_new * s_new >= now:
+                k_steps[r] = k_new
+                step_ns[r] = s_new
+                t_end[r] = t0[r] + k_new * s_new
+                break
+            k_new += 1
 
 
 @njit(_nrt=False)
@@ -263,6 +300,7 @@ def simulate_kernel(tr, hw, sc, ca, out):
     swapped = np.zeros(n_req, dtype=np.float64)
     swap_ready = np.zeros(n_req, dtype=np.int64)
     sgrow = np.zeros(n_req, dtype=np.bool_)  # its growth is streamed (it cannot grow in the compute tier)
+    incoming = np.zeros(n_req, dtype=np.float64)  # KV bytes on their way from a prefill replica
     chunk = np.zeros(n_req, dtype=np.int64)  # tokens scheduled in the step in flight
     blocked = np.full(n_req, -1, dtype=np.int64)  # ns it started waiting for room at the head
     looked_up = np.zeros(n_req, dtype=np.bool_)
@@ -298,6 +336,10 @@ def simulate_kernel(tr, hw, sc, ca, out):
         if remaining[q] == 0:
             heap_push(rq_r, 0, rq_p, 0, rq_t, 0, rq_r, 0, rq_n, q, ready[q], q)
             rq_n += 1
+    P = sc.prefill_replicas
+    n_entry = P if P > 0 else R  # the replicas requests arrive at
+    xfer_free = np.zeros(R, dtype=np.int64)  # each decode replica's transfer path
+    dr = 0
     rr = 0
     n_done = 0
     n_order = 0
@@ -317,38 +359,15 @@ def simulate_kernel(tr, hw, sc, ca, out):
             break
         if t_rq <= t_r:
             now, q, rq_n = _pop(rq_r, rq_p, rq_t, rq_n)
-            r = tr.route[q]
-            if r < 0:
-                r = rr % R
+            r = tr.route[q] % n_entry
+            if tr.route[q] < 0:
+                r = rr % n_entry
                 rr += 1
             out.req_i[q, O_DISPATCH] = now
             out.req_i[q, O_REPLICA] = r
-            if w_tail[r] < 0:
-                w_head[r] = q
-            else:
-                nxt[w_tail[r]] = q
-            w_tail[r] = q
+            _arrive(q, r, now, nxt, w_head, w_tail, busy, k_steps, t0, t_end, step_ns, w_nseq, w_tokens, w_kv,
+                    w_work, w_stream, w_ndec, w_ngrow, hw.stage, kv_tok, hw.attn_token_s)
             rq_n = _release(tr, q, now, True, ready, remaining, rq_r, rq_p, rq_t, rq_n)
-            if not busy[r] or k_steps[r] == 0:
-                # idle, or waiting for a fetch: look again at now, after every arrival at now
-                busy[r] = True
-                k_steps[r] = 0
-                t0[r] = now
-                t_end[r] = now
-            elif k_steps[r] > 1:
-                # a decode window: end it at the first step boundary after now, priced anew
-                k_new = (now - t0[r] + step_ns[r] - 1) // step_ns[r]
-                if k_new < 1:
-                    k_new = 1
-                while k_new < k_steps[r]:
-                    s_new = _price(hw.stage, k_new, w_nseq[r], w_tokens[r], w_kv[r], w_work[r], w_stream[r],
-                                   w_ndec[r], w_ngrow[r], kv_tok, hw.attn_token_s)
-                    if t0[r] + k_new * s_new >= now:
-                        k_steps[r] = k_new
-                        step_ns[r] = s_new
-                        t_end[r] = t0[r] + k_new * s_new
-                        break
-                    k_new += 1
             continue
         else:
             now = t_r
@@ -376,6 +395,28 @@ def simulate_kernel(tr, hw, sc, ca, out):
                         if first > avail[q]:
                             avail[q] = first
                         finished = dec_left[q] <= 0
+                        if not finished and r < P:
+                            # disaggregated: its KV moves to a decode replica, which queues it
+                            d = P + (dr % (R - P) if tr.route[q] < 0 else tr.route[q] % (R - P))
+                            dr += 1
+                            nbytes = held[q] + strm[q]
+                            s0 = first if first > xfer_free[d] else xfer_free[d]
+                            xfer_free[d] = s0 + to_ns(sc.xfer_lat + nbytes / sc.xfer_bw)
+                            out.req_f[q, F_XFER_BYTES] += nbytes
+                            incoming[q] = nbytes
+                            avail[q] = xfer_free[d]
+                            held_sum[r] -= held[q]
+                            held[q] = 0.0
+                            strm[q] = 0.0
+                            sgrow[q] = False
+                            for j in range(i, run_n[r] - 1):
+                                run[r, j] = run[r, j + 1]
+                            run_n[r] -= 1
+                            out.req_i[q, O_REPLICA] = d
+                            _arrive(q, d, now, nxt, w_head, w_tail, busy, k_steps, t0, t_end, step_ns, w_nseq,
+                                    w_tokens, w_kv, w_work, w_stream, w_ndec, w_ngrow, hw.stage, kv_tok,
+                                    hw.attn_token_s)
+                            continue
                 elif c > 0:  # k decode tokens
                     dec_left[q] -= k
                     ctx[q] += k
@@ -475,13 +516,15 @@ def simulate_kernel(tr, hw, sc, ca, out):
             q = w_head[r]
             if not looked_up[q]:
                 need = tr.in_tokens[q] * kv_tok  # the prompt's blocks, cached ones promoted and new ones
+            elif incoming[q] > 0.0:
+                need = incoming[q]  # from a prefill replica: its blocks are allocated before the transfer
             elif swapped[q] > 0.0:
                 need = swapped[q]  # what it held when it was swapped out
             else:
                 need = (ctx[q] + pf_left[q]) * kv_tok  # preempted by recompute: all of it again
             free_b = kv0 - held_sum[r] - (bt[_B_DEC] - bt[_B_GROW]) * kv_tok  # this step's decode tokens first
-            if swapped[q] > 0.0:
-                free_b -= kv_tok  # and the token a swapped-in turn decodes next
+            if swapped[q] > 0.0 or incoming[q] > 0.0:
+                free_b -= kv_tok  # and the token a swapped-in or transferred turn decodes next
             if free_b < 0.0:
                 free_b = 0.0
             over = (tr.in_tokens[q] + tr.out_tokens[q]) * kv_tok > kv0 and T == 1
@@ -592,6 +635,8 @@ def simulate_kernel(tr, hw, sc, ca, out):
                 pf_attn[q] = attn
                 ctx[q] = tr.in_tokens[q] - pf_left[q] if tr.in_tokens[q] > pf_left[q] else 0
                 dec_left[q] = tr.out_tokens[q] if tr.out_tokens[q] > 0 else 1
+            elif incoming[q] > 0.0:  # its KV lands when the transfer ends (avail)
+                incoming[q] = 0.0
             elif swapped[q] > 0.0:  # swapped out: read its KV back over tier 1's path
                 lk = r_off + hw.tier_link[1]
                 s_at = now if now > swap_ready[q] else swap_ready[q]

@@ -106,6 +106,10 @@ class SimConfig:
     context larger than the compute tier; ``stream``: never wait, stream what does not
     fit), ``routing`` (``session`` or ``round-robin``). ``decode_layer_latency_s``
     overrides the target family's fixed time per layer per step (None keeps it).
+    ``prefill_replicas`` > 0 disaggregates serving (the Mooncake / Dynamo design): that many
+    replicas only prefill, the others decode, and each prompt's KV moves from one to the
+    other at ``kv_transfer_bw_bytes_per_s`` per replica (default: Mooncake's transfer engine,
+    190 GB/s measured on 8 x 400 Gb/s, per 8 chips) with ``kv_transfer_latency_s`` each.
     """
 
     policy: str = "lru"
@@ -120,6 +124,9 @@ class SimConfig:
     preemption: str = "recompute"
     residency: str = "auto"
     routing: str = "session"
+    prefill_replicas: int = 0
+    kv_transfer_bw_bytes_per_s: float | None = None
+    kv_transfer_latency_s: float = 3e-6
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -138,6 +145,11 @@ class SimConfig:
         check_choice(self.preemption, "SimConfig.preemption", PREEMPTION_MODES)
         check_choice(self.residency, "SimConfig.residency", RESIDENCY_MODES)
         check_choice(self.routing, "SimConfig.routing", ROUTING_MODES)
+        check_int(self.prefill_replicas, "SimConfig.prefill_replicas", minimum=0)
+        if self.kv_transfer_bw_bytes_per_s is not None:
+            check_number(self.kv_transfer_bw_bytes_per_s, "SimConfig.kv_transfer_bw_bytes_per_s", minimum=0,
+                         min_exclusive=True)
+        check_number(self.kv_transfer_latency_s, "SimConfig.kv_transfer_latency_s", minimum=0, maximum=1)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -270,14 +282,20 @@ def _k_cache_state(caps, belady: bool, n_unique: int):
     return _k_cache_state_raw(caps, True, belady, n_unique)
 
 
-def session_routes(trace: Trace, replicas: int) -> np.ndarray:
-    """Per request, its replica under session affinity: sessions (a sub-agent's under its
-    parent's) in order of first appearance, dealt round the replicas."""
+def session_ranks(trace: Trace) -> np.ndarray:
+    """Per request, its session's rank for session affinity: sessions (a sub-agent's under
+    its parent's) in order of first appearance; the engine deals the ranks round the
+    replicas (rank mod replicas)."""
     root = np.where(trace.parent_session_ids >= 0, trace.parent_session_ids, trace.session_ids)
     _, first, inverse = np.unique(root, return_index=True, return_inverse=True)
     rank = np.empty(first.shape[0], np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0])
-    return (rank[inverse] % replicas).astype(np.int64)
+    return rank[inverse].astype(np.int64)
+
+
+#: Mooncake's transfer engine: 190 GB/s measured on 8 x 400 Gb/s (hardware.json
+#: generic_tiers mooncake_transfer_engine_8x400g), per chip.
+_XFER_PER_CHIP = 190e9 / 8
 
 
 def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **overrides) -> SimResult:
@@ -339,7 +357,13 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
         dep_count = np.zeros(n, np.int64)
         ready0 = p.timestamps_ns.copy()
         child = (np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.bool_))
-    route = session_routes(tr, R) if config.routing == "session" else np.full(n, -1, np.int64)
+    route = session_ranks(tr) if config.routing == "session" else np.full(n, -1, np.int64)
+    P = int(config.prefill_replicas)
+    if P and P >= R:
+        raise ConfigError(f"SimConfig.prefill_replicas: got {P}, expected fewer than the target's {R} replicas "
+                          "(some must decode)")
+    xfer_bw = (float(config.kv_transfer_bw_bytes_per_s) if config.kv_transfer_bw_bytes_per_s is not None
+               else _XFER_PER_CHIP * ra.tp * ra.pp)
     trace_rec = _k.SimTrace(p.offsets, p.ids, p.n_price, inp, outp, ready0, dep_count, *child, next_use, route,
                             new_plan, new_attn)
     L = len(ra.link_names)
@@ -349,7 +373,7 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
     sched = _k.SimSchedule(R, int(config.max_num_batched_tokens), int(config.max_num_seqs),
                            bool(config.chunked_prefill), config.preemption == "swap", config.residency == "stream",
                            PLANNER_CODES[config.planner], planner_subsets(T), int(config.threshold_tokens),
-                           bool(config.layerwise), B)
+                           bool(config.layerwise), B, P, xfer_bw, float(config.kv_transfer_latency_s))
     out_i = np.zeros((n, _k.NUM_I_OUT), np.int64)
     out_i[:, _k.O_FIRST_TOKEN] = -1
     out_i[:, _k.O_END] = -1

@@ -97,6 +97,7 @@ class SimResult:
             "room_wait_s": out_i[:, _k.O_ROOM_WAIT] / NS,
             "preemptions": out_i[:, _k.O_PREEMPTIONS],
             "swap_bytes": out_f[:, _k.F_SWAP_BYTES],
+            "transfer_bytes": out_f[:, _k.F_XFER_BYTES],
             "replica": out_i[:, _k.O_REPLICA],
             "decode_tokens_per_s": tps,
             "end_s": np.where(served, end / NS, np.nan),
@@ -126,6 +127,7 @@ class SimResult:
             "block_tokens": B,
             "block_bytes": block_bytes,
             "deployment": {"tp": tp, "pp": pp, "replicas": replicas, "chips": target.chips,
+                           "prefill_replicas": int(config.prefill_replicas),
                            "chips_used": tp * pp * replicas, "estimate": bool(rep.serving.estimate),
                            "weights_bytes_per_param": target.weights_bytes_per_param,
                            "kv_bytes_per_element": target.model.dtype_bytes},
@@ -142,6 +144,7 @@ class SimResult:
             "preemptions": int(req["preemptions"].sum()),
             "preempted_requests": int((req["preemptions"] > 0).sum()),
             "swap_bytes": float(req["swap_bytes"].sum()),
+            "prefill_decode_transfer_bytes": float(req["transfer_bytes"].sum()),
             "decode_tokens_per_s_p50": _pct(tps, 50),
             "decode_tokens_per_s_mean": float(np.nanmean(tps)) if np.isfinite(tps).any() else math.nan,
             "hit_ratio": {name: float(tier_hits[:, t].sum() / prefix_blocks) if prefix_blocks else 0.0

@@ -37,6 +37,7 @@ defaults are ``DEFAULT_SUITE``)::
     preemption = "recompute"        # or "swap"
     residency = "auto"              # or "stream"
     routing = "session"             # or "round-robin"
+    prefill_replicas = 0            # > 0: disaggregated prefill/decode (at most replicas - 1 of a target)
     # decode_layer_latency_s = 3e-5 # overrides every family's per-layer overhead
 
     [workload]               # kvtier.traces.generate_trace knobs
@@ -115,6 +116,7 @@ class SuiteConfig:
     preemption: str = "recompute"
     residency: str = "auto"
     routing: str = "session"
+    prefill_replicas: int = 0
     workload: dict = field(default_factory=lambda: dict(_DEFAULT_WORKLOAD))
     base_dir: str = ""
 
@@ -167,6 +169,7 @@ class SuiteConfig:
             "capacity_agents": tuple(sorted({check_int(a, "suite.capacity_agents") for a in self.capacity_agents})),
             "max_num_batched_tokens": check_int(self.max_num_batched_tokens, "suite.max_num_batched_tokens"),
             "max_num_seqs": check_int(self.max_num_seqs, "suite.max_num_seqs"),
+            "prefill_replicas": check_int(self.prefill_replicas, "suite.prefill_replicas", minimum=0),
             "min_chips": check_int(self.min_chips, "suite.min_chips"),
             "chips": {k: int(v) for k, v in self.chips.items()},
             "estimates": check_bool(self.estimates, "suite.estimates"),
@@ -195,11 +198,13 @@ class SuiteConfig:
         top = self.capacity_max_agents
         return tuple(sorted({a for a in self.capacity_agents if a <= top} | ({top} if top else set())))
 
-    def sim_options(self) -> dict:
-        """The engine's knobs (``kvtier.sim.SimConfig`` fields) every simulation uses."""
+    def sim_options(self, replicas: int = 1) -> dict:
+        """The engine's knobs (``kvtier.sim.SimConfig`` fields) every simulation uses, on a
+        target of ``replicas`` replicas (disaggregation needs two or more: it keeps one to
+        decode)."""
         return {"decode_layer_latency_s": self.decode_layer_latency_s, "max_num_batched_tokens": self.max_num_batched_tokens,
                 "max_num_seqs": self.max_num_seqs, "preemption": self.preemption, "residency": self.residency,
-                "routing": self.routing}
+                "routing": self.routing, "prefill_replicas": min(self.prefill_replicas, max(0, replicas - 1))}
 
     def trace_config(self, agents: int, overrides: dict | None = None) -> CodingAgentConfig:
         """The generator config of the ``agents``-agent trace (``overrides``: a sensitivity

@@ -293,8 +293,10 @@ def render_report(doc) -> str:
             "data-parallel replicas of TP x PP chips, each with a copy of the weights, its own scheduler "
             f"(max {cfg.get('max_num_batched_tokens')} batched tokens, {cfg.get('max_num_seqs')} sequences, chunked "
             f"prefill, preemption by {cfg.get('preemption')}, residency {cfg.get('residency')}) and its share of "
-            f"every tier and link; requests are routed by {cfg.get('routing')}. (est.) marks a split that is not "
-            "published.", "",
+            f"every tier and link; requests are routed by {cfg.get('routing')}"
+            + (f"; {cfg['prefill_replicas']} replica(s) of each target that has several only prefill and move each "
+               "prompt's KV to a decode replica (disaggregated serving)" if cfg.get("prefill_replicas") else "")
+            + ". (est.) marks a split that is not published.", "",
             "| model | target | family | chips | deployment | KV room per replica (GB) | power (kW) |",
             "|---|---|---|---|---|---|---|"]
     for model in cfg["models"]:

@@ -289,7 +289,7 @@ def scan_capacity(probe, counts) -> dict:
 
 
 def _sim(p, target, cfg: SuiteConfig, policy: str, planner: str):
-    return simulate(p, target, policy=policy, planner=planner, **cfg.sim_options())
+    return simulate(p, target, policy=policy, planner=planner, **cfg.sim_options(target.num_replicas))
 
 
 def run_capacity_job(job: dict) -> dict:
