@@ -1,5 +1,13 @@
 """Data-path benchmark: put/fetch throughput of each tier against raw copies and raw file I/O.
 
+Two tables. The first moves blocks one call at a time, per codec. The second moves them in
+batches (``put_many``/``fetch_many``) of 1, 16 and 64 blocks of 16 KiB, 64 KiB and 1 MiB,
+codec none, against the plainest code that moves the same bytes the same way: a numpy copy
+between the batch buffer and the slab rows; for flash fetches, ``preadv`` of the same slot
+runs into the same buffer, one call per run, split over the same number of threads as the
+store's ``flash_queue_depth`` (and at queue depth 1 for reference). The single-call figures
+of the same block size sit beside each row.
+
 For each block size it moves the same bytes twice in one process: once through a
 ``TieredStore`` with a single tier, once through the plainest code that does the same
 copy (a numpy slot copy into a preallocated slab; ``os.pwrite``/``os.preadv`` at the same
@@ -8,7 +16,7 @@ interleaved and the best round of each is kept, since this machine is shared and
 Flash runs with ``fsync="never"`` and so do the raw writes: both measure the page cache
 path, not the device.
 
-    python bench/datapath.py [--total-mib 256] [--rounds 5] [--json out.json]
+    python bench/datapath.py [--total-mib 256] [--batch-mib 64] [--rounds 5] [--queue-depth 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,13 +28,19 @@ import platform
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import kvtier
 from kvtier import TieredStore, dram, flash
+from kvtier.buffers import aligned_empty
+from kvtier.tiers.flash_format import FILE_HEADER_BYTES, SLOT_HEADER_BYTES
+from kvtier.tiers.spec import flash_slot_bytes
 
 BLOCK_SIZES = (64 << 10, 1 << 20)
+BATCH_BLOCK_SIZES = (16 << 10, 64 << 10, 1 << 20)
+BATCH_SIZES = (1, 16, 64)
 
 
 def kv_like_blocks(num_blocks: int, block_bytes: int, seed: int = 0) -> np.ndarray:
@@ -108,6 +122,108 @@ def bench_flash(blocks: np.ndarray, codec: str, rounds: int, workdir: str) -> di
     return _summarise(best, nbytes, ratio)
 
 
+def bench_memory_batched(blocks: np.ndarray, batch: int, rounds: int) -> dict:
+    """Memory tier: put_many/fetch_many of ``batch`` blocks against numpy copies of the same
+    rows (slab rows of the batch <-> the caller's contiguous buffer), and single calls."""
+    n, per = blocks.shape
+    n -= n % batch
+    nbytes = n * per * blocks.itemsize
+    shape, dtype = (per,), blocks.dtype
+    src = blocks[:n]
+    slab = aligned_empty((n, per * blocks.itemsize), np.uint8)
+    slab.fill(0)
+    out = aligned_empty((batch, per), dtype)
+    out_u8 = out.view(np.uint8).reshape(batch, per * blocks.itemsize)
+    src_u8 = src.view(np.uint8).reshape(n, per * blocks.itemsize)
+    hashes = list(range(n))
+    starts = range(0, n, batch)
+
+    def raw_put():
+        for a in starts:
+            np.copyto(slab[a : a + batch], src_u8[a : a + batch])
+
+    def raw_fetch():
+        for a in starts:
+            np.copyto(out_u8, slab[a : a + batch])
+
+    best = dict.fromkeys(("raw_put", "put", "raw_fetch", "fetch", "single_put", "single_fetch"), 1e9)
+    for _ in range(rounds):
+        store = TieredStore([dram(nbytes)], block_shape=shape, dtype=dtype)
+        best["raw_put"] = min(best["raw_put"], timed(raw_put))
+        best["put"] = min(best["put"], timed(lambda: [store.put_many(hashes[a : a + batch], src[a : a + batch])
+                                                      for a in starts]))
+        best["raw_fetch"] = min(best["raw_fetch"], timed(raw_fetch))
+        best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts]))
+        best["single_fetch"] = min(best["single_fetch"], timed(lambda: [store.fetch(h, out=out[0]) for h in hashes]))
+        store.close()
+        store = TieredStore([dram(nbytes)], block_shape=shape, dtype=dtype)
+        best["single_put"] = min(best["single_put"], timed(lambda: [store.put(h, src[h]) for h in hashes]))
+        store.close()
+    return {k: nbytes / v / 1e9 for k, v in best.items()}
+
+
+def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: str, queue_depth: int) -> dict:
+    """Flash tier: fetch_many (``flash_queue_depth=queue_depth``) against ``preadv`` of the same
+    slot runs into the same buffer, split over ``queue_depth`` threads (and on one thread);
+    put_many against one ``pwrite`` per block; and single calls."""
+    n, per = blocks.shape
+    n -= n % batch
+    block_bytes = per * blocks.itemsize
+    nbytes = n * block_bytes
+    shape, dtype = (per,), blocks.dtype
+    stride = flash_slot_bytes(block_bytes)
+    src = blocks[:n]
+    out = aligned_empty((batch, per), dtype)
+    out_u8 = out.view(np.uint8).reshape(batch, block_bytes)
+    hashes = list(range(n))
+    starts = range(0, n, batch)
+    head = bytearray(SLOT_HEADER_BYTES)
+    gap = bytearray(stride - SLOT_HEADER_BYTES - block_bytes)
+    pool = ThreadPoolExecutor(queue_depth)
+
+    def read_run(first_slot: int, first_row: int, count: int) -> None:
+        buffers = []
+        for j in range(count):
+            buffers += [head, out_u8[first_row + j]] + ([gap] if gap and j + 1 < count else [])
+        os.preadv(fd, buffers, FILE_HEADER_BYTES + first_slot * stride)
+
+    def raw_fetch(depth: int):
+        per_call = -(-batch // depth)
+        for a in starts:
+            pieces = [(a + r, r, min(per_call, batch - r)) for r in range(0, batch, per_call)]
+            if depth == 1 or len(pieces) == 1:
+                for piece in pieces:
+                    read_run(*piece)
+            else:
+                list(pool.map(lambda p: read_run(*p), pieces))
+
+    def raw_put():
+        for i in range(n):
+            os.pwrite(fd, src[i], FILE_HEADER_BYTES + i * stride + SLOT_HEADER_BYTES)
+
+    best = dict.fromkeys(("raw_put", "put", "raw_fetch", "raw_fetch_qd1", "fetch", "single_put", "single_fetch"), 1e9)
+    raw_path = os.path.join(workdir, "raw.bin")
+    for r in range(rounds):
+        fd = os.open(raw_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.ftruncate(fd, FILE_HEADER_BYTES + n * stride)
+        d = os.path.join(workdir, f"batched{r}")
+        store = TieredStore([flash(n * stride, d, fsync="never")], block_shape=shape, dtype=dtype,
+                            flash_queue_depth=queue_depth)
+        best["raw_put"] = min(best["raw_put"], timed(raw_put))
+        best["put"] = min(best["put"], timed(lambda: [store.put_many(hashes[a : a + batch], src[a : a + batch])
+                                                      for a in starts]))
+        best["raw_fetch"] = min(best["raw_fetch"], timed(lambda: raw_fetch(queue_depth)))
+        best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts]))
+        best["raw_fetch_qd1"] = min(best["raw_fetch_qd1"], timed(lambda: raw_fetch(1)))
+        best["single_fetch"] = min(best["single_fetch"], timed(lambda: [store.fetch(h, out=out[0]) for h in hashes]))
+        store.close()
+        os.unlink(os.path.join(d, "flash.kvt"))
+        os.close(fd)
+    pool.shutdown()
+    best.pop("single_put")
+    return {k: nbytes / v / 1e9 for k, v in best.items()}
+
+
 def _summarise(best: dict, nbytes: int, ratio: float) -> dict:
     gbps = {k: nbytes / v / 1e9 for k, v in best.items()}
     return {
@@ -131,16 +247,20 @@ def git_revision() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--total-mib", type=int, default=256, help="bytes moved per measurement")
+    ap.add_argument("--batch-mib", type=int, default=64, help="bytes moved per batched measurement")
+    ap.add_argument("--queue-depth", type=int, default=2, help="flash_queue_depth of the batched flash fetch")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip-single", action="store_true", help="only the batched table")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     results = []
     print(f"kvtier {kvtier.__version__} ({git_revision()}), {platform.machine()}, {os.cpu_count()} CPUs; "
           f"{args.total_mib} MiB per measurement, best of {args.rounds} rounds")
-    print(f"| tier | codec | block | put GB/s | raw GB/s | put/raw | fetch GB/s | raw GB/s | fetch/raw | lz4 ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    if not args.skip_single:
+        print(f"| tier | codec | block | put GB/s | raw GB/s | put/raw | fetch GB/s | raw GB/s | fetch/raw | lz4 ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="kvtier-bench-", dir=os.environ.get("KVTIER_BENCH_DIR")) as workdir:
-        for block_bytes in BLOCK_SIZES:
+        for block_bytes in () if args.skip_single else BLOCK_SIZES:
             blocks = kv_like_blocks((args.total_mib << 20) // block_bytes, block_bytes)
             for tier in ("memory", "flash"):
                 for codec in ("none", "lz4"):
@@ -156,6 +276,28 @@ def main(argv=None) -> int:
                         f"{r['lz4_ratio']:.2f} |",
                         flush=True,
                     )
+        print()
+        print(f"Batched (codec none, {args.batch_mib} MiB per measurement; flash fetch at queue depth "
+              f"{args.queue_depth}; GB/s, ratio to the raw copy or raw I/O of the same bytes)")
+        print("| tier | block | batch | put_many | raw | put/raw | fetch_many | raw | fetch/raw | "
+              "raw QD1 | single put/raw | single fetch/raw |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for block_bytes in BATCH_BLOCK_SIZES:
+            blocks = kv_like_blocks(max(max(BATCH_SIZES), (args.batch_mib << 20) // block_bytes), block_bytes)
+            for tier in ("memory", "flash"):
+                for batch in BATCH_SIZES:
+                    if tier == "memory":
+                        r = bench_memory_batched(blocks, batch, args.rounds)
+                    else:
+                        r = bench_flash_batched(blocks, batch, args.rounds, workdir, args.queue_depth)
+                    r.update(tier=tier, codec="none", block_bytes=block_bytes, batch=batch, table="batched")
+                    results.append(r)
+                    qd1 = f"{r['raw_fetch_qd1']:.2f}" if "raw_fetch_qd1" in r else "-"
+                    sp = f"{r['single_put'] / r['raw_put']:.0%}" if "single_put" in r else "-"
+                    print(f"| {tier} | {block_bytes >> 10} KiB | {batch} | {r['put']:.2f} | {r['raw_put']:.2f} | "
+                          f"{r['put'] / r['raw_put']:.0%} | {r['fetch']:.2f} | {r['raw_fetch']:.2f} | "
+                          f"{r['fetch'] / r['raw_fetch']:.0%} | {qd1} | {sp} | "
+                          f"{r['single_fetch'] / r['raw_fetch']:.0%} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"kvtier_version": kvtier.__version__, "git_revision": git_revision(), "config": vars(args),

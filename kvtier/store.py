@@ -376,7 +376,7 @@ class TieredStore:
         top = self.tiers[0]
         index = top.hash_to_slot
         try:
-            slots = np.array([index[h] for h in hashes], dtype=np.int64)
+            slots = np.fromiter(map(index.__getitem__, hashes), dtype=np.int64, count=len(hashes))
         except KeyError:
             return False
         if not slots.size or not top.read_many(slots, rows):
@@ -469,9 +469,10 @@ class TieredStore:
         there, nothing evicted. False, with nothing changed, for any other batch."""
         top = self.tiers[0]
         n = len(hashes)
-        if not n or top.free_slots < n or len(set(hashes)) != n or max(hashes) >= 2**63:
+        if not n or top.free_slots < n or max(hashes) >= 2**63:
             return False
-        if any(self._tier_holding(h) >= 0 for h in hashes):
+        new = set(hashes)
+        if len(new) != n or any(not new.isdisjoint(tier.hash_to_slot) for tier in self.tiers):
             return False
         if not top.admit_many(hashes, rows):
             return False

@@ -36,10 +36,12 @@ def copy_rows(src, src_rows, dst, dst_rows):
 
 
 @njit
-def access_slots(I, K, F, M, slots):
-    """``policy_access`` of every slot in order (each tracked), as ``Policy.access`` calls it."""
+def access_slots(I, K, F, M, slots, pins):
+    """``policy_access`` of every slot in order whose ``pins`` is 0 (those are tracked), as
+    ``Policy.access`` calls it; a pinned slot is skipped, as ``Tier.touch`` skips it."""
     for j in range(slots.shape[0]):
-        policy_access(I, K, F, M, 0, slots[j], 0, NEVER, 1.0)
+        if pins[slots[j]] == 0:
+            policy_access(I, K, F, M, 0, slots[j], 0, NEVER, 1.0)
 
 
 @njit

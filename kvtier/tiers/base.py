@@ -72,7 +72,7 @@ class Tier:
         self._unreleased: dict[int, int | None] = {}
         # Writes per slot since the tier was built: a read made ahead of its turn is used
         # only if its slot was not written since (``preread``).
-        self.slot_writes = [0] * self.num_slots
+        self.slot_writes = np.zeros(self.num_slots, dtype=np.int64)
         self._batch_rows: np.ndarray | None = None
 
     # -- backend (subclasses) ---------------------------------------------------------
@@ -132,11 +132,13 @@ class Tier:
         """``touch`` of the blocks in ``slots`` (int64), in order, with one compiled loop."""
         from kvtier._kernels.gather import access_slots
 
-        live = slots[self.slot_pins[slots] == 0]
-        if live.size:
-            # The policy's public access drops its cached victim; the kernel runs the rest.
-            self.policy.access(int(live[0]))
-            access_slots(*self.policy.state, live[1:])
+        pins = self.slot_pins
+        for j, slot in enumerate(slots.tolist()):
+            if pins[slot] == 0:
+                # The policy's public access drops its cached victim; the kernel runs the rest.
+                self.policy.access(slot)
+                access_slots(*self.policy.state, slots[j + 1 :], pins)
+                return
 
     def admit_many(self, hashes: list[int], rows: np.ndarray) -> bool:
         """``policy.prepare`` and ``admit`` of new blocks (distinct, none resident, hashes
@@ -154,16 +156,15 @@ class Tier:
         del free[len(free) - n :]
         from kvtier._kernels.gather import admit_slots
 
-        writes, slot_hash, index = self.slot_writes, self.slot_hash, self.hash_to_slot
-        for h, slot in zip(hashes, slots):
-            writes[slot] += 1
-            slot_hash[slot] = h
-            index[h] = slot
-        self.slot_pins[slots] = 0
+        at = np.array(slots, dtype=np.int64)
+        self.slot_writes[at] += 1  # distinct slots
+        self.slot_hash[at] = np.array(hashes, dtype=np.uint64)
+        self.slot_pins[at] = 0
+        self.hash_to_slot.update(zip(hashes, slots))
         if n:
             self.policy.prepare(hashes[0])
             self.policy.insert(slots[0], key=hashes[0])
-            admit_slots(*self.policy.state, np.array(slots[1:], dtype=np.int64), np.array(hashes[1:], dtype=np.int64))
+            admit_slots(*self.policy.state, at[1:], np.array(hashes[1:], dtype=np.int64))
         s = self.stats
         s.blocks_in += n
         s.bytes_in += n * self.block_bytes

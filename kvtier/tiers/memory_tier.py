@@ -41,6 +41,7 @@ class MemoryTier(Tier):
         self._gather_rows: list[int] = []
         self._scatter_rows: list[int] = []
         self._scatter_slots: list[int] = []
+        self._row_index = np.arange(64, dtype=np.int64)
 
     def _flush_gathers(self) -> None:
         if self._gather_slots:
@@ -70,12 +71,18 @@ class MemoryTier(Tier):
             return False
         if self.checksum and any(checksum(self.slab[s]) != meta[s][2] for s in slot_list):
             return False  # a corrupt slot: the single reads find and count it
-        copy_rows(self.slab, slots, rows, np.arange(len(slots)))
+        copy_rows(self.slab, slots, rows, self._batch_rows_index(len(slots)))
         return True
+
+    def _batch_rows_index(self, n: int) -> np.ndarray:
+        """``0..n-1`` as int64, kept between batches (most batches have one size)."""
+        if self._row_index.size < n:
+            self._row_index = np.arange(max(n, 2 * self._row_index.size), dtype=np.int64)
+        return self._row_index[:n]
 
     def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
         crcs = [checksum(r) for r in rows] if self.checksum else [None] * len(slots)
-        copy_rows(rows, np.arange(len(slots)), self.slab, slots)
+        copy_rows(rows, self._batch_rows_index(len(slots)), self.slab, slots)
         meta = self.slot_meta
         for slot, crc in zip(slots, crcs):
             meta[slot] = (self.block_bytes, CODEC_NONE, crc)
