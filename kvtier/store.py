@@ -444,8 +444,11 @@ class TieredStore:
                 pool = self._reader_pool() if self.flash_queue_depth > 1 else None
                 tier.preread([i for i, _ in want], [s for _, s in want], pool, self.flash_queue_depth)
 
-    def _reader_pool(self) -> ThreadPoolExecutor:
+    def _reader_pool(self) -> ThreadPoolExecutor | None:
+        """The flash read threads (``None`` once closing: reads then run on the caller)."""
         with self._pool_lock:
+            if self._closing:
+                return None
             if self._read_pool is None:
                 self._read_pool = ThreadPoolExecutor(self.flash_queue_depth, thread_name_prefix="kvtier-read")
             return self._read_pool
