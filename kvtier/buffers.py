@@ -50,7 +50,7 @@ __all__ = ["PAGE_ALIGN_BYTES", "aligned_empty", "copy_rows"]
 def copy_rows(src: np.ndarray, src_rows, dst: np.ndarray, dst_rows) -> None:
     """Copy row ``src[src_rows[j]]`` into ``dst[dst_rows[j]]`` for every ``j``, in order (a
     later copy to the same row wins), with one compiled loop. ``src`` and ``dst`` are 2-D
-    uint8 arrays with rows of equal width, ``dst`` C-contiguous and writeable; the row
+    uint8 arrays with rows of equal width, ``dst`` writeable with contiguous rows; the row
     numbers are integer sequences of equal length, within bounds. Raises ``ConfigError``
     naming the field otherwise; nothing is copied then."""
     from kvtier._kernels.gather import copy_rows as kernel
@@ -61,8 +61,8 @@ def copy_rows(src: np.ndarray, src_rows, dst: np.ndarray, dst_rows) -> None:
                               f"{getattr(a, 'shape', '')}, expected a 2-D uint8 array")
     if src.shape[1] != dst.shape[1]:
         raise ConfigError(f"dst.shape[1]: got {dst.shape[1]}, expected {src.shape[1]} (the width of src's rows)")
-    if not dst.flags.writeable or not dst.flags.c_contiguous:
-        raise ConfigError("dst: got a read-only or non-contiguous array, expected a writeable C-contiguous one")
+    if not dst.flags.writeable or (dst.shape[0] and dst.strides[1] != 1):
+        raise ConfigError("dst: got a read-only array or rows that are not contiguous, expected writeable rows")
     rows = []
     for name, idx in (("src_rows", src_rows), ("dst_rows", dst_rows)):
         try:

@@ -390,7 +390,9 @@ class TieredStore:
 
     def _batch_view(self, blocks, field: str, n: int, *, writeable: bool) -> np.ndarray:
         """A ``(n, block_bytes)`` uint8 view of a batch of blocks after checking it (errors
-        name ``field``)."""
+        name ``field``). Each block must be C-contiguous; the batch need not be (a layer of
+        a paged buffer, ``pages[:, layer]``, is a batch whose blocks sit a page apart). A
+        batch to read from that is not in that form is copied; one to fill is rejected."""
         want = (n, *self.block_shape)
         if not isinstance(blocks, np.ndarray) or isinstance(blocks, np.ma.MaskedArray):
             raise PayloadError(f"{field}: got {type(blocks).__name__}, expected a numpy array of shape {want}")
@@ -398,11 +400,26 @@ class TieredStore:
             raise PayloadError(f"{field}.dtype: got {blocks.dtype}, expected {self.dtype}")
         if blocks.shape != want:
             raise PayloadError(f"{field}.shape: got {blocks.shape}, expected {want} (one block per hash)")
-        if writeable and (not blocks.flags.c_contiguous or not blocks.flags.writeable):
-            raise PayloadError(f"{field}: expected a writeable C-contiguous numpy array (it is filled in place)")
-        if not blocks.flags.c_contiguous:
-            blocks = np.ascontiguousarray(blocks)
-        return blocks.view(np.uint8).reshape(n, self.block_bytes)
+        if writeable and not blocks.flags.writeable:
+            raise PayloadError(f"{field}: got a read-only array, expected a writeable one (it is filled in place)")
+        if blocks.flags.c_contiguous:
+            return blocks.view(np.uint8).reshape(n, self.block_bytes)
+        if n and self._blocks_contiguous(blocks) and blocks.strides[0] > 0:
+            u8 = blocks.view(np.uint8)
+            return np.lib.stride_tricks.as_strided(u8, shape=(n, self.block_bytes), strides=(blocks.strides[0], 1),
+                                                   writeable=writeable)
+        if writeable:
+            raise PayloadError(f"{field}: got strides {blocks.strides}, expected each block C-contiguous "
+                               f"(a C-contiguous array, or one layer of a paged buffer)")
+        return np.ascontiguousarray(blocks).view(np.uint8).reshape(n, self.block_bytes)
+
+    def _blocks_contiguous(self, blocks: np.ndarray) -> bool:
+        step = self.dtype.itemsize
+        for size, stride in zip(reversed(self.block_shape), reversed(blocks.strides[1:])):
+            if size > 1 and stride != step:
+                return False
+            step *= size
+        return True
 
     def _check_hashes(self, block_hashes) -> list[int]:
         if isinstance(block_hashes, (str, bytes)) or not hasattr(block_hashes, "__iter__"):
@@ -488,8 +505,9 @@ class TieredStore:
         """``fetch`` of every block of ``block_hashes`` into row ``i`` of ``out``, in order,
         as one call: the same bytes, policy updates and statistics as those single calls.
 
-        ``out``: a writeable C-contiguous array of shape ``(len(block_hashes), *block_shape)``
-        (default: a new page-aligned one). Returns ``out`` and which rows were found; a row
+        ``out``: a writeable array of shape ``(len(block_hashes), *block_shape)`` whose
+        blocks are each C-contiguous (a C-contiguous array, or one layer of a paged buffer
+        laid out ``(pages, layers, ...)``: ``pages[:n, layer]``); default: a new page-aligned one. Returns ``out`` and which rows were found; a row
         not found holds unspecified bytes. Raises ``PayloadError``/``ConfigError`` (naming
         the field) before anything is read."""
         hashes = self._check_hashes(block_hashes)

@@ -239,3 +239,27 @@ def test_copy_alignment_grid_times_every_offset_pair():
     assert "src\\dst" in grid.format() and len(grid.format().splitlines()) == 6
     with pytest.raises(ConfigError, match="blocks"):
         measure_copy_alignment(blocks=0)
+
+
+@pytest.mark.parametrize("tier", ["dram", "flash"])
+def test_layerwise_fetch_overlaps_compute_and_keeps_logits_bitwise(model, tmp_path, tier):
+    """Each layer of each prefix block stored as its own block; the turn fetches layer i+1
+    (asynchronously, into ``kv.pages[:n, i+1]``) while layer i computes. The logits equal
+    those computed without a store, bit for bit; the report is complete (times are not
+    asserted)."""
+    from kvtier.examples.layerwise import layer_block_shape, layer_hashes, run_layerwise
+
+    shape = layer_block_shape(model.new_cache(B, B))
+    block_bytes = int(np.prod(shape)) * 4
+    n_blocks = 6 * TINY.num_layers
+    spec = dram(n_blocks * block_bytes) if tier == "dram" else flash(n_blocks * flash_slot_bytes(block_bytes), tmp_path)
+    store = TieredStore([spec], block_shape=shape, dtype=np.float32, flash_queue_depth=2)
+    report = run_layerwise(model, store, _tokens(6 * B + 3, seed=5), prefix_blocks=6, block_tokens=B, repeats=1)
+    assert report.logits_equal
+    assert report.num_layers == TINY.num_layers and report.new_tokens == 3
+    assert report.fetch_s > 0 and report.compute_s > 0 and report.overlapped_s > 0
+    assert report.predicted_overlapped_s <= report.fetch_s + report.compute_s
+    assert len(report.lines()) == 3
+    store.close()
+    keys = layer_hashes([1, 2, 3], 4)
+    assert keys.shape == (4, 3) and len(set(keys.ravel().tolist())) == 12

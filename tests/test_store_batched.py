@@ -238,3 +238,24 @@ def test_copy_rows_matches_numpy_and_checks_its_arguments():
         copy_rows(src, [0], np.zeros((2, 8), np.uint8), [0])
     with pytest.raises(ConfigError, match="src"):
         copy_rows(src.astype(np.int16), [0], dst, [0])
+
+
+@pytest.mark.parametrize("queue_depth", [1, 2])
+def test_a_layer_of_a_paged_buffer_is_a_batch(tmp_path, queue_depth):
+    """Blocks stored per layer: ``pages[:, layer]`` (blocks a page apart) is filled and read
+    in place, bit for bit, from every tier."""
+    layers, shape = 3, block(0).shape
+    pages = aligned_empty((5, layers, *shape), np.float32)
+    pages[:] = np.stack([np.stack([block(10 * p + l) for l in range(layers)]) for p in range(5)])
+    store = make_store([hbm(4 * BLOCK_BYTES), dram(4 * BLOCK_BYTES), flash(16 * SLOT, tmp_path)],
+                       flash_queue_depth=queue_depth, promote_on_hit=False)
+    for layer in range(layers):
+        assert all(r.stored for r in store.put_many([10 * p + layer for p in range(5)], pages[:, layer]))
+    back = aligned_empty(pages.shape, np.float32)
+    back[:] = 0
+    futures = [store.fetch_many_async([10 * p + layer for p in range(5)], back[:, layer]) for layer in range(layers)]
+    assert all(f.result().found.all() for f in futures)
+    assert same_bytes(back, pages)
+    with pytest.raises(PayloadError, match="out"):
+        store.fetch_many([0, 10], back[:2, :, 0])  # blocks not contiguous
+    store.close()

@@ -270,7 +270,8 @@ class Transformer:
         out = _einsum("ikgn,knd->ikgd", weights, values.reshape(nk, n, hd + 1))
         return out[..., :hd] / out[..., hd:]
 
-    def _forward_chunk(self, tokens: np.ndarray, kv: PagedKV, start: int, logits_rows: np.ndarray) -> np.ndarray:
+    def _forward_chunk(self, tokens: np.ndarray, kv: PagedKV, start: int, logits_rows: np.ndarray,
+                       before_layer=None) -> np.ndarray:
         c = self.config
         t = tokens.size
         end = start + t
@@ -279,6 +280,8 @@ class Transformer:
         nq, nk, hd, F = c.num_q_heads, c.num_kv_heads, c.head_dim, c.d_ff
         h = self.embed[tokens]
         for layer in range(c.num_layers):
+            if before_layer is not None:
+                before_layer(layer)  # e.g. wait for this layer's KV to arrive (layer-wise fetch)
             x = self._rms_norm(h, self.attn_norm[layer])
             qkv = _einsum("td,de->te", x, self.w_qkv[layer])
             q = self._rope(qkv[:, : nq * hd].reshape(t, nk, c.group_size, hd), pos) * self._scale
@@ -300,7 +303,7 @@ class Transformer:
 
     # -- public API -----------------------------------------------------------------------
 
-    def forward(self, tokens, kv: PagedKV, start: int, *, logits: str = "last") -> np.ndarray | None:
+    def forward(self, tokens, kv: PagedKV, start: int, *, logits: str = "last", before_layer=None) -> np.ndarray | None:
         """Run ``tokens`` at positions ``start .. start+len-1``: write their KV into ``kv``
         and return logits.
 
@@ -308,6 +311,9 @@ class Transformer:
         ``ConfigError``); positions already valid are rewritten with identical bytes.
         ``logits``: ``"last"`` (a ``(vocab,)`` array for the last token), ``"all"``
         (``(len, vocab)``) or ``"none"`` (returns ``None``: a KV-only recompute).
+        ``before_layer``: called with each layer's index before that layer computes (in
+        every chunk): a layer-wise fetch waits there for the layer's KV of earlier
+        positions, which may still be arriving while earlier layers compute.
         """
         if not isinstance(kv, PagedKV) or kv.config != self.config:
             raise ConfigError("kv: expected a PagedKV made for this model's config (Transformer.new_cache)")
@@ -332,7 +338,7 @@ class Transformer:
                 rows = np.array([chunk.size - 1])
             else:
                 rows = np.zeros(0, dtype=np.int64)
-            out.append(self._forward_chunk(chunk, kv, start + a, rows))
+            out.append(self._forward_chunk(chunk, kv, start + a, rows, before_layer))
         if logits == "none":
             return None
         result = np.concatenate(out, axis=0)
