@@ -5,8 +5,9 @@ batches (``put_many``/``fetch_many``) of 1, 16 and 64 blocks of 16 KiB, 64 KiB a
 codec none, against the plainest code that moves the same bytes the same way: a numpy copy
 between the batch buffer and the slab rows; for flash fetches, ``preadv`` of the same slot
 runs into the same buffer, one call per run, split over the same number of threads as the
-store's ``flash_queue_depth`` (and at queue depth 1 for reference). The single-call figures
-of the same block size sit beside each row.
+store's ``flash_queue_depth`` (and at queue depth 1 for reference; and with the CRC32C of
+each payload that the store must check before serving it, "raw+CRC"). The single-call
+figures of the same block size sit beside each row.
 
 For each block size it moves the same bytes twice in one process: once through a
 ``TieredStore`` with a single tier, once through the plainest code that does the same
@@ -35,6 +36,7 @@ import numpy as np
 import kvtier
 from kvtier import TieredStore, dram, flash
 from kvtier.buffers import aligned_empty
+from kvtier.codec import checksum
 from kvtier.tiers.flash_format import FILE_HEADER_BYTES, SLOT_HEADER_BYTES
 from kvtier.tiers.spec import flash_slot_bytes
 
@@ -181,27 +183,31 @@ def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: st
     gap = bytearray(stride - SLOT_HEADER_BYTES - block_bytes)
     pool = ThreadPoolExecutor(queue_depth)
 
-    def read_run(first_slot: int, first_row: int, count: int) -> None:
+    def read_run(first_slot: int, first_row: int, count: int, crc: bool = False) -> None:
         buffers = []
         for j in range(count):
             buffers += [head, out_u8[first_row + j]] + ([gap] if gap and j + 1 < count else [])
         os.preadv(fd, buffers, FILE_HEADER_BYTES + first_slot * stride)
+        if crc:
+            for j in range(count):
+                checksum(out_u8[first_row + j])
 
-    def raw_fetch(depth: int):
+    def raw_fetch(depth: int, crc: bool = False):
         per_call = -(-batch // depth)
         for a in starts:
             pieces = [(a + r, r, min(per_call, batch - r)) for r in range(0, batch, per_call)]
             if depth == 1 or len(pieces) == 1:
                 for piece in pieces:
-                    read_run(*piece)
+                    read_run(*piece, crc)
             else:
-                list(pool.map(lambda p: read_run(*p), pieces))
+                list(pool.map(lambda p: read_run(*p, crc), pieces))
 
     def raw_put():
         for i in range(n):
             os.pwrite(fd, src[i], FILE_HEADER_BYTES + i * stride + SLOT_HEADER_BYTES)
 
-    best = dict.fromkeys(("raw_put", "put", "raw_fetch", "raw_fetch_qd1", "fetch", "single_put", "single_fetch"), 1e9)
+    best = dict.fromkeys(("raw_put", "put", "raw_fetch", "raw_fetch_qd1", "raw_fetch_crc", "fetch", "single_put",
+                          "single_fetch"), 1e9)
     raw_path = os.path.join(workdir, "raw.bin")
     for r in range(rounds):
         fd = os.open(raw_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -215,6 +221,7 @@ def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: st
         best["raw_fetch"] = min(best["raw_fetch"], timed(lambda: raw_fetch(queue_depth)))
         best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts]))
         best["raw_fetch_qd1"] = min(best["raw_fetch_qd1"], timed(lambda: raw_fetch(1)))
+        best["raw_fetch_crc"] = min(best["raw_fetch_crc"], timed(lambda: raw_fetch(queue_depth, crc=True)))
         best["single_fetch"] = min(best["single_fetch"], timed(lambda: [store.fetch(h, out=out[0]) for h in hashes]))
         store.close()
         os.unlink(os.path.join(d, "flash.kvt"))
@@ -280,8 +287,8 @@ def main(argv=None) -> int:
         print(f"Batched (codec none, {args.batch_mib} MiB per measurement; flash fetch at queue depth "
               f"{args.queue_depth}; GB/s, ratio to the raw copy or raw I/O of the same bytes)")
         print("| tier | block | batch | put_many | raw | put/raw | fetch_many | raw | fetch/raw | "
-              "raw QD1 | single put/raw | single fetch/raw |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "raw QD1 | raw+CRC | fetch/(raw+CRC) | single put/raw | single fetch/raw |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for block_bytes in BATCH_BLOCK_SIZES:
             blocks = kv_like_blocks(max(max(BATCH_SIZES), (args.batch_mib << 20) // block_bytes), block_bytes)
             for tier in ("memory", "flash"):
@@ -293,10 +300,12 @@ def main(argv=None) -> int:
                     r.update(tier=tier, codec="none", block_bytes=block_bytes, batch=batch, table="batched")
                     results.append(r)
                     qd1 = f"{r['raw_fetch_qd1']:.2f}" if "raw_fetch_qd1" in r else "-"
+                    crc = (f"{r['raw_fetch_crc']:.2f} | {r['fetch'] / r['raw_fetch_crc']:.0%}" if "raw_fetch_crc" in r
+                           else "- | -")
                     sp = f"{r['single_put'] / r['raw_put']:.0%}" if "single_put" in r else "-"
                     print(f"| {tier} | {block_bytes >> 10} KiB | {batch} | {r['put']:.2f} | {r['raw_put']:.2f} | "
                           f"{r['put'] / r['raw_put']:.0%} | {r['fetch']:.2f} | {r['raw_fetch']:.2f} | "
-                          f"{r['fetch'] / r['raw_fetch']:.0%} | {qd1} | {sp} | "
+                          f"{r['fetch'] / r['raw_fetch']:.0%} | {qd1} | {crc} | {sp} | "
                           f"{r['single_fetch'] / r['raw_fetch']:.0%} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:

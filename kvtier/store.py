@@ -348,14 +348,14 @@ class TieredStore:
     def _fetch_one(self, h: int, raw: np.ndarray, promote: bool, row: int = -1) -> bool:
         """``fetch`` of a checked hash into a flat buffer; whether it was found. ``row``:
         the block's row in a batch, whose copy a tier may defer (not when it promotes,
-        which needs the bytes now)."""
+        which needs the bytes now) or have read ahead."""
         self._stats.fetches += 1
         for k, tier in enumerate(self.tiers):
             if h not in tier.hash_to_slot:
                 tier.stats.misses += 1
                 continue
             moves = k > 0 and promote
-            enc = tier.read(h, out=raw, row=-1 if moves else row)
+            enc = tier.read(h, out=raw, row=row, defer=not moves)
             if enc is None:
                 continue  # corrupt or unreadable here: removed; a lower copy may exist
             decode_into(enc, raw, tier.timer)
@@ -370,7 +370,8 @@ class TieredStore:
         return False
 
     def _fetch_all_top(self, hashes: list[int], rows: np.ndarray) -> bool:
-        """The common batch, at once: every block stored raw in the first tier, verifying.
+        """The common batch, at once: every block stored raw in the first tier, verifying
+        (a flash tier reads them as ``preread`` does, then checks every header at once).
         What the single fetches would do then is only this: each a hit there, touched in
         order. False, with nothing changed, for any other batch."""
         top = self.tiers[0]
@@ -379,7 +380,8 @@ class TieredStore:
             slots = np.fromiter(map(index.__getitem__, hashes), dtype=np.int64, count=len(hashes))
         except KeyError:
             return False
-        if not slots.size or not top.read_many(slots, rows):
+        pool = self._reader_pool() if self.flash_queue_depth > 1 else None
+        if not slots.size or not top.read_many(slots, rows, pool, self.flash_queue_depth):
             return False
         n = slots.size
         top.stats.hits += n
@@ -492,7 +494,8 @@ class TieredStore:
         if not n or top.free_slots < n or max(hashes) >= 2**63:
             return False
         new = set(hashes)
-        if len(new) != n or any(not new.isdisjoint(tier.hash_to_slot) for tier in self.tiers):
+        # (a dict's keys view tests against a set by walking the smaller of the two)
+        if len(new) != n or any(not tier.hash_to_slot.keys().isdisjoint(new) for tier in self.tiers):
             return False
         if not top.admit_many(hashes, rows):
             return False

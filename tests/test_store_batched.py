@@ -45,6 +45,7 @@ CONFIGS = {
     # ghost-keeping policies: a batch of admissions consults and updates the ghosts in order
     "arc-s3fifo": (lambda d: [hbm(4 * BLOCK_BYTES, policy="arc", checksum=True), dram(4 * BLOCK_BYTES, policy="s3fifo")],
                    {}),
+    "flash-first": (lambda d: [flash(6 * SLOT, d), dram(3 * BLOCK_BYTES, checksum=True)], {}),
     "sieve-clock": (lambda d: [hbm(5 * BLOCK_BYTES, policy="sieve"), dram(3 * BLOCK_BYTES, policy="clock")], {}),
 }
 
@@ -164,6 +165,8 @@ def run_both(config: str, steps, *, flash_queue_depth: int = 1) -> None:
                                      ("free", 9), ("put", [9, 10]), ("fetch", [9, 10], None)])
 @example(config="arc-s3fifo", steps=[("put", [0, 1, 2, 3]), ("put", [4, 5, 6, 7]), ("free", 4), ("free", 5),
                                      ("free", 0), ("free", 1), ("put", [0, 1]), ("put", [12, 13])])
+@example(config="flash-first", steps=[("put", [0, 1, 2, 3]), ("fetch", [3, 2, 1], None), ("corrupt", 2),
+                                      ("fetch", [0, 1, 2], None), ("pin", 0), ("fetch", [0, 0, 1], False)])
 @example(config="memory-only", steps=[("put", [0, 1]), ("pin", 1), ("fetch", [1, 0, 1], None), ("put", [2, 3, 4]),
                                       ("corrupt", 4), ("fetch", [2, 3, 4], None)])
 @example(config="inclusive-no-promote", steps=[("put", [0, 1, 2, 3]), ("fetch", [0, 1, 2, 3], True),

@@ -86,11 +86,13 @@ class Tier:
         buffer, which stays valid until ``end_batch`` (the copy may be deferred)."""
         raise NotImplementedError
 
-    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1,
+                   defer: bool = False) -> Encoded:
         """The slot's stored form. A backend may read a raw payload straight into ``out``
         (a flat uint8 array of ``block_bytes``) and return it as the data. ``row`` >= 0:
-        ``out`` is that row of the batch buffer (the copy may be deferred to ``end_batch``,
-        with ``verified=True`` saying the CRC was checked on the stored bytes)."""
+        ``out`` is that row of the batch buffer (what ``preread`` read there may be used);
+        ``defer``: the copy into it may also wait for ``end_batch`` (``verified=True`` then
+        says the CRC was checked on the stored bytes)."""
         raise NotImplementedError
 
     # -- batches ----------------------------------------------------------------------
@@ -108,10 +110,11 @@ class Tier:
         """Finish every deferred copy of the batch and forget its buffer."""
         self._batch_rows = None
 
-    def _read_rows(self, slots: np.ndarray, rows: np.ndarray) -> bool:
+    def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
         """Backend: copy the raw payloads of ``slots`` into ``rows`` (row ``j`` for slot
-        ``j``) with their checks passed, or return False having changed nothing (a slot not
-        stored raw, a check that fails, a backend that cannot). Default: cannot."""
+        ``j``) with their checks passed, or return False having changed nothing but
+        ``rows`` (a slot not stored raw, a check that fails, a backend that cannot).
+        ``pool``/``queue_depth``: threads for reads in parallel. Default: cannot."""
         return False
 
     def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
@@ -119,11 +122,11 @@ class Tier:
         False having written nothing. Default: cannot."""
         return False
 
-    def read_many(self, slots: np.ndarray, rows: np.ndarray) -> bool:
+    def read_many(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
         """``read`` of the blocks in ``slots`` into ``rows`` at once, when every one is
         stored raw and verifies: their statistics as those single reads; else False and
-        nothing read or counted (the caller reads them one at a time)."""
-        if not self._read_rows(slots, rows):
+        nothing counted or changed but ``rows`` (the caller reads them one at a time)."""
+        if not self._read_rows(slots, rows, pool, queue_depth):
             return False
         self.stats.bytes_read += len(slots) * self.block_bytes
         return True
@@ -266,15 +269,16 @@ class Tier:
             self._unreleased[slot] = block_hash
         self._free.append(slot)
 
-    def read(self, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded | None:
+    def read(self, block_hash: int, out: np.ndarray | None = None, row: int = -1, *,
+             defer: bool = False) -> Encoded | None:
         """The stored form of a resident block, verified; ``None`` (block removed, counted)
         when it fails its checks or the backend cannot read it. The returned bytes may be a
         view into the backend (use them before the next write to this tier) or, when
         ``out`` is given, ``out`` itself, already filled (``decode_into`` then copies nothing),
-        or, in a batch (``row`` >= 0), filled at ``end_batch``."""
+        or, in a batch (``row`` >= 0) with ``defer``, filled at ``end_batch``."""
         slot = self.hash_to_slot[block_hash]
         try:
-            enc = self._read_slot(slot, block_hash, out, row)
+            enc = self._read_slot(slot, block_hash, out, row, defer)
             if self.checksum and not enc.verified and checksum(enc.data) != enc.crc:
                 raise CorruptSlot
         except CorruptSlot:

@@ -257,7 +257,8 @@ class FlashTier(Tier):
         if self.spec.fsync == "always":
             self._sync()
 
-    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1,
+                   defer: bool = False) -> Encoded:
         in_place = out is not None and self.slot_codec[slot] == CODEC_NONE
         ahead = self._preread.pop(row, None) if row >= 0 and self._preread else None
         payload_crc = None
@@ -302,6 +303,14 @@ class FlashTier(Tier):
         pairs = sorted((slot, row) for row, slot in zip(rows, slots) if self.slot_codec[slot] == CODEC_NONE)
         if not pairs:
             return
+        writes = self.slot_writes
+        for slot, row, head, crc in self._read_runs(pairs, self._batch_rows, pool, queue_depth):
+            self._preread[row] = (slot, writes[slot], head, crc)
+
+    def _read_runs(self, pairs: list[tuple[int, int]], rows: np.ndarray, pool, queue_depth: int) -> list:
+        """Read (slot, row) ``pairs`` (sorted by slot) into ``rows``: runs of adjacent slots
+        with one ``preadv`` each, split into at least ``queue_depth`` calls on ``pool`` (if
+        given). The (slot, row, header, payload CRC) of every slot read whole."""
         per_call = min(_PREREAD_SLOTS_PER_CALL, -(-len(pairs) // max(1, queue_depth if pool is not None else 1)))
         runs, run = [], []
         for slot, row in pairs:
@@ -310,19 +319,32 @@ class FlashTier(Tier):
                 run = []
             run.append((slot, row))
         runs.append(run)
-        writes = self.slot_writes
         if pool is None or len(runs) == 1:
-            done = [self._read_run(run) for run in runs]
+            done = [self._read_run(run, rows) for run in runs]
         else:
-            done = list(pool.map(self._read_run, runs))
-        for got in done:
-            for slot, row, head, crc in got:
-                self._preread[row] = (slot, writes[slot], head, crc)
+            done = list(pool.map(lambda run: self._read_run(run, rows), runs))
+        return [got for part in done for got in part]
 
-    def _read_run(self, run: list[tuple[int, int]]) -> list[tuple[int, int, memoryview, int]]:
+    def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
+        """Every slot raw: read them all ahead (as ``preread``), then check every header and
+        payload CRC at once, as ``_read_slot`` and ``Tier.read`` check each."""
+        if self.closed or self.slot_codec[slots].any():
+            return False
+        n = slots.size
+        got = self._read_runs(sorted(zip(slots.tolist(), range(n))), rows, pool, queue_depth)
+        if len(got) != n:
+            return False  # a read failed or came back short: the single reads meet and count it
+        got.sort(key=lambda g: g[1])
+        heads = np.frombuffer(b"".join(g[2] for g in got), dtype=np.uint8).reshape(n, SLOT_HEADER_BYTES)
+        head, ok = parse_slot_headers(heads)
+        ok &= (head["flags"] == 0) & (head["block_hash"] == self.slot_hash[slots]) & (head["codec"] == CODEC_NONE)
+        ok &= (head["raw_len"] == self.block_bytes) & (head["stored_len"] == self.block_bytes)
+        ok &= head["crc"] == np.array([g[3] for g in got], dtype=np.uint64)
+        return bool(ok.all())
+
+    def _read_run(self, run: list[tuple[int, int]], rows: np.ndarray) -> list[tuple[int, int, memoryview, int]]:
         """One ``preadv`` of adjacent slots ``run`` ((slot, row) pairs, slots ascending);
         the (slot, row, header, payload CRC) of each slot read whole."""
-        rows = self._batch_rows
         heads = memoryview(bytearray(len(run) * SLOT_HEADER_BYTES))
         buffers = []
         for j, (_slot, row) in enumerate(run):

@@ -61,7 +61,7 @@ class MemoryTier(Tier):
             self._gather_slots, self._gather_rows, self._scatter_rows, self._scatter_slots = [], [], [], []
             super().end_batch()
 
-    def _read_rows(self, slots: np.ndarray, rows: np.ndarray) -> bool:
+    def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
         meta = self.slot_meta
         slot_list = slots.tolist()
         full = (self.block_bytes, CODEC_NONE)
@@ -100,10 +100,11 @@ class MemoryTier(Tier):
             self.slab[slot, :n] = data
         self.slot_meta[slot] = (n, enc.codec, enc.crc)
 
-    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1) -> Encoded:
+    def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1,
+                   defer: bool = False) -> Encoded:
         self._flush_scatters()  # the slot's bytes may still be pending
         n, codec, crc = self.slot_meta[slot]
-        if row >= 0 and self._batch_rows is not None and codec == CODEC_NONE and n == self.block_bytes:
+        if defer and row >= 0 and self._batch_rows is not None and codec == CODEC_NONE and n == self.block_bytes:
             if self.checksum and checksum(self.slab[slot]) != crc:
                 raise CorruptSlot
             self._gather_slots.append(slot)
