@@ -46,6 +46,7 @@ CONFIGS = {
     "arc-s3fifo": (lambda d: [hbm(4 * BLOCK_BYTES, policy="arc", checksum=True), dram(4 * BLOCK_BYTES, policy="s3fifo")],
                    {}),
     "flash-first": (lambda d: [flash(6 * SLOT, d), dram(3 * BLOCK_BYTES, checksum=True)], {}),
+    "flash-only": (lambda d: [flash(24 * SLOT, d)], {}),
     "sieve-clock": (lambda d: [hbm(5 * BLOCK_BYTES, policy="sieve"), dram(3 * BLOCK_BYTES, policy="clock")], {}),
 }
 
@@ -173,6 +174,14 @@ def run_both(config: str, steps, *, flash_queue_depth: int = 1) -> None:
                                                ("corrupt", 3), ("fetch", [3, 3, 0], None)])
 def test_batched_calls_match_single_calls(config, steps):
     run_both(config, steps)
+
+
+@pytest.mark.parametrize("queue_depth", [1, 3])
+def test_a_large_flash_batch_is_checked_at_once_and_falls_back_on_damage(queue_depth):
+    everything = list(range(20))
+    run_both("flash-only", [("put", everything), ("fetch", everything, None), ("corrupt", 5), ("corrupt", 17),
+                            ("fetch", everything[::-1], None), ("put", everything), ("pin", 3),
+                            ("fetch", everything + [3, 3], None)], flash_queue_depth=queue_depth)
 
 
 @given(steps=ops)
