@@ -37,16 +37,6 @@ def aligned_empty(shape, dtype, *, align_bytes: int = PAGE_ALIGN_BYTES) -> np.nd
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def _one_run(rows: np.ndarray, bound: int) -> bool:
-    first, last = int(rows[0]), int(rows[-1])
-    if first < 0 or last >= bound or last - first != rows.size - 1:
-        return False  # (the common miss costs no array pass)
-    return bool((rows[1:] == rows[:-1] + 1).all())
-
-
-__all__ = ["PAGE_ALIGN_BYTES", "aligned_empty", "copy_rows"]
-
-
 def copy_rows(src: np.ndarray, src_rows, dst: np.ndarray, dst_rows) -> None:
     """Copy row ``src[src_rows[j]]`` into ``dst[dst_rows[j]]`` for every ``j``, in order (a
     later copy to the same row wins), with one compiled loop. ``src`` and ``dst`` are 2-D
