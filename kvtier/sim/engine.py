@@ -63,7 +63,7 @@ import numpy as np
 
 from kvtier._kernels.hashtable import next_use_index
 from kvtier._kernels.policy import NEVER
-from kvtier._kernels.replay import cache_state as _k_cache_state_raw
+from kvtier._kernels.replay import cache_state
 from kvtier.cost import attention_flops, recompute_time_s
 from kvtier.errors import ConfigError, UnknownNameError
 from kvtier.policies import POLICIES, KernelPolicy
@@ -277,11 +277,6 @@ def planner_subsets(num_tiers: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _k_cache_state(caps, belady: bool, n_unique: int):
-    """One replica's fresh cache state (``kvtier._kernels.replay.cache_state``, dense ids)."""
-    return _k_cache_state_raw(caps, True, belady, n_unique)
-
-
 def session_ranks(trace: Trace) -> np.ndarray:
     """Per request, its session's rank for session affinity: sessions (a sub-agent's under
     its parent's) in order of first appearance; the engine deals the ranks round the
@@ -324,12 +319,15 @@ def simulate(trace, target: HardwareTarget, config: SimConfig | None = None, **o
     caps = cache_slots(ra, block_bytes, p.n_unique)
     I, K, F, M = policy_state([config.policy] * len(caps), caps)
     caps_a = np.asarray(caps, np.int64)
-    state = _k_cache_state(caps_a, config.policy == "belady", p.n_unique)
+    state = cache_state(caps_a, True, config.policy == "belady", p.n_unique)  # one replica's, by dense id
     next_use = _next_use(p) if config.policy == "belady" else np.empty(0, np.int64)
     max_depth = int(np.max(np.diff(p.offsets))) if n else 0
     costs = (recompute_cost_per_byte(model, B, max(0, max_depth - 1)) if config.policy == "cost-aware"
              else np.ones(1, np.float64))
-    stack = lambda a: np.repeat(np.asarray(a)[None], R, axis=0)  # noqa: E731  (one copy per replica)
+
+    def stack(a):  # one copy per replica
+        return np.repeat(np.asarray(a)[None], R, axis=0)
+
     so, free, free_top, loc_vals, loc_shift, slot_key, slot_tier, slot_depth, slot_next, chain = state
     counters = np.zeros((T, 8), np.int64)
     cache = _k.SimCache(caps_a, stack(I), stack(K), stack(F), stack(M), stack(so), stack(free), stack(free_top),

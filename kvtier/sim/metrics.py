@@ -7,7 +7,8 @@ budget), ``room_wait_s`` (of which at the head of the queue waiting for compute-
 room), ``preemptions``, ``swap_bytes``, ``replica``, ``decode_tokens_per_s``,
 ``context_tokens``, ``new_tokens``, ``recomputed_tokens`` (prefix blocks recomputed x
 block tokens), ``hit_blocks_<tier>`` (input blocks found in each tier),
-``fetched_bytes_<tier>``, ``end_s`` (last token), ``turn_s`` (ready to last token),
+``fetched_bytes_<tier>``, ``end_s`` (last token), ``turn_s`` (ready to last token), ``plan_ttft_s`` (the planner's
+predicted TTFT once admitted), ``prefill_compute_s`` (its prefill's compute alone),
 ``regime`` (0 resident, 1 streamed, 2 overflow), ``streamed_bytes_per_token``,
 ``occupancy_<tier>`` (blocks held after its lookup).
 
@@ -102,7 +103,8 @@ class SimResult:
             "decode_tokens_per_s": tps,
             "end_s": np.where(served, end / NS, np.nan),
             "turn_s": turn,
-            "step_s": tpot,
+            "plan_ttft_s": out_f[:, _k.F_PLAN_TTFT],
+            "prefill_compute_s": out_f[:, _k.F_COMPUTE],
             "context_tokens": trace.input_lengths.astype(np.int64),
             "output_tokens": outp.astype(np.int64),
             "new_tokens": np.asarray(new_tokens, np.int64),
