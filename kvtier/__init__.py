@@ -56,7 +56,7 @@ from kvtier.tiers import TierSpec, dram, flash, flash_slot_bytes, hbm, sram
 
 # name -> the module that defines it, imported when the name is first used
 _LAZY = {
-    **dict.fromkeys(("LookupResult", "PutResult", "TieredStore"), "kvtier.store"),
+    **dict.fromkeys(("FetchManyResult", "LookupResult", "PutResult", "TieredStore"), "kvtier.store"),
     **dict.fromkeys(("DRAMTier", "FlashTier", "HBMTier", "SRAMTier", "Tier"), "kvtier.tiers"),
     **dict.fromkeys(("Trace", "generate_trace", "read_trace", "trace_stats", "write_trace"), "kvtier.traces"),
     **dict.fromkeys(("SimConfig", "SimResult", "simulate"), "kvtier.sim"),
@@ -68,8 +68,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # store and tiers
-    "TieredStore", "LookupResult", "PutResult", "StoreStats", "TierStats", "TierSpec", "Tier", "SRAMTier",
-    "HBMTier", "DRAMTier", "FlashTier", "sram", "hbm", "dram", "flash", "flash_slot_bytes", "block_hashes",
+    "TieredStore", "FetchManyResult", "LookupResult", "PutResult", "StoreStats", "TierStats", "TierSpec", "Tier",
+    "SRAMTier", "HBMTier", "DRAMTier", "FlashTier", "sram", "hbm", "dram", "flash", "flash_slot_bytes", "block_hashes",
     # policies
     "POLICIES", "EvictionPolicy", "make_policy", "register_policy",
     # traces

@@ -396,7 +396,8 @@ class TieredStore:
         a paged buffer, ``pages[:, layer]``, is a batch whose blocks sit a page apart). A
         batch to read from that is not in that form is copied; one to fill is rejected."""
         want = (n, *self.block_shape)
-        if not isinstance(blocks, np.ndarray) or isinstance(blocks, np.ma.MaskedArray):
+        if type(blocks) is not np.ndarray and (not isinstance(blocks, np.ndarray)
+                                               or isinstance(blocks, np.ma.MaskedArray)):
             raise PayloadError(f"{field}: got {type(blocks).__name__}, expected a numpy array of shape {want}")
         if blocks.dtype != self.dtype:
             raise PayloadError(f"{field}.dtype: got {blocks.dtype}, expected {self.dtype}")
@@ -481,6 +482,8 @@ class TieredStore:
         ``PayloadError``/``ConfigError`` (naming the field) before anything is stored."""
         hashes = self._check_hashes(block_hashes)
         rows = self._batch_view(kv_blocks, "kv_blocks", len(hashes), writeable=False)
+        if len(hashes) == 1:
+            return [self._put_one(hashes[0], rows[0])]  # (a batch's set-up costs more than it saves)
         if self._put_all_new(hashes, rows):
             return [PutResult(self.tier_names[0])] * len(hashes)
         return self._run_batch(rows, lambda i: self._put_one(hashes[i], rows[i], i))
@@ -518,6 +521,8 @@ class TieredStore:
             out = aligned_empty((len(hashes), *self.block_shape), self.dtype)
         rows = self._batch_view(out, "out", len(hashes), writeable=True)
         promote = self.promote_on_hit if promote is None else bool(promote)
+        if len(hashes) == 1:
+            return FetchManyResult(out, np.array([self._fetch_one(hashes[0], rows[0], promote)]))
         if self._fetch_all_top(hashes, rows):
             return FetchManyResult(out, np.ones(len(hashes), dtype=bool))
         found = np.zeros(len(hashes), dtype=bool)

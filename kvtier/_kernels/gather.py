@@ -8,7 +8,7 @@ checks every row number first and copies nothing when one is out of bounds (it r
 the first bad pair's index, else -1). ``access_slots`` and ``admit_slots`` run the
 shared policy operations (``kvtier._kernels.policy``) once per slot, in order, exactly as
 the same single calls would. Python wrappers: ``kvtier.buffers.copy_rows`` and
-``Tier.touch_many``/``Tier.admit_many``.
+``KernelPolicy.access_many``/``KernelPolicy.insert_many``.
 """
 
 from __future__ import annotations

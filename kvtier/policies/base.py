@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from kvtier._kernels import policy as _k
+from kvtier._kernels.gather import access_slots, admit_slots
 from kvtier.errors import ConfigError
 from kvtier.registry import Registry
 from kvtier.validation import check_int, is_int
@@ -81,6 +82,20 @@ class EvictionPolicy(ABC):
     @abstractmethod
     def __contains__(self, slot: int) -> bool:
         """Whether ``slot`` is tracked."""
+
+    def access_many(self, slots: np.ndarray, pins: np.ndarray) -> None:
+        """``access`` of every slot of ``slots`` (int64), in order, whose ``pins[slot]`` is 0
+        (a pinned slot is not tracked). ``KernelPolicy`` runs the loop compiled."""
+        for slot in slots.tolist():
+            if pins[slot] == 0:
+                self.access(slot)
+
+    def insert_many(self, slots: np.ndarray, keys: np.ndarray) -> None:
+        """``prepare(keys[j])`` then ``insert(slots[j], key=keys[j])`` for every ``j``, in
+        order, as the store admits new blocks into free slots (keys: int64, each >= 0)."""
+        for slot, key in zip(slots.tolist(), keys.tolist()):
+            self.prepare(key)
+            self.insert(slot, key=key)
 
     def check_invariants(self) -> None:
         """Raise ``AssertionError`` if the policy's internal state is inconsistent."""
@@ -165,6 +180,14 @@ class KernelPolicy(EvictionPolicy):
         self._pending = -1
         nu = _k.NEVER if next_use is None else int(next_use)
         _k.policy_access(*self._state, 0, slot, int(depth), nu, float(cost))
+
+    def access_many(self, slots: np.ndarray, pins: np.ndarray) -> None:
+        self._pending = -1
+        access_slots(*self._state, slots, pins)
+
+    def insert_many(self, slots: np.ndarray, keys: np.ndarray) -> None:
+        self._pending = -1
+        admit_slots(*self._state, slots, keys)
 
     def remove(self, slot: int) -> None:
         slot = self._check_slot(slot)

@@ -132,16 +132,9 @@ class Tier:
         return True
 
     def touch_many(self, slots: np.ndarray) -> None:
-        """``touch`` of the blocks in ``slots`` (int64), in order, with one compiled loop."""
-        from kvtier._kernels.gather import access_slots
-
-        pins = self.slot_pins
-        for j, slot in enumerate(slots.tolist()):
-            if pins[slot] == 0:
-                # The policy's public access drops its cached victim; the kernel runs the rest.
-                self.policy.access(slot)
-                access_slots(*self.policy.state, slots[j + 1 :], pins)
-                return
+        """``touch`` of the blocks in ``slots`` (int64), in order (one compiled loop for a
+        kernel policy)."""
+        self.policy.access_many(slots, self.slot_pins)
 
     def admit_many(self, hashes: list[int], rows: np.ndarray) -> bool:
         """``policy.prepare`` and ``admit`` of new blocks (distinct, none resident, hashes
@@ -157,17 +150,18 @@ class Tier:
         if not self._write_rows(slots, rows):
             return False
         del free[len(free) - n :]
-        from kvtier._kernels.gather import admit_slots
-
-        at = np.array(slots, dtype=np.int64)
-        self.slot_writes[at] += 1  # distinct slots
-        self.slot_hash[at] = np.array(hashes, dtype=np.uint64)
-        self.slot_pins[at] = 0
+        first = slots[0]
+        if slots[-1] - first == n - 1 and slots == list(range(first, first + n)):
+            at = np.arange(first, first + n, dtype=np.int64)
+            where = slice(first, first + n)  # (a slice of a run costs less than fancy indexing)
+        else:
+            at = where = np.array(slots, dtype=np.int64)
+        keys = np.array(hashes, dtype=np.int64)  # (below 2**63)
+        self.slot_writes[where] += 1  # distinct slots
+        self.slot_hash[where] = keys
+        self.slot_pins[where] = 0
         self.hash_to_slot.update(zip(hashes, slots))
-        if n:
-            self.policy.prepare(hashes[0])
-            self.policy.insert(slots[0], key=hashes[0])
-            admit_slots(*self.policy.state, at[1:], np.array(hashes[1:], dtype=np.int64))
+        self.policy.insert_many(at, keys)
         s = self.stats
         s.blocks_in += n
         s.bytes_in += n * self.block_bytes

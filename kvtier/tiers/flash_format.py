@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kvtier._kernels.crc import crc32c_rows, crc32c_table
 from kvtier.codec import checksum
 from kvtier.codec_ids import CODEC_NAMES, CODEC_NONE
 from kvtier.tiers.spec import FLASH_SLOT_HEADER_BYTES
@@ -75,6 +76,13 @@ SLOT_HEADER_DTYPE = np.dtype([
     ("seq", "<u8"), ("raw_len", "<u4"), ("stored_len", "<u4"), ("crc", "<u4"), ("header_crc", "<u4"),
 ])
 assert SLOT_HEADER_DTYPE.itemsize == SLOT_HEADER_USED_BYTES
+#: The same fields over a whole ``SLOT_HEADER_BYTES`` header (padding included), so a
+#: ``(n, SLOT_HEADER_BYTES)`` array of headers views as ``n`` records without a copy.
+_SLOT_HEADER_ROW = np.dtype({"names": SLOT_HEADER_DTYPE.names,
+                             "formats": [SLOT_HEADER_DTYPE.fields[f][0] for f in SLOT_HEADER_DTYPE.names],
+                             "offsets": [SLOT_HEADER_DTYPE.fields[f][1] for f in SLOT_HEADER_DTYPE.names],
+                             "itemsize": FLASH_SLOT_HEADER_BYTES})
+_CRC_TABLE = crc32c_table()
 
 
 class SlotHeader(NamedTuple):
@@ -212,8 +220,20 @@ def parse_slot_headers(heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok &= ~(((flags & FLAG_ANONYMOUS) != 0) & ((flags & FLAG_FREED) == 0))
     rows = np.flatnonzero(ok)
     if rows.size:
-        mv = memoryview(raw).cast("B")
-        size, body = SLOT_HEADER_USED_BYTES, _SLOT_HEADER.size
-        crcs = np.fromiter((checksum(mv[i * size : i * size + body]) for i in rows.tolist()), np.uint32, rows.size)
+        crcs = crc32c_rows(raw[rows], _SLOT_HEADER.size, _CRC_TABLE)
         ok[rows] = crcs == h["header_crc"][rows]
     return h, ok
+
+
+def raw_headers_verify(heads: np.ndarray, block_hashes: np.ndarray, block_bytes: int, payload_crcs: np.ndarray) -> bool:
+    """Whether every row of ``heads`` (a ``(n, SLOT_HEADER_BYTES)`` uint8 array) is the
+    verifying header of a block stored raw: flags 0, hash ``block_hashes[i]``, raw and
+    stored length ``block_bytes``, payload CRC ``payload_crcs[i]`` (what the payload read
+    with it hashed to). What ``parse_slot_header`` and a single raw read check, for a batch."""
+    h = heads.view(_SLOT_HEADER_ROW).reshape(-1)
+    ok = (h["magic"] == SLOT_MAGIC) & (h["version"] == SLOT_VERSION) & (h["codec"] == CODEC_NONE)
+    ok &= (h["flags"] == 0) & (h["block_hash"] == block_hashes) & (h["crc"] == payload_crcs)
+    ok &= (h["raw_len"] == block_bytes) & (h["stored_len"] == block_bytes)
+    if not ok.all():
+        return False
+    return bool((crc32c_rows(heads, _SLOT_HEADER.size, _CRC_TABLE) == h["header_crc"]).all())

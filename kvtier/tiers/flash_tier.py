@@ -60,6 +60,7 @@ from kvtier.tiers.flash_format import (
     parse_slot_header,
     parse_slot_headers,
     parse_state,
+    raw_headers_verify,
     state_offset,
 )
 from kvtier.tiers.spec import TierSpec, flash_slot_bytes
@@ -73,7 +74,13 @@ _SCAN_CHUNK_BYTES = 4 << 20
 #: gap to the next slot) within the kernel's limit on buffers per call.
 _PREREAD_SLOTS_PER_CALL = max(1, (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024) // 3)
 _MAX_COUNT = (1 << SEQ_BITS) - 1
-#: Batches of at least this many slots have their headers checked as arrays.
+#: A batched read's calls each read at most this many bytes of slots with one ``preadv``,
+#: then check their payloads' CRCs while the bytes are still in the core's cache (a 2 MiB
+#: L2 here): at 1 MiB blocks, 64 MiB read then checked ran at 8.8 GB/s, 1 MiB at a time at
+#: 10.6 GB/s (raw ``preadv`` 12.6 GB/s); 64 KiB blocks gain nothing and lose nothing.
+READ_CHUNK_BYTES = 1 << 20
+#: Batches of fewer slots have their headers checked one at a time (numpy's set-up costs
+#: more than the scalar parse for a few).
 _VECTOR_CHECK_MIN = 16
 
 
@@ -295,83 +302,100 @@ class FlashTier(Tier):
 
     def preread(self, rows, slots, pool=None, queue_depth: int = 1) -> None:
         """Read the raw payloads of ``slots`` into the batch buffer's ``rows`` ahead of their
-        turn: runs of adjacent slots with one ``preadv`` each (header, payload and the gap
-        to the next slot as separate buffers), split into at least ``queue_depth`` calls run
-        on ``pool`` when one is given; each payload's CRC is computed by the thread that
-        read it. A read that fails or comes back short is forgotten: the block's read at
-        its turn then goes to the file again and meets (and counts) the failure itself."""
+        turn (as ``_read_runs``). A read that fails or comes back short is forgotten: the
+        block's read at its turn then goes to the file again and meets (and counts) the
+        failure itself."""
         if self.closed or self._batch_rows is None:
             return
         pairs = sorted((slot, row) for row, slot in zip(rows, slots) if self.slot_codec[slot] == CODEC_NONE)
         if not pairs:
             return
+        slot_list = [slot for slot, _ in pairs]
+        row_list = [row for _, row in pairs]
+        heads, crcs, whole = self._read_runs(slot_list, row_list, self._batch_rows, pool, queue_depth)
         writes = self.slot_writes
-        for slot, row, head, crc in self._read_runs(pairs, self._batch_rows, pool, queue_depth):
-            self._preread[row] = (slot, writes[slot], head, crc)
+        for j in np.flatnonzero(whole).tolist():
+            slot = slot_list[j]
+            self._preread[row_list[j]] = (slot, writes[slot], heads[j], int(crcs[j]))
 
-    def _read_runs(self, pairs: list[tuple[int, int]], rows: np.ndarray, pool, queue_depth: int) -> list:
-        """Read (slot, row) ``pairs`` (sorted by slot) into ``rows``: runs of adjacent slots
-        with one ``preadv`` each, split into at least ``queue_depth`` calls on ``pool`` (if
-        given). The (slot, row, header, payload CRC) of every slot read whole."""
-        per_call = min(_PREREAD_SLOTS_PER_CALL, -(-len(pairs) // max(1, queue_depth if pool is not None else 1)))
-        runs, run = [], []
-        for slot, row in pairs:
-            if run and (slot != run[-1][0] + 1 or len(run) == per_call):
-                runs.append(run)
-                run = []
-            run.append((slot, row))
-        runs.append(run)
-        if pool is None or len(runs) == 1:
-            done = [self._read_run(run, rows) for run in runs]
+    def _read_runs(self, slot_list: list[int], row_list: list[int], rows: np.ndarray, pool,
+                   queue_depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read slot ``slot_list[j]`` (ascending) into ``rows[row_list[j]]`` for every ``j``:
+        runs of adjacent slots with one ``preadv`` each (header, payload and the gap to the
+        next slot as separate buffers), split into at least ``queue_depth`` calls run on
+        ``pool`` when one is given; each payload's CRC is computed by the thread that read
+        it. Returns, by position ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the
+        payload CRCs (int64) and whether the slot was read whole (a failed or short read
+        leaves the rest of its call unread)."""
+        n = len(slot_list)
+        heads = np.empty((n, SLOT_HEADER_BYTES), dtype=np.uint8)
+        crcs = np.zeros(n, dtype=np.int64)
+        whole = np.zeros(n, dtype=bool)
+        head_views, row_views = list(heads), list(rows)
+        per_call = min(_PREREAD_SLOTS_PER_CALL, -(-n // max(1, queue_depth if pool is not None else 1)))
+        first = slot_list[0]
+        if slot_list[-1] - first == n - 1 and slot_list == list(range(first, first + n)):
+            calls = [(a, min(a + per_call, n)) for a in range(0, n, per_call)]  # one run of slots
         else:
-            done = list(pool.map(lambda run: self._read_run(run, rows), runs))
-        return [got for part in done for got in part]
+            calls, start = [], 0
+            for j in range(1, n + 1):
+                if j == n or slot_list[j] != slot_list[j - 1] + 1 or j - start == per_call:
+                    calls.append((start, j))
+                    start = j
+        gap, stride, payload = self._gap, self.slot_stride, SLOT_HEADER_BYTES + self.block_bytes
+        per_read = max(1, READ_CHUNK_BYTES // stride)
+
+        def read(call: tuple[int, int]) -> None:
+            for a in range(call[0], call[1], per_read):
+                b = min(a + per_read, call[1])
+                mine = [row_views[r] for r in row_list[a:b]]
+                if gap:
+                    buffers = [gap] * (3 * (b - a) - 1)
+                    buffers[0::3], buffers[1::3] = head_views[a:b], mine
+                else:
+                    buffers = [None] * (2 * (b - a))
+                    buffers[0::2], buffers[1::2] = head_views[a:b], mine
+                try:
+                    got = self.io.preadv(self.file.fd, buffers, self._offset(slot_list[a]))
+                except OSError:
+                    return
+                done = 0 if got < payload else min(b - a, (got - payload) // stride + 1)
+                # The CRC right behind its preadv, while the payloads are still in cache.
+                crcs[a : a + done] = [checksum(row) for row in mine[:done]]
+                whole[a : a + done] = True
+                if done < b - a:
+                    return
+
+        if pool is None or len(calls) == 1:
+            for call in calls:
+                read(call)
+        else:
+            list(pool.map(read, calls))
+        return heads, crcs, whole
 
     def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
-        """Every slot raw: read them all ahead (as ``preread``), then check every header and
+        """Every slot raw: read them all (as ``_read_runs``), then check every header and
         payload CRC at once, as ``_read_slot`` and ``Tier.read`` check each."""
         if self.closed or self.slot_codec[slots].any():
             return False
-        n = slots.size
-        got = self._read_runs(sorted(zip(slots.tolist(), range(n))), rows, pool, queue_depth)
-        if len(got) != n:
+        slot_list = slots.tolist()
+        if slot_list == sorted(slot_list):
+            row_list = list(range(len(slot_list)))
+        else:
+            pairs = sorted(zip(slot_list, range(len(slot_list))))
+            slot_list, row_list = [s for s, _ in pairs], [r for _, r in pairs]
+        heads, crcs, whole = self._read_runs(slot_list, row_list, rows, pool, queue_depth)
+        if not whole.all():
             return False  # a read failed or came back short: the single reads meet and count it
-        got.sort(key=lambda g: g[1])
-        if n < _VECTOR_CHECK_MIN:  # a few headers: the scalar parse costs less than numpy's set-up
-            bb = self.block_bytes
-            for (slot, _row, head, payload_crc), want in zip(got, self.slot_hash[slots].tolist()):
-                h = parse_slot_header(head)
-                if h is None or h.flags or h.block_hash != want or h.codec != CODEC_NONE or h.raw_len != bb \
-                        or h.stored_len != bb or h.crc != payload_crc:
-                    return False
-            return True
-        heads = np.frombuffer(b"".join(g[2] for g in got), dtype=np.uint8).reshape(n, SLOT_HEADER_BYTES)
-        head, ok = parse_slot_headers(heads)
-        ok &= (head["flags"] == 0) & (head["block_hash"] == self.slot_hash[slots]) & (head["codec"] == CODEC_NONE)
-        ok &= (head["raw_len"] == self.block_bytes) & (head["stored_len"] == self.block_bytes)
-        ok &= head["crc"] == np.array([g[3] for g in got], dtype=np.uint64)
-        return bool(ok.all())
-
-    def _read_run(self, run: list[tuple[int, int]], rows: np.ndarray) -> list[tuple[int, int, memoryview, int]]:
-        """One ``preadv`` of adjacent slots ``run`` ((slot, row) pairs, slots ascending);
-        the (slot, row, header, payload CRC) of each slot read whole."""
-        heads = memoryview(bytearray(len(run) * SLOT_HEADER_BYTES))
-        buffers = []
-        for j, (_slot, row) in enumerate(run):
-            buffers.append(heads[j * SLOT_HEADER_BYTES : (j + 1) * SLOT_HEADER_BYTES])
-            buffers.append(rows[row])
-            if self._gap and j + 1 < len(run):
-                buffers.append(self._gap)  # shared by every reader: its bytes are never used
-        try:
-            n = self.io.preadv(self.file.fd, buffers, self._offset(run[0][0]))
-        except OSError:
-            return []
-        got = []
-        for j, (slot, row) in enumerate(run):
-            if n < j * self.slot_stride + SLOT_HEADER_BYTES + self.block_bytes:
-                break
-            got.append((slot, row, heads[j * SLOT_HEADER_BYTES : (j + 1) * SLOT_HEADER_BYTES], checksum(rows[row])))
-        return got
+        if len(slot_list) >= _VECTOR_CHECK_MIN:
+            return raw_headers_verify(heads, self.slot_hash[slot_list], self.block_bytes, crcs)
+        bb = self.block_bytes
+        for head, want, payload_crc in zip(heads, self.slot_hash[slot_list].tolist(), crcs.tolist()):
+            h = parse_slot_header(head)
+            if h is None or h.flags or h.block_hash != want or h.codec != CODEC_NONE or h.raw_len != bb \
+                    or h.stored_len != bb or h.crc != payload_crc:
+                return False
+        return True
 
     def end_batch(self) -> None:
         self._preread.clear()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kvtier._kernels.gather import copy_rows as copy_rows_kernel
 from kvtier.buffers import aligned_empty, copy_rows
 from kvtier.codec import CODEC_NONE, Encoded, checksum
 from kvtier.tiers.base import CorruptSlot, Tier
@@ -76,7 +77,7 @@ class MemoryTier(Tier):
         if slot_list[-1] - first == n - 1 and slot_list == list(range(first, first + n)):
             np.copyto(rows[:n], self.slab[first : first + n])  # one run of slots (checked cheaply here): one memcpy
         else:
-            copy_rows(self.slab, slots, rows, self._batch_rows_index(n))
+            copy_rows_kernel(self.slab, slots, rows, self._batch_rows_index(n))
         return True
 
     def _batch_rows_index(self, n: int) -> np.ndarray:
@@ -86,10 +87,18 @@ class MemoryTier(Tier):
         return self._row_index[:n]
 
     def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
-        crcs = [checksum(r) for r in rows] if self.checksum else [None] * len(slots)
-        copy_rows(rows, self._batch_rows_index(len(slots)), self.slab, slots)
+        n = len(slots)
+        crcs = [checksum(r) for r in rows] if self.checksum else None
+        first = slots[0]
+        if slots[-1] - first == n - 1 and slots == list(range(first, first + n)):
+            np.copyto(self.slab[first : first + n], rows)  # one run of slots (fresh ones): one memcpy
+            stop = first + n
+            self.slot_meta[first:stop] = ([(self.block_bytes, CODEC_NONE, None)] * n if crcs is None
+                                          else [(self.block_bytes, CODEC_NONE, crc) for crc in crcs])
+            return True
+        copy_rows_kernel(rows, self._batch_rows_index(n), self.slab, np.array(slots, dtype=np.int64))
         meta = self.slot_meta
-        for slot, crc in zip(slots, crcs):
+        for slot, crc in zip(slots, crcs or [None] * n):
             meta[slot] = (self.block_bytes, CODEC_NONE, crc)
         return True
 

@@ -17,11 +17,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import crc32c
 import lz4.block
 import numpy as np
 
 from kvtier.buffers import aligned_empty
+from kvtier.codec import checksum
 from kvtier.examples.agent_loop.tiers import TIER_NAMES, tier_specs
 from kvtier.examples.agent_loop.timing import Clock, cold_fetches, fill_tiers, rate
 from kvtier.examples.transformer import Transformer
@@ -137,7 +137,7 @@ def calibrate(model: Transformer, block_tokens: int, *, flash_dir: str, flash_co
 
     def crc_all() -> int:
         for _ in range(16):
-            crc32c.crc32c(data)
+            checksum(data)
         return 16 * len(data)
 
     crc_bw = rate(crc_all, clock, repeats)

@@ -1,0 +1,40 @@
+"""CRC32C (Castagnoli, reflected polynomial 0x82F63B78) of many short rows in one call.
+
+The slot headers that a batched flash read or the recovery scan checks are 56 bytes each:
+one call to the hardware CRC (the ``crc32c`` package) per header costs more in Python
+than the CRC itself, so they go through this table-driven loop instead, a row at a time.
+Payloads, long and one per block, stay with the hardware CRC (``kvtier.codec.checksum``),
+which agrees with this bit for bit (tests/test_crc.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvtier._kernels.jit import njit
+
+POLY_REFLECTED = 0x82F63B78
+
+
+def crc32c_table() -> np.ndarray:
+    """The 256-entry lookup table of the reflected CRC32C polynomial (uint32)."""
+    table = np.zeros(256, dtype=np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (POLY_REFLECTED if c & 1 else 0)
+        table[i] = c
+    return table
+
+
+@njit
+def crc32c_rows(data, nbytes, table):
+    """The CRC32C of ``data[i, :nbytes]`` for every row ``i`` of a 2-D uint8 array, as int64
+    (standard CRC32C: initial value and final XOR 0xFFFFFFFF). ``table``: ``crc32c_table()``."""
+    out = np.empty(data.shape[0], dtype=np.int64)
+    for i in range(data.shape[0]):
+        c = 0xFFFFFFFF
+        for j in range(nbytes):
+            c = np.int64(table[(c ^ np.int64(data[i, j])) & 0xFF]) ^ (c >> 8)
+        out[i] = c ^ 0xFFFFFFFF
+    return out
