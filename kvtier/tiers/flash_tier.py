@@ -322,9 +322,10 @@ class FlashTier(Tier):
                    queue_depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read slot ``slot_list[j]`` (ascending) into ``rows[row_list[j]]`` for every ``j``:
         runs of adjacent slots with one ``preadv`` each (header, payload and the gap to the
-        next slot as separate buffers), split into at least ``queue_depth`` calls run on
-        ``pool`` when one is given; each payload's CRC is computed by the thread that read
-        it. Returns, by position ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the
+        next slot as separate buffers), split into at least ``queue_depth`` parts run side
+        by side when ``pool`` is given (the calling thread reads the first part, the pool the
+        rest), each part at most ``READ_CHUNK_BYTES`` per ``preadv``; each payload's CRC is
+        computed by the thread that read it, right behind its read. Returns, by position ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the
         payload CRCs (int64) and whether the slot was read whole (a failed or short read
         leaves the rest of its call unread)."""
         n = len(slot_list)
@@ -369,8 +370,13 @@ class FlashTier(Tier):
         if pool is None or len(calls) == 1:
             for call in calls:
                 read(call)
-        else:
-            list(pool.map(read, calls))
+        else:  # the calling thread reads the first call itself: one hand-off fewer
+            others = [pool.submit(read, call) for call in calls[1:]]
+            try:
+                read(calls[0])
+            finally:
+                for f in others:
+                    f.result()
         return heads, crcs, whole
 
     def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
