@@ -10,6 +10,7 @@ on I/O threads.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 
@@ -206,6 +207,69 @@ def test_one_batch_hits_every_tier_and_reads_flash_runs_in_few_calls(tmp_path):
     assert r.found.all() and all(same_bytes(r.out[i], block(h)) for i, h in enumerate(hashes))
     assert len(calls) == 1 and calls[0] == 3 * 18 - 1  # header, payload, gap per slot: one call
     store.close()
+
+
+class CountingIO(FileIO):
+    """Counts writes and syncs; fails the write numbered ``fail_at`` (1-based) if set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = self.syncs = 0
+        self.fail_at = None
+
+    def _count(self) -> None:
+        self.writes += 1
+        if self.writes == self.fail_at:
+            raise OSError(errno.EIO, "injected write failure")
+
+    def pwritev(self, fd, buffers, offset):
+        self._count()
+        return super().pwritev(fd, buffers, offset)
+
+    def pwrite(self, fd, data, offset):
+        self._count()
+        return super().pwrite(fd, data, offset)
+
+    def fdatasync(self, fd):
+        self.syncs += 1
+        return super().fdatasync(fd)
+
+
+def test_a_flash_batch_of_new_blocks_writes_each_slot_once_and_syncs_once(tmp_path):
+    io = CountingIO()
+    store = make_store([flash(32 * SLOT, tmp_path, fsync="always")], flash_io=io)
+    writes, syncs = io.writes, io.syncs
+    hashes = list(range(12))
+    assert all(r.stored for r in store.put_many(hashes, blocks(hashes)))
+    # one pwritev per slot, then the state record (the high-water mark), then one fdatasync
+    assert (io.writes - writes, io.syncs - syncs) == (12 + 1, 1)
+    store.close()
+    again = make_store([flash(32 * SLOT, tmp_path, fsync="always")])
+    rec = again.tier("flash").recovery
+    assert rec.recovered == 12 and rec.corrupt_slots == []
+    assert all(same_bytes(again.fetch(h, promote=False), block(h)) for h in hashes)
+    again.close()
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, 12, 13])  # the first slot, one in the middle, the last, the state record
+def test_a_flash_batch_whose_write_fails_is_put_again_one_block_at_a_time(tmp_path, fail_at):
+    io = CountingIO()
+    store = make_store([flash(32 * SLOT, tmp_path, fsync="always")], flash_io=io)
+    store.put_many([100, 101], blocks([100, 101]))
+    io.fail_at = io.writes + fail_at
+    hashes = list(range(12))
+    results = store.put_many(hashes, blocks(hashes))
+    assert all(r.tier == "flash" for r in results)  # the single puts after the failed batch all landed
+    assert store.stats().tiers["flash"].write_errors == 0  # (the batch's failure is not counted: nothing was lost)
+    for h in hashes + [100, 101]:
+        assert same_bytes(store.fetch(h, promote=False), block(h))
+    store.check_invariants()
+    store.close()
+    again = make_store([flash(32 * SLOT, tmp_path, fsync="always")])
+    rec = again.tier("flash").recovery
+    assert rec.recovered == 14 and rec.corrupt_slots == []
+    assert all(same_bytes(again.fetch(h, promote=False), block(h)) for h in hashes + [100, 101])
+    again.close()
 
 
 def test_bad_batches_are_rejected_naming_the_field_and_change_nothing(tmp_path):

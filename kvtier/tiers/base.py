@@ -117,9 +117,10 @@ class Tier:
         ``pool``/``queue_depth``: threads for reads in parallel. Default: cannot."""
         return False
 
-    def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
-        """Backend: store ``rows`` raw in ``slots`` (row ``j`` in slot ``j``), or return
-        False having written nothing. Default: cannot."""
+    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
+        """Backend: store ``rows`` raw in free ``slots`` (row ``j``, block ``hashes[j]``, in
+        slot ``j``), as the same ``_write_slot`` calls in order would; or return False with
+        the index untouched (the caller then writes them one at a time). Default: cannot."""
         return False
 
     def read_many(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
@@ -147,7 +148,7 @@ class Tier:
             return False
         free = self._free
         slots = free[len(free) - n :][::-1]  # the slots n pops would hand out, in that order
-        if not self._write_rows(slots, rows):
+        if not self._write_rows(slots, hashes, rows):
             return False
         del free[len(free) - n :]
         first = slots[0]

@@ -266,6 +266,43 @@ class FlashTier(Tier):
         if self.spec.fsync == "always":
             self._sync()
 
+    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
+        """New raw blocks into free slots, as the same ``_write_slot`` calls would write
+        them (one ``pwritev`` of header and payload per slot, the same sequence numbers),
+        but with one state record and one ``fdatasync`` for the batch under
+        ``fsync="always"``, the record after the slots (a crash between the two leaves
+        blocks past the mark, which a reopen reads). A write that fails returns False with
+        the index untouched; the store then puts the blocks one at a time, rewriting these
+        slots (a slot written here and not reused holds a valid block the index does not
+        list, as after a crash mid-put: a reopen may serve it)."""
+        if self.closed:
+            return False
+        hwm = fresh_to = self.high_water
+        for slot in slots:  # handed out lowest first: the never-written ones are hwm, hwm + 1, ...
+            if slot >= hwm:
+                if slot != fresh_to:
+                    return False
+                fresh_to += 1
+        bb, fd, want = self.block_bytes, self.file.fd, SLOT_HEADER_BYTES + self.block_bytes
+        try:
+            for slot, block_hash, row in zip(slots, hashes, rows):
+                header = pack_slot_header(CODEC_NONE, block_hash, self._next_seq(), bb, bb, checksum(row))
+                self.file.dirty = True
+                if self.io.pwritev(fd, [header, row], self._offset(slot)) != want:
+                    return False
+            if fresh_to > hwm:
+                if self.spec.fsync == "always":
+                    self._write_state(high_water=fresh_to)
+                else:
+                    self._state_behind = True  # written at the next flush, before its sync
+                self.high_water = fresh_to
+            if self.spec.fsync == "always":
+                self._sync()
+        except OSError:
+            return False
+        self.slot_codec[slots] = CODEC_NONE
+        return True
+
     def _read_slot(self, slot: int, block_hash: int, out: np.ndarray | None = None, row: int = -1,
                    defer: bool = False) -> Encoded:
         in_place = out is not None and self.slot_codec[slot] == CODEC_NONE

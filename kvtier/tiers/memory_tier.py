@@ -86,7 +86,7 @@ class MemoryTier(Tier):
             self._row_index = np.arange(max(n, 2 * self._row_index.size), dtype=np.int64)
         return self._row_index[:n]
 
-    def _write_rows(self, slots: list[int], rows: np.ndarray) -> bool:
+    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
         n = len(slots)
         crcs = [checksum(r) for r in rows] if self.checksum else None
         first = slots[0]
