@@ -78,6 +78,13 @@ def copy_rows(src: np.ndarray, src_rows, dst: np.ndarray, dst_rows) -> None:
         raise ConfigError(f"{field}[{bad}]: got {got}, expected a row in 0..{bound - 1}")
 
 
+def is_run(rows: list[int]) -> bool:
+    """Whether ``rows`` (a non-empty list of ints) is ``first, first + 1, ...``: adjacent
+    rows, each once, in order (a batch into fresh slots; checked at C speed)."""
+    first = rows[0]
+    return rows[-1] - first == len(rows) - 1 and rows == list(range(first, first + len(rows)))
+
+
 def _one_run(rows: np.ndarray, bound: int) -> bool:
     first, last = int(rows[0]), int(rows[-1])
     if first < 0 or last >= bound or last - first != rows.size - 1:
@@ -85,4 +92,4 @@ def _one_run(rows: np.ndarray, bound: int) -> bool:
     return bool((rows[1:] == rows[:-1] + 1).all())
 
 
-__all__ = ["PAGE_ALIGN_BYTES", "aligned_empty", "copy_rows"]
+__all__ = ["PAGE_ALIGN_BYTES", "aligned_empty", "copy_rows", "is_run"]

@@ -18,10 +18,12 @@ holds one re-entrant lock, so a store may be shared by threads.
 Batches: ``put_many`` and ``fetch_many`` do exactly what the same sequence of ``put`` and
 ``fetch`` calls would (same bytes, placements, policy order and statistics) under one
 hold of the lock, with the bytes moved per tier at once: a memory tier copies the whole
-batch between its slab and the caller's contiguous buffer with one compiled gather or
-scatter, a flash tier reads runs of adjacent slots with one ``preadv`` each, up to
-``flash_queue_depth`` at a time. ``fetch_many_async``/``put_many_async`` run them on the
-store's I/O threads and return a ``concurrent.futures.Future``.
+batch between its slab and the caller's contiguous buffer with one copy (a compiled
+gather or scatter when the slots are not one run), a flash tier reads runs of adjacent
+slots with one ``preadv`` per run (at most ``READ_CHUNK_BYTES``), ``flash_queue_depth``
+parts side by side, and writes a batch of new blocks with one sync.
+``fetch_many_async``/``put_many_async`` run them on the store's I/O threads and return a
+``concurrent.futures.Future``.
 """
 
 from __future__ import annotations
@@ -513,8 +515,9 @@ class TieredStore:
 
         ``out``: a writeable array of shape ``(len(block_hashes), *block_shape)`` whose
         blocks are each C-contiguous (a C-contiguous array, or one layer of a paged buffer
-        laid out ``(pages, layers, ...)``: ``pages[:n, layer]``); default: a new page-aligned one. Returns ``out`` and which rows were found; a row
-        not found holds unspecified bytes. Raises ``PayloadError``/``ConfigError`` (naming
+        laid out ``(pages, layers, ...)``: ``pages[:n, layer]``); default: a new page-aligned
+        one. Returns ``out`` and which rows were found; a row not found holds unspecified
+        bytes. Raises ``PayloadError``/``ConfigError`` (naming
         the field) before anything is read."""
         hashes = self._check_hashes(block_hashes)
         if out is None:

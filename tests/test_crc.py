@@ -4,7 +4,8 @@ that checks payloads, and the batched check of raw slot headers."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kvtier._kernels.crc import crc32c_rows, crc32c_table
@@ -37,10 +38,12 @@ def raw_heads(hashes, payload_crcs, block_bytes):
                          dtype=np.uint8).reshape(len(hashes), SLOT_HEADER_BYTES).copy()
 
 
-hashes_and_crcs = st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)), min_size=1, max_size=8)
+# up to 24 headers: batches under 16 are parsed one at a time, larger ones as arrays
+hashes_and_crcs = st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)), min_size=1, max_size=24)
 
 
-@given(pairs=hashes_and_crcs, flip=st.tuples(st.integers(0, 7), st.integers(0, SLOT_HEADER_USED_BYTES - 1),
+@example(pairs=[(i, i) for i in range(20)], flip=(19, 0, 0))
+@given(pairs=hashes_and_crcs, flip=st.tuples(st.integers(0, 23), st.integers(0, SLOT_HEADER_USED_BYTES - 1),
                                              st.integers(0, 7)))
 def test_a_batch_of_raw_headers_verifies_until_any_bit_of_one_changes(pairs, flip):
     hashes = np.array([h for h, _ in pairs], dtype=np.uint64)
@@ -52,7 +55,7 @@ def test_a_batch_of_raw_headers_verifies_until_any_bit_of_one_changes(pairs, fli
     assert not raw_headers_verify(heads, hashes, 4096, crcs)
 
 
-@given(pairs=hashes_and_crcs, which=st.integers(0, 7), what=st.sampled_from(["hash", "crc", "size"]))
+@given(pairs=hashes_and_crcs, which=st.integers(0, 23), what=st.sampled_from(["hash", "crc", "size"]))
 def test_raw_headers_must_name_the_expected_block_length_and_payload(pairs, which, what):
     hashes = np.array([h for h, _ in pairs], dtype=np.uint64)
     crcs = np.array([c for _, c in pairs], dtype=np.int64)
@@ -63,3 +66,8 @@ def test_raw_headers_must_name_the_expected_block_length_and_payload(pairs, whic
     elif what == "crc":
         crcs[i] ^= 1
     assert not raw_headers_verify(heads, hashes, 8192 if what == "size" else 4096, crcs)
+
+
+def test_the_row_kernel_refuses_a_length_past_the_row():
+    with pytest.raises(ValueError, match="nbytes"):
+        crc32c_rows(np.zeros((2, 8), dtype=np.uint8), 9, TABLE)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -21,8 +22,10 @@ from hypothesis import strategies as st
 
 from kvtier import BlockNotFoundError, ConfigError, PayloadError, dram, flash, hbm
 from kvtier.buffers import aligned_empty, copy_rows
-from kvtier.tiers import FileIO
-from kvtier.tiers.flash_format import FILE_HEADER_BYTES, SLOT_HEADER_BYTES
+from kvtier.policies import register_policy
+from kvtier.policies.lru import LRU
+from kvtier.tiers import FileIO, flash_tier
+from kvtier.tiers.flash_format import FILE_HEADER_BYTES, SLOT_HEADER_BYTES, STATE_OFFSETS
 from tests.helpers import BLOCK_BYTES, make_store, payload, same_bytes
 
 SLOT = 8192
@@ -270,6 +273,130 @@ def test_a_flash_batch_whose_write_fails_is_put_again_one_block_at_a_time(tmp_pa
     assert rec.recovered == 14 and rec.corrupt_slots == []
     assert all(same_bytes(again.fetch(h, promote=False), block(h)) for h in hashes + [100, 101])
     again.close()
+
+
+def test_when_the_state_record_cannot_be_written_a_batch_fails_as_the_single_puts_do(tmp_path):
+    class StateWriteFails(FileIO):
+        armed = False
+
+        def pwrite(self, fd, data, offset):
+            if self.armed and offset in STATE_OFFSETS:
+                raise OSError(errno.EIO, "injected: the state record cannot be written")
+            return super().pwrite(fd, data, offset)
+
+    hashes = list(range(4))
+    outcome = {}
+    for way in ("single", "batched"):
+        io = StateWriteFails()
+        store = make_store([flash(16 * SLOT, tmp_path / way, fsync="always")], flash_io=io)
+        io.armed = True
+        if way == "single":
+            results = [store.put(h, block(h)) for h in hashes]
+        else:
+            results = store.put_many(hashes, blocks(hashes))
+        stats = comparable_stats(store)
+        io.armed = False
+        store.close()
+        again = make_store([flash(16 * SLOT, tmp_path / way, fsync="always")])
+        outcome[way] = ([r.tier for r in results], stats["flash"]["write_errors"], again.tier("flash").recovery.recovered,
+                        [h for h in hashes if again.fetch(h, promote=False) is not None])
+        again.close()
+    assert outcome["batched"] == outcome["single"] == ([None] * 4, 4, 0, [])  # dropped, and never back
+
+
+def test_a_read_part_that_raises_leaves_no_other_part_writing_into_out(tmp_path):
+    started, first_failed, done = (threading.Event() for _ in range(3))
+
+    class OnePartFails(FileIO):
+        armed = False
+
+        def preadv(self, fd, buffers, offset):
+            if self.armed:
+                slot = (offset - FILE_HEADER_BYTES) // SLOT
+                if slot == 0:  # the calling thread's part
+                    started.wait(5)
+                    first_failed.set()
+                    raise ValueError("injected: not an I/O error")
+                if slot == 8:  # a pool thread's part: still reading when the first fails
+                    started.set()
+                    first_failed.wait(5)
+                    got = super().preadv(fd, buffers, offset)
+                    done.set()
+                    return got
+            return super().preadv(fd, buffers, offset)
+
+    io = OnePartFails()
+    store = make_store([flash(32 * SLOT, tmp_path)], flash_io=io, flash_queue_depth=2)
+    hashes = list(range(16))
+    store.put_many(hashes, blocks(hashes))
+    io.armed = True
+    with pytest.raises(ValueError, match="injected"):
+        store.fetch_many(hashes)
+    assert done.is_set()  # the other part had finished before fetch_many raised
+    io.armed = False
+    store.close()
+
+
+class CountingLRU(LRU):
+    """An LRU whose Python ``insert``/``access`` count their calls (a user's subclass)."""
+
+    name = "test-counting-lru"
+
+    def __init__(self, num_slots: int) -> None:
+        super().__init__(num_slots)
+        self.calls: list[tuple[str, int]] = []
+
+    def insert(self, slot, **kwargs):
+        self.calls.append(("insert", slot))
+        super().insert(slot, **kwargs)
+
+    def access(self, slot, **kwargs):
+        self.calls.append(("access", slot))
+        super().access(slot, **kwargs)
+
+
+def test_a_policy_subclass_sees_every_call_of_a_batch(tmp_path):
+    register_policy(CountingLRU)
+    seen = {}
+    for way in ("single", "batched"):
+        store = make_store([dram(8 * BLOCK_BYTES, policy=CountingLRU.name)])
+        hashes = [5, 1, 7, 3]
+        if way == "single":
+            [store.put(h, block(h)) for h in hashes]
+            [store.fetch(h) for h in hashes[::-1]]
+        else:
+            store.put_many(hashes, blocks(hashes))
+            store.fetch_many(hashes[::-1])
+        seen[way] = store.tiers[0].policy.calls
+        store.close()
+    assert seen["batched"] == seen["single"] and len(seen["single"]) == 8
+
+
+def test_flash_batches_read_in_several_chunks_per_part_match_single_calls(monkeypatch):
+    monkeypatch.setattr(flash_tier, "READ_CHUNK_BYTES", 3 * SLOT)  # three slots per preadv
+    everything = list(range(20))
+    run_both("flash-only", [("put", everything), ("fetch", everything, None), ("corrupt", 4),
+                            ("fetch", everything[::-1], None), ("fetch", everything + [7, 7], None)], flash_queue_depth=2)
+
+
+def test_a_short_read_in_a_batch_falls_back_to_single_reads(tmp_path):
+    class ShortMultiSlotReads(FileIO):
+        def preadv(self, fd, buffers, offset):
+            if len(buffers) > 3:  # a read of several slots comes back after the first slot's payload
+                return super().preadv(fd, buffers[:2], offset)
+            return super().preadv(fd, buffers, offset)
+
+    hashes = list(range(20))
+    stores = [make_store([flash(32 * SLOT, tmp_path / "short")], flash_io=ShortMultiSlotReads()),
+              make_store([flash(32 * SLOT, tmp_path / "healthy")])]
+    results = []
+    for store in stores:
+        store.put_many(hashes, blocks(hashes))
+        r = store.fetch_many(hashes)
+        assert r.found.all() and all(same_bytes(r.out[i], block(h)) for i, h in enumerate(hashes))
+        results.append(comparable_stats(store))
+        store.close()
+    assert results[0] == results[1]
 
 
 def test_bad_batches_are_rejected_naming_the_field_and_change_nothing(tmp_path):

@@ -1,10 +1,10 @@
 """CRC32C (Castagnoli, reflected polynomial 0x82F63B78) of many short rows in one call.
 
-The slot headers that a batched flash read or the recovery scan checks are 56 bytes each:
-one call to the hardware CRC (the ``crc32c`` package) per header costs more in Python
-than the CRC itself, so they go through this table-driven loop instead, a row at a time.
-Payloads, long and one per block, stay with the hardware CRC (``kvtier.codec.checksum``),
-which agrees with this bit for bit (tests/test_crc.py).
+A slot header is 64 bytes, of which its CRC covers the first 36: one call per header to
+the SIMD CRC (``kvtier.codec.checksum``, the ``fastcrc`` package) costs more in Python
+than the CRC itself, so the headers of a batched flash read or of the recovery scan go
+through this table-driven loop instead, a row at a time. Payloads, long and one per
+block, stay with the SIMD CRC, which agrees with this bit for bit (tests/test_crc.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def crc32c_table() -> np.ndarray:
 def crc32c_rows(data, nbytes, table):
     """The CRC32C of ``data[i, :nbytes]`` for every row ``i`` of a 2-D uint8 array, as int64
     (standard CRC32C: initial value and final XOR 0xFFFFFFFF). ``table``: ``crc32c_table()``."""
+    if nbytes < 0 or nbytes > data.shape[1]:
+        raise ValueError("crc32c_rows: nbytes must lie within a row")
     out = np.empty(data.shape[0], dtype=np.int64)
     for i in range(data.shape[0]):
         c = 0xFFFFFFFF

@@ -182,10 +182,14 @@ class KernelPolicy(EvictionPolicy):
         _k.policy_access(*self._state, 0, slot, int(depth), nu, float(cost))
 
     def access_many(self, slots: np.ndarray, pins: np.ndarray) -> None:
+        if type(self).access is not KernelPolicy.access:
+            return super().access_many(slots, pins)  # a subclass's own access must see each one
         self._pending = -1
         access_slots(*self._state, slots, pins)
 
     def insert_many(self, slots: np.ndarray, keys: np.ndarray) -> None:
+        if type(self).insert is not KernelPolicy.insert or type(self).prepare is not KernelPolicy.prepare:
+            return super().insert_many(slots, keys)
         self._pending = -1
         admit_slots(*self._state, slots, keys)
 

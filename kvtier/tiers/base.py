@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from kvtier.buffers import is_run
 from kvtier.codec import CODEC_NONE, CodecTimer, Encoded, checksum, codec_id, encode
 from kvtier.errors import ConfigError
 from kvtier.policies import make_policy
@@ -151,8 +152,8 @@ class Tier:
         if not self._write_rows(slots, hashes, rows):
             return False
         del free[len(free) - n :]
-        first = slots[0]
-        if slots[-1] - first == n - 1 and slots == list(range(first, first + n)):
+        if is_run(slots):
+            first = slots[0]
             at = np.arange(first, first + n, dtype=np.int64)
             where = slice(first, first + n)  # (a slice of a run costs less than fancy indexing)
         else:

@@ -83,6 +83,8 @@ _SLOT_HEADER_ROW = np.dtype({"names": SLOT_HEADER_DTYPE.names,
                              "offsets": [SLOT_HEADER_DTYPE.fields[f][1] for f in SLOT_HEADER_DTYPE.names],
                              "itemsize": FLASH_SLOT_HEADER_BYTES})
 _CRC_TABLE = crc32c_table()
+#: ``raw_headers_verify`` parses batches of fewer headers one at a time.
+_VECTOR_CHECK_MIN = 16
 
 
 class SlotHeader(NamedTuple):
@@ -229,7 +231,15 @@ def raw_headers_verify(heads: np.ndarray, block_hashes: np.ndarray, block_bytes:
     """Whether every row of ``heads`` (a ``(n, SLOT_HEADER_BYTES)`` uint8 array) is the
     verifying header of a block stored raw: flags 0, hash ``block_hashes[i]``, raw and
     stored length ``block_bytes``, payload CRC ``payload_crcs[i]`` (what the payload read
-    with it hashed to). What ``parse_slot_header`` and a single raw read check, for a batch."""
+    with it hashed to). What ``parse_slot_header`` and a single raw read check, for a batch
+    (a few headers are parsed one at a time: numpy's set-up costs more than that)."""
+    if heads.shape[0] < _VECTOR_CHECK_MIN:
+        for head, want, payload_crc in zip(heads, block_hashes.tolist(), payload_crcs.tolist()):
+            h = parse_slot_header(head)
+            if h is None or h.flags or h.block_hash != want or h.codec != CODEC_NONE or h.raw_len != block_bytes \
+                    or h.stored_len != block_bytes or h.crc != payload_crc:
+                return False
+        return True
     h = heads.view(_SLOT_HEADER_ROW).reshape(-1)
     ok = (h["magic"] == SLOT_MAGIC) & (h["version"] == SLOT_VERSION) & (h["codec"] == CODEC_NONE)
     ok &= (h["flags"] == 0) & (h["block_hash"] == block_hashes) & (h["crc"] == payload_crcs)

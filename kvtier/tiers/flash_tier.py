@@ -9,8 +9,9 @@ the file's high-water mark says how many have ever been written, so a reopen rea
 slots below the mark (and on, to the first never-written one) and nothing else: opening
 costs what the file holds, not its capacity. The mark is durable no later than the blocks
 it covers: under ``fsync="always"`` it is written before the first write to a slot and
-synced with it; otherwise at ``flush()``/``close()`` (a crash before that loses nothing: a
-reopen reads past the mark). A slot whose block leaves (free, eviction, promotion, a
+synced with it (a batch of new blocks, ``put_many``, writes it once, after its slots,
+before the one sync); otherwise at ``flush()``/``close()`` (a crash before that loses
+nothing: a reopen reads past the mark). A slot whose block leaves (free, eviction, promotion, a
 failed check) gets a tombstone naming the block, with a newer write sequence number.
 
 Recovery: for each block hash, the newest record in the file (a block header or a
@@ -31,10 +32,12 @@ from __future__ import annotations
 import errno
 import os
 import weakref
+from concurrent import futures
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from kvtier.buffers import is_run
 from kvtier.codec import CODEC_NONE, Encoded, checksum
 from kvtier.errors import FlashFormatError, TierIOError
 from kvtier.tiers.base import CorruptSlot, Tier
@@ -74,14 +77,10 @@ _SCAN_CHUNK_BYTES = 4 << 20
 #: gap to the next slot) within the kernel's limit on buffers per call.
 _PREREAD_SLOTS_PER_CALL = max(1, (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024) // 3)
 _MAX_COUNT = (1 << SEQ_BITS) - 1
-#: A batched read's calls each read at most this many bytes of slots with one ``preadv``,
-#: then check their payloads' CRCs while the bytes are still in the core's cache (a 2 MiB
-#: L2 here): at 1 MiB blocks, 64 MiB read then checked ran at 8.8 GB/s, 1 MiB at a time at
-#: 10.6 GB/s (raw ``preadv`` 12.6 GB/s); 64 KiB blocks gain nothing and lose nothing.
+#: A batched read's parts each read at most this many bytes of slots with one ``preadv``,
+#: then check their payloads' CRCs while the bytes are still in the core's cache (the
+#: gain with 1 MiB blocks is in docs/performance.md).
 READ_CHUNK_BYTES = 1 << 20
-#: Batches of fewer slots have their headers checked one at a time (numpy's set-up costs
-#: more than the scalar parse for a few).
-_VECTOR_CHECK_MIN = 16
 
 
 @dataclass
@@ -164,7 +163,7 @@ class FlashTier(Tier):
         # is read straight into the caller's buffer.
         self.slot_codec = np.zeros(self.num_slots, dtype=np.uint8)
         # Reads made ahead in the current batch: row -> (slot, slot_writes then, header, payload CRC).
-        self._preread: dict[int, tuple[int, int, memoryview, int]] = {}
+        self._preread: dict[int, tuple[int, int, np.ndarray, int]] = {}
         self._gap = bytearray(self.slot_stride - SLOT_HEADER_BYTES - block_bytes)
         self.file, created = open_flash_file(
             spec.name, spec.path, f"{spec.name}.kvt", self.io, self._init_new_file,
@@ -271,10 +270,12 @@ class FlashTier(Tier):
         them (one ``pwritev`` of header and payload per slot, the same sequence numbers),
         but with one state record and one ``fdatasync`` for the batch under
         ``fsync="always"``, the record after the slots (a crash between the two leaves
-        blocks past the mark, which a reopen reads). A write that fails returns False with
-        the index untouched; the store then puts the blocks one at a time, rewriting these
-        slots (a slot written here and not reused holds a valid block the index does not
-        list, as after a crash mid-put: a reopen may serve it)."""
+        blocks past the mark, which a reopen reads on to). The mark in memory covers every
+        slot before it is written. When a write fails, a tombstone goes over every slot the
+        batch wrote, the mark in memory goes back, and False is returned with the index
+        untouched: the store then puts the blocks one at a time, from the state they would
+        have met. (A slot whose tombstone fails too waits in ``_unreleased``, below the mark,
+        retried at flush, so no block a put reports dropped can come back at a reopen.)"""
         if self.closed:
             return False
         hwm = fresh_to = self.high_water
@@ -283,22 +284,35 @@ class FlashTier(Tier):
                 if slot != fresh_to:
                     return False
                 fresh_to += 1
+        behind = self._state_behind
+        if fresh_to > hwm:
+            self.high_water = fresh_to
+            self._state_behind = True
         bb, fd, want = self.block_bytes, self.file.fd, SLOT_HEADER_BYTES + self.block_bytes
+        written = 0
         try:
             for slot, block_hash, row in zip(slots, hashes, rows):
                 header = pack_slot_header(CODEC_NONE, block_hash, self._next_seq(), bb, bb, checksum(row))
                 self.file.dirty = True
+                written += 1
                 if self.io.pwritev(fd, [header, row], self._offset(slot)) != want:
-                    return False
-            if fresh_to > hwm:
-                if self.spec.fsync == "always":
-                    self._write_state(high_water=fresh_to)
-                else:
-                    self._state_behind = True  # written at the next flush, before its sync
-                self.high_water = fresh_to
+                    raise OSError(errno.ENOSPC, f"short write to {self.path}")
             if self.spec.fsync == "always":
+                if fresh_to > hwm:
+                    self._write_state()
+                    self._state_behind = False
                 self._sync()
         except OSError:
+            tried = slots[:written]
+            self.slot_writes[tried] += 1  # their bytes may have changed (see ``preread``)
+            self.high_water, self._state_behind = hwm, behind
+            for slot, block_hash in zip(tried, hashes):
+                try:
+                    self._pwrite(pack_tombstone(self._next_seq(), block_hash), self._offset(slot))
+                except OSError:
+                    self._unreleased[slot] = block_hash
+                    if slot >= self.high_water:  # keep it below the mark, where flush retries it
+                        self.high_water, self._state_behind = slot + 1, True
             return False
         self.slot_codec[slots] = CODEC_NONE
         return True
@@ -362,18 +376,18 @@ class FlashTier(Tier):
         next slot as separate buffers), split into at least ``queue_depth`` parts run side
         by side when ``pool`` is given (the calling thread reads the first part, the pool the
         rest), each part at most ``READ_CHUNK_BYTES`` per ``preadv``; each payload's CRC is
-        computed by the thread that read it, right behind its read. Returns, by position ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the
-        payload CRCs (int64) and whether the slot was read whole (a failed or short read
-        leaves the rest of its call unread)."""
+        computed by the thread that read it, right behind its read. Returns, by position
+        ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the payload CRCs (int64) and
+        whether the slot was read whole (a failed or short read leaves the rest of its part
+        unread). Every part has finished when this returns or raises."""
         n = len(slot_list)
         heads = np.empty((n, SLOT_HEADER_BYTES), dtype=np.uint8)
         crcs = np.zeros(n, dtype=np.int64)
         whole = np.zeros(n, dtype=bool)
         head_views, row_views = list(heads), list(rows)
         per_call = min(_PREREAD_SLOTS_PER_CALL, -(-n // max(1, queue_depth if pool is not None else 1)))
-        first = slot_list[0]
-        if slot_list[-1] - first == n - 1 and slot_list == list(range(first, first + n)):
-            calls = [(a, min(a + per_call, n)) for a in range(0, n, per_call)]  # one run of slots
+        if is_run(slot_list):
+            calls = [(a, min(a + per_call, n)) for a in range(0, n, per_call)]
         else:
             calls, start = [], 0
             for j in range(1, n + 1):
@@ -407,13 +421,20 @@ class FlashTier(Tier):
         if pool is None or len(calls) == 1:
             for call in calls:
                 read(call)
-        else:  # the calling thread reads the first call itself: one hand-off fewer
-            others = [pool.submit(read, call) for call in calls[1:]]
+        else:  # the calling thread reads the first part itself: one hand-off fewer
+            others, here = [], [calls[0]]
+            for call in calls[1:]:
+                try:
+                    others.append(pool.submit(read, call))
+                except RuntimeError:  # the pool is shutting down (close): read it here
+                    here.append(call)
             try:
-                read(calls[0])
+                for call in here:
+                    read(call)
             finally:
-                for f in others:
-                    f.result()
+                futures.wait(others)  # no part may still be writing into ``rows`` once we return
+            for f in others:
+                f.result()  # (raises what a part raised)
         return heads, crcs, whole
 
     def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
@@ -430,15 +451,7 @@ class FlashTier(Tier):
         heads, crcs, whole = self._read_runs(slot_list, row_list, rows, pool, queue_depth)
         if not whole.all():
             return False  # a read failed or came back short: the single reads meet and count it
-        if len(slot_list) >= _VECTOR_CHECK_MIN:
-            return raw_headers_verify(heads, self.slot_hash[slot_list], self.block_bytes, crcs)
-        bb = self.block_bytes
-        for head, want, payload_crc in zip(heads, self.slot_hash[slot_list].tolist(), crcs.tolist()):
-            h = parse_slot_header(head)
-            if h is None or h.flags or h.block_hash != want or h.codec != CODEC_NONE or h.raw_len != bb \
-                    or h.stored_len != bb or h.crc != payload_crc:
-                return False
-        return True
+        return raw_headers_verify(heads, self.slot_hash[slot_list], self.block_bytes, crcs)
 
     def end_batch(self) -> None:
         self._preread.clear()

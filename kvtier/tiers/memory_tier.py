@@ -6,10 +6,10 @@ written with one copy and read back as a view. Per slot, the tier records the st
 length, codec and CRC (the CRC only when the spec asks for checksums).
 
 In a batch, raw full-size blocks move between the slab and the caller's buffer with one
-compiled row copy (``kvtier.buffers.copy_rows``) per direction: reads and writes of
-batched rows are recorded and carried out together, and any other access to the slab
-first carries out what is pending, so every access sees the bytes single copies would
-have left.
+copy per direction (a run of adjacent slots is one ``np.copyto``, other rows go through
+the compiled row copy, ``kvtier._kernels.gather.copy_rows``): reads and writes of batched
+rows are recorded and carried out together, and any other access to the slab first
+carries out what is pending, so every access sees the bytes single copies would have left.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from kvtier._kernels.gather import copy_rows as copy_rows_kernel
-from kvtier.buffers import aligned_empty, copy_rows
+from kvtier.buffers import aligned_empty, copy_rows, is_run
 from kvtier.codec import CODEC_NONE, Encoded, checksum
 from kvtier.tiers.base import CorruptSlot, Tier
 from kvtier.tiers.spec import TierSpec
+
+
+def _copied(bad: int) -> None:
+    """The row kernel checks its row numbers first and returns the first bad one's index;
+    the tier's own rows are always in bounds."""
+    assert bad < 0, f"row copy: row pair {bad} out of bounds"
 
 
 class MemoryTier(Tier):
@@ -73,11 +79,11 @@ class MemoryTier(Tier):
         if self.checksum and any(checksum(self.slab[s]) != meta[s][2] for s in slot_list):
             return False  # a corrupt slot: the single reads find and count it
         n = len(slot_list)
-        first = slot_list[0]
-        if slot_list[-1] - first == n - 1 and slot_list == list(range(first, first + n)):
-            np.copyto(rows[:n], self.slab[first : first + n])  # one run of slots (checked cheaply here): one memcpy
+        if is_run(slot_list):
+            first = slot_list[0]
+            np.copyto(rows[:n], self.slab[first : first + n])  # one run of slots: one memcpy
         else:
-            copy_rows_kernel(self.slab, slots, rows, self._batch_rows_index(n))
+            _copied(copy_rows_kernel(self.slab, slots, rows, self._batch_rows_index(n)))
         return True
 
     def _batch_rows_index(self, n: int) -> np.ndarray:
@@ -89,14 +95,13 @@ class MemoryTier(Tier):
     def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
         n = len(slots)
         crcs = [checksum(r) for r in rows] if self.checksum else None
-        first = slots[0]
-        if slots[-1] - first == n - 1 and slots == list(range(first, first + n)):
+        if is_run(slots):
+            first = slots[0]
             np.copyto(self.slab[first : first + n], rows)  # one run of slots (fresh ones): one memcpy
-            stop = first + n
-            self.slot_meta[first:stop] = ([(self.block_bytes, CODEC_NONE, None)] * n if crcs is None
-                                          else [(self.block_bytes, CODEC_NONE, crc) for crc in crcs])
+            self.slot_meta[first : first + n] = ([(self.block_bytes, CODEC_NONE, None)] * n if crcs is None
+                                                 else [(self.block_bytes, CODEC_NONE, crc) for crc in crcs])
             return True
-        copy_rows_kernel(rows, self._batch_rows_index(n), self.slab, np.array(slots, dtype=np.int64))
+        _copied(copy_rows_kernel(rows, self._batch_rows_index(n), self.slab, np.array(slots, dtype=np.int64)))
         meta = self.slot_meta
         for slot, crc in zip(slots, crcs or [None] * n):
             meta[slot] = (self.block_bytes, CODEC_NONE, crc)
