@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kvtier.buffers import is_run
-from kvtier.codec import CODEC_NONE, Encoded, checksum
+from kvtier.codec import CODEC_NONE, Encoded, checksum, crc32c
 from kvtier.errors import FlashFormatError, TierIOError
 from kvtier.tiers.base import CorruptSlot, Tier
 from kvtier.tiers.flash_file import FileIO, open_flash_file
@@ -375,8 +375,10 @@ class FlashTier(Tier):
         runs of adjacent slots with one ``preadv`` each (header, payload and the gap to the
         next slot as separate buffers), split into at least ``queue_depth`` parts run side
         by side when ``pool`` is given (the calling thread reads the first part, the pool the
-        rest), each part at most ``READ_CHUNK_BYTES`` per ``preadv``; each payload's CRC is
-        computed by the thread that read it, right behind its read. Returns, by position
+        rest), each part in even ``preadv`` calls of at most ``READ_CHUNK_BYTES``. The calling
+        thread computes every payload's CRC (without a pool, each call's right behind it,
+        while the bytes are in cache; with one, its own part's and then the others'), so the
+        pool threads run nothing but their reads. Returns, by position
         ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the payload CRCs (int64) and
         whether the slot was read whole (a failed or short read leaves the rest of its part
         unread). Every part has finished when this returns or raises."""
@@ -395,46 +397,73 @@ class FlashTier(Tier):
                     calls.append((start, j))
                     start = j
         gap, stride, payload = self._gap, self.slot_stride, SLOT_HEADER_BYTES + self.block_bytes
-        per_read = max(1, READ_CHUNK_BYTES // stride)
+        fd, preadv = self.file.fd, self.io.preadv
 
-        def read(call: tuple[int, int]) -> None:
-            for a in range(call[0], call[1], per_read):
-                b = min(a + per_read, call[1])
-                mine = [row_views[r] for r in row_list[a:b]]
+        def chunks(call: tuple[int, int]) -> list[tuple[int, int, list, list]]:
+            """A part as its ``preadv`` calls, at most ``READ_CHUNK_BYTES`` each and even."""
+            a, b = call
+            count = -(-((b - a) * stride) // READ_CHUNK_BYTES)
+            step = -(-(b - a) // count)
+            out = []
+            for c in range(a, b, step):
+                d = min(c + step, b)
+                mine = [row_views[r] for r in row_list[c:d]]
                 if gap:
-                    buffers = [gap] * (3 * (b - a) - 1)
-                    buffers[0::3], buffers[1::3] = head_views[a:b], mine
+                    buffers = [gap] * (3 * (d - c) - 1)
+                    buffers[0::3], buffers[1::3] = head_views[c:d], mine
                 else:
-                    buffers = [None] * (2 * (b - a))
-                    buffers[0::2], buffers[1::2] = head_views[a:b], mine
+                    buffers = [None] * (2 * (d - c))
+                    buffers[0::2], buffers[1::2] = head_views[c:d], mine
+                out.append((c, d, buffers, mine))
+            return out
+
+        def read(part: list) -> list[int]:
+            """The bytes each ``preadv`` of a part returned (-1: failed), stopping at the first
+            that comes back short. Runs without the GIL but for the calls themselves."""
+            got = []
+            for c, d, buffers, _ in part:
                 try:
-                    got = self.io.preadv(self.file.fd, buffers, self._offset(slot_list[a]))
+                    n = preadv(fd, buffers, self._offset(slot_list[c]))
                 except OSError:
-                    return
-                done = 0 if got < payload else min(b - a, (got - payload) // stride + 1)
-                # The CRC right behind its preadv, while the payloads are still in cache.
-                crcs[a : a + done] = [checksum(row) for row in mine[:done]]
-                whole[a : a + done] = True
-                if done < b - a:
+                    n = -1
+                got.append(n)
+                if n < (d - c - 1) * stride + payload:
+                    break
+            return got
+
+        def check(part: list, got: list[int]) -> None:
+            """The payload CRCs of what a part read whole (on the calling thread)."""
+            for (c, d, _, mine), n in zip(part, got):
+                done = 0 if n < payload else min(d - c, (n - payload) // stride + 1)
+                crcs[c : c + done] = [crc32c(row) for row in mine[:done]]
+                whole[c : c + done] = True
+
+        def read_and_check(part: list) -> None:
+            for chunk in part:  # each chunk's CRCs right behind its read, while it is in cache
+                check([chunk], read([chunk]))
+                if not whole[chunk[1] - 1]:
                     return
 
-        if pool is None or len(calls) == 1:
-            for call in calls:
-                read(call)
-        else:  # the calling thread reads the first part itself: one hand-off fewer
-            others, here = [], [calls[0]]
-            for call in calls[1:]:
+        parts = [chunks(call) for call in calls]
+        if pool is None or len(parts) == 1:
+            for part in parts:
+                read_and_check(part)
+        else:
+            # The pool threads only read (no Python work to contend for the GIL between their
+            # calls); this thread reads the first part, then checks every part's CRCs.
+            others, here = [], [parts[0]]
+            for part in parts[1:]:
                 try:
-                    others.append(pool.submit(read, call))
+                    others.append((part, pool.submit(read, part)))
                 except RuntimeError:  # the pool is shutting down (close): read it here
-                    here.append(call)
+                    here.append(part)
             try:
-                for call in here:
-                    read(call)
+                for part in here:
+                    check(part, read(part))
             finally:
-                futures.wait(others)  # no part may still be writing into ``rows`` once we return
-            for f in others:
-                f.result()  # (raises what a part raised)
+                futures.wait([f for _, f in others])  # no part may still be writing into ``rows``
+            for part, f in others:
+                check(part, f.result())  # (raises what a part raised)
         return heads, crcs, whole
 
     def _read_rows(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
