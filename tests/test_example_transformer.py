@@ -9,6 +9,10 @@ and to live in page-aligned pages. Timings are never asserted.
 from __future__ import annotations
 
 import math
+import sys
+import threading
+from concurrent.futures import Future
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -245,8 +249,8 @@ def test_copy_alignment_grid_times_every_offset_pair():
 def test_layerwise_fetch_overlaps_compute_and_keeps_logits_bitwise(model, tmp_path, tier):
     """Each layer of each prefix block stored as its own block; the turn fetches layer i+1
     (asynchronously, into ``kv.pages[:n, i+1]``) while layer i computes. The logits equal
-    those computed without a store, bit for bit; the report is complete (times are not
-    asserted)."""
+    those computed without a store, bit for bit, in every round; the report is complete and
+    its parts add up (times are not asserted)."""
     from kvtier.examples.layerwise import layer_block_shape, layer_hashes, run_layerwise
 
     shape = layer_block_shape(model.new_cache(B, B))
@@ -254,12 +258,116 @@ def test_layerwise_fetch_overlaps_compute_and_keeps_logits_bitwise(model, tmp_pa
     n_blocks = 6 * TINY.num_layers
     spec = dram(n_blocks * block_bytes) if tier == "dram" else flash(n_blocks * flash_slot_bytes(block_bytes), tmp_path)
     store = TieredStore([spec], block_shape=shape, dtype=np.float32, flash_queue_depth=2)
-    report = run_layerwise(model, store, _tokens(6 * B + 3, seed=5), prefix_blocks=6, block_tokens=B, repeats=1)
-    assert report.logits_equal
-    assert report.num_layers == TINY.num_layers and report.new_tokens == 3
-    assert report.fetch_s > 0 and report.compute_s > 0 and report.overlapped_s > 0
-    assert report.predicted_overlapped_s <= report.fetch_s + report.compute_s
-    assert len(report.lines()) == 3
+    report = run_layerwise(model, store, _tokens(6 * B + 3, seed=5), prefix_blocks=6, block_tokens=B, repeats=3)
     store.close()
+    assert report.logits_equal
+    assert report.num_layers == TINY.num_layers and report.new_tokens == 3 and report.repeats == 3
+    assert report.prefix_blocks == 6 and report.block_tokens == B
+    assert report.fetch_s > 0 and report.compute_s > 0 and report.overlapped_s > 0
+    assert report.first_wait_s >= 0 and report.later_wait_s >= 0
+    parts = report.compute_s + report.first_wait_s + report.later_wait_s + report.slowdown_s
+    assert math.isclose(parts, report.overlapped_s, rel_tol=1e-12)
+    assert math.isclose(report.hidden_s, report.fetch_s + report.compute_s - report.overlapped_s)
+    assert report.predicted_overlapped_s <= report.fetch_s + report.compute_s
+    assert report.switch_interval_s == sys.getswitchinterval()
+    assert len(report.lines()) == 5 and "logits bitwise equal: True" in report.lines()[-1]
     keys = layer_hashes([1, 2, 3], 4)
     assert keys.shape == (4, 3) and len(set(keys.ravel().tolist())) == 12
+
+
+class _ManualStore:
+    """A store whose ``fetch_many_async`` returns a future the test completes by hand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray, Future]] = []
+
+    def fetch_many_async(self, block_hashes, out, *, promote=None):
+        assert promote is False
+        future = Future()
+        self.calls.append((np.asarray(block_hashes), out, future))
+        return future
+
+
+def _landed(found) -> SimpleNamespace:
+    return SimpleNamespace(found=np.asarray(found, dtype=bool))
+
+
+def test_layerwise_fetch_submits_each_layer_once_the_previous_one_landed():
+    """Layer l+1 is asked for only after layer l has landed (so layers land in order
+    whatever the store's I/O threads), each into its own layer of the pages; a block not
+    found, or a failed fetch, fails that layer and every later one, and nothing more is
+    fetched; ``close`` fetches no more layers and waits for the one in flight."""
+    from kvtier.examples.layerwise import LayerwiseFetch, layer_hashes
+
+    m = Transformer(TransformerConfig.tiny(num_layers=3))
+    kv = m.new_cache(B, 4 * B)
+    keys = layer_hashes([11, 12, 13], 3)
+    store = _ManualStore()
+    fetch = LayerwiseFetch(store, keys, kv, 3)
+    assert len(store.calls) == 1
+    for layer in range(3):
+        hashes, out, future = store.calls[layer]
+        assert np.array_equal(hashes, keys[layer])
+        assert out.shape == (3, *kv.block_shape[1:]) and np.shares_memory(out, kv.pages[:3, layer])
+        assert not np.shares_memory(out, kv.pages[:, (layer + 1) % 3])
+        future.set_result(_landed([True] * 3))
+        fetch.wait(layer)
+        assert len(store.calls) == min(layer + 2, 3)
+    fetch.close()
+
+    store = _ManualStore()
+    fetch = LayerwiseFetch(store, keys, kv, 3)
+    store.calls[0][2].set_result(_landed([True] * 3))
+    store.calls[1][2].set_result(_landed([True, False, True]))
+    fetch.wait(0)
+    for layer in (1, 2):
+        with pytest.raises(ConfigError, match="block 1 of layer 1"):
+            fetch.wait(layer)
+    assert len(store.calls) == 2
+    fetch.close()
+
+    store = _ManualStore()
+    with LayerwiseFetch(store, keys, kv, 3) as fetch:
+        store.calls[0][2].set_exception(OSError("disk gone"))
+        for layer in range(3):
+            with pytest.raises(OSError, match="disk gone"):
+                fetch.wait(layer)
+    assert len(store.calls) == 1
+
+    store = _ManualStore()
+    fetch = LayerwiseFetch(store, keys, kv, 3)
+    threading.Timer(0.01, store.calls[0][2].set_result, args=(_landed([True] * 3),)).start()
+    fetch.close()  # returns once layer 0, in flight, has landed
+    fetch.wait(0)
+    with pytest.raises(ConfigError, match="closed"):
+        fetch.wait(1)
+    assert len(store.calls) == 1
+
+    with pytest.raises(ConfigError, match="keys.shape"):
+        LayerwiseFetch(_ManualStore(), keys[:, :2], kv, 3)
+
+
+def test_run_layerwise_sets_the_switch_interval_asked_for_and_restores_it(model):
+    from kvtier.examples.layerwise import layer_block_shape, run_layerwise
+
+    shape = layer_block_shape(model.new_cache(B, B))
+    store = TieredStore([dram(4 * TINY.num_layers * int(np.prod(shape)) * 4)], block_shape=shape, dtype=np.float32)
+    before = sys.getswitchinterval()
+    report = run_layerwise(model, store, _tokens(4 * B + 2, seed=7), prefix_blocks=4, block_tokens=B, repeats=1,
+                           switch_interval_s=0.0005)
+    assert report.switch_interval_s == 0.0005 and report.logits_equal
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ConfigError, match="switch_interval_s"):
+        run_layerwise(model, store, _tokens(4 * B + 2, seed=7), prefix_blocks=4, block_tokens=B, switch_interval_s=0)
+    assert sys.getswitchinterval() == before
+    store.close()
+
+
+def test_layerwise_command_line_prints_a_report(capsys):
+    from kvtier.examples.layerwise import main
+
+    report = main(["--layers", "2", "--prefix-blocks", "3", "--new-tokens", "2", "--repeats", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert report.logits_equal and report.num_layers == 2 and report.prefix_blocks == 3 and report.new_tokens == 2
+    assert out[0].startswith("store: flash (page cache), io_threads 2, flash_queue_depth 1")
+    assert out[1:] == report.lines()
