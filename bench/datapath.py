@@ -12,12 +12,14 @@ figures of the same block size sit beside each row.
 For each block size it moves the same bytes twice in one process: once through a
 ``TieredStore`` with a single tier, once through the plainest code that does the same
 copy (a numpy slot copy into a preallocated slab; ``os.pwrite``/``os.preadv`` at the same
-offsets of a preallocated file), and reports GB/s and the ratio store / raw. Rounds are
-interleaved and the best round of each is kept, since this machine is shared and noisy.
+offsets of a preallocated file), and reports GB/s (the best round) and the ratio store /
+raw: each round runs every measurement once, so a store measurement and its baseline meet
+the same minute of this shared, noisy machine, and a ratio is the median over rounds of
+the ratio within a round (``Rounds``).
 Flash runs with ``fsync="never"`` and so do the raw writes: both measure the page cache
 path, not the device.
 
-    python bench/datapath.py [--total-mib 256] [--batch-mib 64] [--rounds 5] [--batch-rounds 15] [--queue-depth 2]
+    python bench/datapath.py [--total-mib 256] [--batch-mib 64] [--rounds 5] [--batch-rounds 21] [--queue-depth 2]
                               [--skip-single] [--json out.json]
 """
 
@@ -53,15 +55,32 @@ def kv_like_blocks(num_blocks: int, block_bytes: int, seed: int = 0) -> np.ndarr
     return rng.standard_normal((num_blocks, block_bytes // 2)).astype(np.float16)
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+class Rounds:
+    """The seconds of every measurement, round by round. Each round runs every measurement
+    once, one after another, so a store measurement and its baseline see the same minute
+    of this shared machine: a ratio is the median over rounds of the ratio within a round
+    (a paired comparison, steadier than the best of one side against the best of the
+    other), and a speed is the best round's."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.seconds: dict[str, list[float]] = {}
+
+    def time(self, name: str, fn) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self.seconds.setdefault(name, []).append(time.perf_counter() - t0)
+
+    def gbps(self) -> dict[str, float]:
+        return {name: self.nbytes / min(s) / 1e9 for name, s in self.seconds.items()}
+
+    def ratio(self, name: str, baseline: str) -> float:
+        """Median over rounds of (baseline's seconds / name's seconds): speed of name relative to baseline."""
+        return float(np.median(np.array(self.seconds[baseline]) / np.array(self.seconds[name])))
 
 
 def bench_memory(blocks: np.ndarray, codec: str, rounds: int) -> dict:
     n, per = blocks.shape
-    nbytes = blocks.nbytes
     shape, dtype = (per,), blocks.dtype
     slab = np.empty((n, per * 2), dtype=np.uint8)
     out = np.empty(shape, dtype=dtype)
@@ -76,21 +95,20 @@ def bench_memory(blocks: np.ndarray, codec: str, rounds: int) -> dict:
         for i in range(n):
             out_u8[:] = slab[i, : raw_src.shape[1]]
 
-    best = {"raw_put": 1e9, "raw_fetch": 1e9, "put": 1e9, "fetch": 1e9}
+    t = Rounds(blocks.nbytes)
     for _ in range(rounds):
-        store = TieredStore([dram(nbytes, codec=codec)], block_shape=shape, dtype=dtype)
-        best["raw_put"] = min(best["raw_put"], timed(raw_put))
-        best["put"] = min(best["put"], timed(lambda: [store.put(i, blocks[i]) for i in range(n)]))
-        best["raw_fetch"] = min(best["raw_fetch"], timed(raw_fetch))
-        best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch(i, out=out) for i in range(n)]))
-        ratio = store.stats().tiers["dram"].compression_ratio
+        store = TieredStore([dram(blocks.nbytes, codec=codec)], block_shape=shape, dtype=dtype)
+        t.time("raw_put", raw_put)
+        t.time("put", lambda: [store.put(i, blocks[i]) for i in range(n)])
+        t.time("raw_fetch", raw_fetch)
+        t.time("fetch", lambda: [store.fetch(i, out=out) for i in range(n)])
+        lz4_ratio = store.stats().tiers["dram"].compression_ratio
         store.close()
-    return _summarise(best, nbytes, ratio)
+    return _summarise(t, lz4_ratio)
 
 
 def bench_flash(blocks: np.ndarray, codec: str, rounds: int, workdir: str) -> dict:
     n, per = blocks.shape
-    nbytes = blocks.nbytes
     shape, dtype = (per,), blocks.dtype
     out = np.empty(shape, dtype=dtype)
     block_bytes = per * blocks.itemsize
@@ -108,22 +126,22 @@ def bench_flash(blocks: np.ndarray, codec: str, rounds: int, workdir: str) -> di
             os.preadv(fd, [view[:block_bytes]], 4096 + i * stride)
             out.view(np.uint8)[:] = np.frombuffer(view[:block_bytes], dtype=np.uint8)
 
-    best = {"raw_put": 1e9, "raw_fetch": 1e9, "put": 1e9, "fetch": 1e9}
+    t = Rounds(blocks.nbytes)
     for r in range(rounds):
         # Both sides write a fresh, preallocated (sparse) file each round.
         fd = os.open(raw_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         os.ftruncate(fd, 4096 + n * stride)
         d = os.path.join(workdir, f"store{r}")
         store = TieredStore([flash(n * stride, d, codec=codec, fsync="never")], block_shape=shape, dtype=dtype)
-        best["raw_put"] = min(best["raw_put"], timed(raw_put))
-        best["put"] = min(best["put"], timed(lambda: [store.put(i, blocks[i]) for i in range(n)]))
-        best["raw_fetch"] = min(best["raw_fetch"], timed(raw_fetch))
-        best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch(i, out=out) for i in range(n)]))
-        ratio = store.stats().tiers["flash"].compression_ratio
+        t.time("raw_put", raw_put)
+        t.time("put", lambda: [store.put(i, blocks[i]) for i in range(n)])
+        t.time("raw_fetch", raw_fetch)
+        t.time("fetch", lambda: [store.fetch(i, out=out) for i in range(n)])
+        lz4_ratio = store.stats().tiers["flash"].compression_ratio
         store.close()
         os.unlink(os.path.join(d, "flash.kvt"))
         os.close(fd)
-    return _summarise(best, nbytes, ratio)
+    return _summarise(t, lz4_ratio)
 
 
 def bench_memory_batched(blocks: np.ndarray, batch: int, rounds: int) -> dict:
@@ -131,7 +149,6 @@ def bench_memory_batched(blocks: np.ndarray, batch: int, rounds: int) -> dict:
     rows (slab rows of the batch <-> the caller's contiguous buffer), and single calls."""
     n, per = blocks.shape
     n -= n % batch
-    nbytes = n * per * blocks.itemsize
     shape, dtype = (per,), blocks.dtype
     src = blocks[:n]
     out = aligned_empty((batch, per), dtype)
@@ -139,6 +156,7 @@ def bench_memory_batched(blocks: np.ndarray, batch: int, rounds: int) -> dict:
     src_u8 = src.view(np.uint8).reshape(n, per * blocks.itemsize)
     hashes = list(range(n))
     starts = range(0, n, batch)
+    nbytes = n * per * blocks.itemsize
 
     def raw_put():
         for a in starts:
@@ -148,7 +166,7 @@ def bench_memory_batched(blocks: np.ndarray, batch: int, rounds: int) -> dict:
         for a in starts:
             np.copyto(out_u8, slab[a : a + batch])
 
-    best = dict.fromkeys(("raw_put", "put", "raw_fetch", "fetch", "single_put", "single_fetch"), 1e9)
+    t = Rounds(nbytes)
     for _ in range(rounds):
         # A new slab each round, made as the memory tier makes its own (page-aligned, every
         # page touched), right before the store's: both sides then get the same kind of
@@ -156,23 +174,25 @@ def bench_memory_batched(blocks: np.ndarray, batch: int, rounds: int) -> dict:
         slab = aligned_empty((n, per * blocks.itemsize), np.uint8)
         slab.fill(0)
         store = TieredStore([dram(nbytes)], block_shape=shape, dtype=dtype)
-        best["raw_put"] = min(best["raw_put"], timed(raw_put))
-        best["put"] = min(best["put"], timed(lambda: [store.put_many(hashes[a : a + batch], src[a : a + batch])
-                                                      for a in starts]))
-        best["raw_fetch"] = min(best["raw_fetch"], timed(raw_fetch))
-        best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts]))
-        best["single_fetch"] = min(best["single_fetch"], timed(lambda: [store.fetch(h, out=out[0]) for h in hashes]))
+        t.time("raw_put", raw_put)
+        t.time("put", lambda: [store.put_many(hashes[a : a + batch], src[a : a + batch]) for a in starts])
+        t.time("raw_fetch", raw_fetch)
+        t.time("fetch", lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts])
+        t.time("single_fetch", lambda: [store.fetch(h, out=out[0]) for h in hashes])
         store.close()
         store = TieredStore([dram(nbytes)], block_shape=shape, dtype=dtype)
-        best["single_put"] = min(best["single_put"], timed(lambda: [store.put(h, src[h]) for h in hashes]))
+        t.time("single_put", lambda: [store.put(h, src[h]) for h in hashes])
         store.close()
-    return {k: nbytes / v / 1e9 for k, v in best.items()}
+    return {**t.gbps(), "put_ratio": t.ratio("put", "raw_put"), "fetch_ratio": t.ratio("fetch", "raw_fetch"),
+            "single_put_ratio": t.ratio("single_put", "raw_put"),
+            "single_fetch_ratio": t.ratio("single_fetch", "raw_fetch")}
 
 
 def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: str, queue_depth: int) -> dict:
     """Flash tier: fetch_many (``flash_queue_depth=queue_depth``) against ``preadv`` of the same
-    slot runs into the same buffer, split over ``queue_depth`` threads (and on one thread);
-    put_many against one ``pwrite`` per block; and single calls."""
+    slot runs into the same buffer, split over ``queue_depth`` threads (and on one thread,
+    and with the CRC32C of every payload); put_many against one ``pwrite`` per block; and
+    single fetches."""
     n, per = blocks.shape
     n -= n % batch
     block_bytes = per * blocks.itemsize
@@ -188,19 +208,11 @@ def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: st
     gap = bytearray(stride - SLOT_HEADER_BYTES - block_bytes)
     pool = ThreadPoolExecutor(queue_depth)
 
-    def read_run(first_slot: int, first_row: int, count: int, crc: bool = False) -> None:
-        # With the CRC, as the store does it: at most READ_CHUNK_BYTES per preadv, each
-        # chunk's payloads checked right behind it, while they are still in cache.
-        step = max(1, READ_CHUNK_BYTES // stride) if crc else count
-        for k in range(0, count, step):
-            m = min(step, count - k)
-            buffers = []
-            for j in range(m):
-                buffers += [head, out_u8[first_row + k + j]] + ([gap] if gap and j + 1 < m else [])
-            os.preadv(fd, buffers, FILE_HEADER_BYTES + (first_slot + k) * stride)
-            if crc:
-                for j in range(m):
-                    checksum(out_u8[first_row + k + j])
+    def read_run(first_slot: int, first_row: int, count: int) -> None:
+        buffers = []
+        for j in range(count):
+            buffers += [head, out_u8[first_row + j]] + ([gap] if gap and j + 1 < count else [])
+        os.preadv(fd, buffers, FILE_HEADER_BYTES + first_slot * stride)
 
     def raw_fetch(depth: int, crc: bool = False):
         per_call = -(-batch // depth)
@@ -208,16 +220,18 @@ def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: st
             pieces = [(a + r, r, min(per_call, batch - r)) for r in range(0, batch, per_call)]
             if depth == 1 or len(pieces) == 1:
                 for piece in pieces:
-                    read_run(*piece, crc)
+                    read_run(*piece)
             else:
-                list(pool.map(lambda p: read_run(*p, crc), pieces))
+                list(pool.map(lambda p: read_run(*p), pieces))
+            if crc:  # the CRC32C of every payload read, before any is used
+                for row in out_u8:
+                    checksum(row)
 
     def raw_put():
         for i in range(n):
             os.pwrite(fd, src[i], FILE_HEADER_BYTES + i * stride + SLOT_HEADER_BYTES)
 
-    best = dict.fromkeys(("raw_put", "put", "raw_fetch", "raw_fetch_qd1", "raw_fetch_crc", "fetch", "single_put",
-                          "single_fetch"), 1e9)
+    t = Rounds(nbytes)
     raw_path = os.path.join(workdir, "raw.bin")
     for r in range(rounds):
         fd = os.open(raw_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -225,32 +239,32 @@ def bench_flash_batched(blocks: np.ndarray, batch: int, rounds: int, workdir: st
         d = os.path.join(workdir, f"batched{r}")
         store = TieredStore([flash(n * stride, d, fsync="never")], block_shape=shape, dtype=dtype,
                             flash_queue_depth=queue_depth)
-        best["raw_put"] = min(best["raw_put"], timed(raw_put))
-        best["put"] = min(best["put"], timed(lambda: [store.put_many(hashes[a : a + batch], src[a : a + batch])
-                                                      for a in starts]))
-        best["raw_fetch"] = min(best["raw_fetch"], timed(lambda: raw_fetch(queue_depth)))
-        best["fetch"] = min(best["fetch"], timed(lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts]))
-        best["raw_fetch_qd1"] = min(best["raw_fetch_qd1"], timed(lambda: raw_fetch(1)))
-        best["raw_fetch_crc"] = min(best["raw_fetch_crc"], timed(lambda: raw_fetch(queue_depth, crc=True)))
-        best["single_fetch"] = min(best["single_fetch"], timed(lambda: [store.fetch(h, out=out[0]) for h in hashes]))
+        t.time("raw_put", raw_put)
+        t.time("put", lambda: [store.put_many(hashes[a : a + batch], src[a : a + batch]) for a in starts])
+        t.time("raw_fetch", lambda: raw_fetch(queue_depth))
+        t.time("fetch", lambda: [store.fetch_many(hashes[a : a + batch], out) for a in starts])
+        t.time("raw_fetch_qd1", lambda: raw_fetch(1))
+        t.time("raw_fetch_crc", lambda: raw_fetch(queue_depth, crc=True))
+        t.time("single_fetch", lambda: [store.fetch(h, out=out[0]) for h in hashes])
         store.close()
         os.unlink(os.path.join(d, "flash.kvt"))
         os.close(fd)
     pool.shutdown()
-    best.pop("single_put")
-    return {k: nbytes / v / 1e9 for k, v in best.items()}
+    return {**t.gbps(), "put_ratio": t.ratio("put", "raw_put"), "fetch_ratio": t.ratio("fetch", "raw_fetch"),
+            "fetch_crc_ratio": t.ratio("fetch", "raw_fetch_crc"),
+            "single_fetch_ratio": t.ratio("single_fetch", "raw_fetch")}
 
 
-def _summarise(best: dict, nbytes: int, ratio: float) -> dict:
-    gbps = {k: nbytes / v / 1e9 for k, v in best.items()}
+def _summarise(t: Rounds, lz4_ratio: float) -> dict:
+    gbps = t.gbps()
     return {
         "put_GBps": gbps["put"],
         "raw_put_GBps": gbps["raw_put"],
-        "put_ratio": gbps["put"] / gbps["raw_put"],
+        "put_ratio": t.ratio("put", "raw_put"),
         "fetch_GBps": gbps["fetch"],
         "raw_fetch_GBps": gbps["raw_fetch"],
-        "fetch_ratio": gbps["fetch"] / gbps["raw_fetch"],
-        "lz4_ratio": ratio,
+        "fetch_ratio": t.ratio("fetch", "raw_fetch"),
+        "lz4_ratio": lz4_ratio,
     }
 
 
@@ -267,14 +281,15 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-mib", type=int, default=64, help="bytes moved per batched measurement")
     ap.add_argument("--queue-depth", type=int, default=2, help="flash_queue_depth of the batched flash fetch")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the single-call table")
-    ap.add_argument("--batch-rounds", type=int, default=15,
+    ap.add_argument("--batch-rounds", type=int, default=21,
                     help="rounds of the batched table (its measurements are short, so noisier)")
     ap.add_argument("--skip-single", action="store_true", help="only the batched table")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     results = []
     print(f"kvtier {kvtier.__version__} ({git_revision()}), {platform.machine()}, {os.cpu_count()} CPUs; "
-          f"{args.total_mib} MiB per measurement, best of {args.rounds} rounds")
+          f"{args.total_mib} MiB per measurement, {args.rounds} rounds (GB/s: the best round; "
+          f"store/raw: the median of each round's ratio)")
     if not args.skip_single:
         print(f"| tier | codec | block | put GB/s | raw GB/s | put/raw | fetch GB/s | raw GB/s | fetch/raw | lz4 ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|")
@@ -296,7 +311,7 @@ def main(argv=None) -> int:
                         flush=True,
                     )
         print()
-        print(f"Batched (codec none, {args.batch_mib} MiB per measurement, best of {args.batch_rounds} rounds; "
+        print(f"Batched (codec none, {args.batch_mib} MiB per measurement, {args.batch_rounds} rounds; "
               f"flash fetch at queue depth {args.queue_depth}; GB/s, ratio to the raw copy or raw I/O of the "
               f"same bytes)")
         print("| tier | block | batch | put_many | raw | put/raw | fetch_many | raw | fetch/raw | "
@@ -313,13 +328,11 @@ def main(argv=None) -> int:
                     r.update(tier=tier, codec="none", block_bytes=block_bytes, batch=batch, table="batched")
                     results.append(r)
                     qd1 = f"{r['raw_fetch_qd1']:.2f}" if "raw_fetch_qd1" in r else "-"
-                    crc = (f"{r['raw_fetch_crc']:.2f} | {r['fetch'] / r['raw_fetch_crc']:.0%}" if "raw_fetch_crc" in r
-                           else "- | -")
-                    sp = f"{r['single_put'] / r['raw_put']:.0%}" if "single_put" in r else "-"
+                    crc = f"{r['raw_fetch_crc']:.2f} | {r['fetch_crc_ratio']:.0%}" if "raw_fetch_crc" in r else "- | -"
+                    sp = f"{r['single_put_ratio']:.0%}" if "single_put_ratio" in r else "-"
                     print(f"| {tier} | {block_bytes >> 10} KiB | {batch} | {r['put']:.2f} | {r['raw_put']:.2f} | "
-                          f"{r['put'] / r['raw_put']:.0%} | {r['fetch']:.2f} | {r['raw_fetch']:.2f} | "
-                          f"{r['fetch'] / r['raw_fetch']:.0%} | {qd1} | {crc} | {sp} | "
-                          f"{r['single_fetch'] / r['raw_fetch']:.0%} |", flush=True)
+                          f"{r['put_ratio']:.0%} | {r['fetch']:.2f} | {r['raw_fetch']:.2f} | {r['fetch_ratio']:.0%} | "
+                          f"{qd1} | {crc} | {sp} | {r['single_fetch_ratio']:.0%} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"kvtier_version": kvtier.__version__, "git_revision": git_revision(), "config": vars(args),

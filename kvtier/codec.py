@@ -24,8 +24,9 @@ crc32c = _fastcrc.crc32.iscsi
 
 def checksum(data) -> int:
     """CRC32C (Castagnoli) of a contiguous bytes-like object, with ``fastcrc``'s SIMD code
-    (about twice the speed of the ``crc32c`` package's: docs/performance.md), which releases
-    the GIL, so the flash tier's read threads check payloads side by side."""
+    (about twice the speed of the ``crc32c`` package's: docs/performance.md). Whether a call
+    lets other Python threads run depends on the length (for the lengths of KV blocks it
+    mostly does not), so the flash tier's read threads leave the CRCs to the calling thread."""
     return _fastcrc.crc32.iscsi(data)
 
 
