@@ -496,7 +496,7 @@ class TieredStore:
         there, nothing evicted. False, with nothing changed, for any other batch."""
         top = self.tiers[0]
         n = len(hashes)
-        if not n or top.free_slots < n or max(hashes) >= 2**63:
+        if not n or top.free_slots < n:
             return False
         new = set(hashes)
         # (a dict's keys view tests against a set by walking the smaller of the two)

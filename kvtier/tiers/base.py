@@ -118,10 +118,11 @@ class Tier:
         ``pool``/``queue_depth``: threads for reads in parallel. Default: cannot."""
         return False
 
-    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
+    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray, run: bool) -> bool:
         """Backend: store ``rows`` raw in free ``slots`` (row ``j``, block ``hashes[j]``, in
-        slot ``j``), as the same ``_write_slot`` calls in order would; or return False with
-        the index untouched (the caller then writes them one at a time). Default: cannot."""
+        slot ``j``; ``run``: the slots are ``is_run``), as the same ``_write_slot`` calls in
+        order would; or return False with the index untouched (the caller then writes them
+        one at a time). Default: cannot."""
         return False
 
     def read_many(self, slots: np.ndarray, rows: np.ndarray, pool=None, queue_depth: int = 1) -> bool:
@@ -139,26 +140,30 @@ class Tier:
         self.policy.access_many(slots, self.slot_pins)
 
     def admit_many(self, hashes: list[int], rows: np.ndarray) -> bool:
-        """``policy.prepare`` and ``admit`` of new blocks (distinct, none resident, hashes
-        below 2**63), row ``j`` under ``hashes[j]``, into free slots, raw, with one copy:
-        the same slots, policy order and statistics as those single calls. False, with
-        nothing changed, when there are not enough free slots, the codec is not raw, or
-        the backend cannot write rows at once."""
+        """``policy.prepare`` and ``admit`` of new blocks (distinct, none resident), row
+        ``j`` under ``hashes[j]``, into free slots, raw, with one copy: the same slots,
+        policy order and statistics as those single calls. False, with nothing changed, when
+        there are not enough free slots, the codec is not raw, a hash is at or above 2**63,
+        or the backend cannot write rows at once."""
         n = len(hashes)
         if self.codec != CODEC_NONE or len(self._free) < n or self._unreleased:
             return False
+        try:
+            keys = np.array(hashes, dtype=np.int64)
+        except OverflowError:
+            return False  # a hash at or above 2**63 (the policies' keys are int64)
         free = self._free
         slots = free[len(free) - n :][::-1]  # the slots n pops would hand out, in that order
-        if not self._write_rows(slots, hashes, rows):
+        run = is_run(slots)
+        if not self._write_rows(slots, hashes, rows, run):
             return False
         del free[len(free) - n :]
-        if is_run(slots):
+        if run:
             first = slots[0]
             at = np.arange(first, first + n, dtype=np.int64)
             where = slice(first, first + n)  # (a slice of a run costs less than fancy indexing)
         else:
             at = where = np.array(slots, dtype=np.int64)
-        keys = np.array(hashes, dtype=np.int64)  # (below 2**63)
         self.slot_writes[where] += 1  # distinct slots
         self.slot_hash[where] = keys
         self.slot_pins[where] = 0

@@ -265,7 +265,7 @@ class FlashTier(Tier):
         if self.spec.fsync == "always":
             self._sync()
 
-    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
+    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray, run: bool) -> bool:
         """New raw blocks into free slots, as the same ``_write_slot`` calls would write
         them (one ``pwritev`` of header and payload per slot, the same sequence numbers),
         but with one state record and one ``fdatasync`` for the batch under

@@ -92,10 +92,10 @@ class MemoryTier(Tier):
             self._row_index = np.arange(max(n, 2 * self._row_index.size), dtype=np.int64)
         return self._row_index[:n]
 
-    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray) -> bool:
+    def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray, run: bool) -> bool:
         n = len(slots)
         crcs = [checksum(r) for r in rows] if self.checksum else None
-        if is_run(slots):
+        if run:
             first = slots[0]
             np.copyto(self.slab[first : first + n], rows)  # one run of slots (fresh ones): one memcpy
             self.slot_meta[first : first + n] = ([(self.block_bytes, CODEC_NONE, None)] * n if crcs is None
