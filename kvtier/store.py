@@ -116,7 +116,10 @@ class TieredStore:
     ``promote_on_hit``: move a block hit in a lower tier up to the first tier.
     ``flash_io``: a ``kvtier.tiers.FileIO`` the flash tiers make their system calls
     through (default: the OS directly; ``kvtier.testing.FaultyFileIO`` injects faults).
-    ``io_threads``: threads serving the ``*_async`` calls (started on first use).
+    ``io_threads``: threads serving the ``*_async`` calls (started on first use). With one,
+    the default, the calls run in the order they were submitted, so a fetch submitted after
+    a put of the same blocks finds them. Each call holds the store's lock throughout, so more
+    threads run nothing side by side; they only let calls finish out of order.
     ``flash_queue_depth``: flash reads a batched fetch keeps in flight at once (1: read
     on the calling thread).
     """
@@ -130,7 +133,7 @@ class TieredStore:
         placement: str = "exclusive",
         promote_on_hit: bool = True,
         flash_io=None,
-        io_threads: int = 2,
+        io_threads: int = 1,
         flash_queue_depth: int = 1,
     ) -> None:
         if isinstance(tiers, (str, bytes, TierSpec)) or not hasattr(tiers, "__iter__"):

@@ -140,6 +140,27 @@ def test_async_batches_share_the_store_with_threads(tmp_path):
     store.close()
 
 
+def test_async_calls_run_in_the_order_submitted(tmp_path):
+    """With the default single I/O thread, a fetch submitted after a put of the same blocks
+    finds them, and the calls finish in the order they were submitted."""
+    store = make_store([dram(8 * BLOCK_BYTES), flash(256 * SLOT, tmp_path)])
+    finished: list[int] = []
+    fetches = []
+    for first in range(0, 96, 8):
+        hashes = list(range(first, first + 8))
+        put = store.put_many_async(hashes, np.stack([payload(h) for h in hashes]))
+        fetch = store.fetch_many_async(hashes, promote=False)
+        for f, order in ((put, 2 * first), (fetch, 2 * first + 1)):
+            f.add_done_callback(lambda f, order=order: finished.append(order))
+        fetches.append((hashes, fetch))
+    for hashes, fetch in fetches:
+        r = fetch.result()
+        assert r.found.all(), f"a fetch submitted after the put of {hashes} missed some"
+        assert all(same_bytes(r.out[j], payload(h)) for j, h in enumerate(hashes))
+    store.close()
+    assert finished == sorted(finished) and len(finished) == 24
+
+
 def test_close_drains_or_cancels_async_calls(tmp_path):
     store = make_store([dram(4 * BLOCK_BYTES), flash(64 * SLOT, tmp_path)], io_threads=1)
     batches = [[b * 4 + j for j in range(4)] for b in range(12)]
