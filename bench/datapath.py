@@ -80,6 +80,14 @@ class Rounds:
         return float(np.median(np.array(self.seconds[baseline]) / np.array(self.seconds[name])))
 
 
+def single_call_round(t: Rounds, store: TieredStore, blocks: np.ndarray, out: np.ndarray, raw_put, raw_fetch) -> None:
+    """One round of the single-call table: the raw puts, the store's, the raw fetches, the store's."""
+    t.time("raw_put", raw_put)
+    t.time("put", lambda: [store.put(i, blocks[i]) for i in range(blocks.shape[0])])
+    t.time("raw_fetch", raw_fetch)
+    t.time("fetch", lambda: [store.fetch(i, out=out) for i in range(blocks.shape[0])])
+
+
 def bench_memory(blocks: np.ndarray, codec: str, rounds: int) -> dict:
     n, per = blocks.shape
     shape, dtype = (per,), blocks.dtype
@@ -99,10 +107,7 @@ def bench_memory(blocks: np.ndarray, codec: str, rounds: int) -> dict:
     t = Rounds(blocks.nbytes)
     for _ in range(rounds):
         store = TieredStore([dram(blocks.nbytes, codec=codec)], block_shape=shape, dtype=dtype)
-        t.time("raw_put", raw_put)
-        t.time("put", lambda: [store.put(i, blocks[i]) for i in range(n)])
-        t.time("raw_fetch", raw_fetch)
-        t.time("fetch", lambda: [store.fetch(i, out=out) for i in range(n)])
+        single_call_round(t, store, blocks, out, raw_put, raw_fetch)
         lz4_ratio = store.stats().tiers["dram"].compression_ratio
         store.close()
     return _summarise(t, lz4_ratio)
@@ -134,10 +139,7 @@ def bench_flash(blocks: np.ndarray, codec: str, rounds: int, workdir: str) -> di
         os.ftruncate(fd, 4096 + n * stride)
         d = os.path.join(workdir, f"store{r}")
         store = TieredStore([flash(n * stride, d, codec=codec, fsync="never")], block_shape=shape, dtype=dtype)
-        t.time("raw_put", raw_put)
-        t.time("put", lambda: [store.put(i, blocks[i]) for i in range(n)])
-        t.time("raw_fetch", raw_fetch)
-        t.time("fetch", lambda: [store.fetch(i, out=out) for i in range(n)])
+        single_call_round(t, store, blocks, out, raw_put, raw_fetch)
         lz4_ratio = store.stats().tiers["flash"].compression_ratio
         store.close()
         os.unlink(os.path.join(d, "flash.kvt"))
