@@ -81,6 +81,9 @@ _MAX_COUNT = (1 << SEQ_BITS) - 1
 #: then check their payloads' CRCs while the bytes are still in the core's cache (the
 #: gain with 1 MiB blocks is in docs/performance.md).
 READ_CHUNK_BYTES = 1 << 20
+#: A pool thread reads its part with one call per run: it needs the GIL only to start and
+#: to finish, and its CRCs are checked by the calling thread after it anyway.
+_POOL_CHUNK_BYTES = 1 << 62
 
 
 @dataclass
@@ -375,10 +378,10 @@ class FlashTier(Tier):
         runs of adjacent slots with one ``preadv`` each (header, payload and the gap to the
         next slot as separate buffers), split into at least ``queue_depth`` parts run side
         by side when ``pool`` is given (the calling thread reads the first part, the pool the
-        rest), each part in even ``preadv`` calls of at most ``READ_CHUNK_BYTES``. The calling
-        thread computes every payload's CRC (without a pool, each call's right behind it,
-        while the bytes are in cache; with one, its own part's and then the others'), so the
-        pool threads run nothing but their reads. Returns, by position
+        rest). The calling thread reads its parts in even ``preadv`` calls of at most
+        ``READ_CHUNK_BYTES``, each call's CRCs computed right behind it while the bytes are in
+        cache; a pool thread reads its part with one call per run and nothing else, and the
+        calling thread computes those CRCs once it is done. Returns, by position
         ``j``: the headers (``(n, SLOT_HEADER_BYTES)`` uint8), the payload CRCs (int64) and
         whether the slot was read whole (a failed or short read leaves the rest of its part
         unread). Every part has finished when this returns or raises."""
@@ -399,10 +402,10 @@ class FlashTier(Tier):
         gap, stride, payload = self._gap, self.slot_stride, SLOT_HEADER_BYTES + self.block_bytes
         fd, preadv = self.file.fd, self.io.preadv
 
-        def chunks(call: tuple[int, int]) -> list[tuple[int, int, list, list]]:
-            """A part as its ``preadv`` calls, at most ``READ_CHUNK_BYTES`` each and even."""
+        def chunks(call: tuple[int, int], chunk_bytes: int = READ_CHUNK_BYTES) -> list[tuple[int, int, list, list]]:
+            """A part as its ``preadv`` calls, at most ``chunk_bytes`` each and even."""
             a, b = call
-            count = -(-((b - a) * stride) // READ_CHUNK_BYTES)
+            count = -(-((b - a) * stride) // chunk_bytes)
             step = -(-(b - a) // count)
             out = []
             for c in range(a, b, step):
@@ -444,22 +447,23 @@ class FlashTier(Tier):
                 if not whole[chunk[1] - 1]:
                     return
 
-        parts = [chunks(call) for call in calls]
-        if pool is None or len(parts) == 1:
-            for part in parts:
-                read_and_check(part)
+        if pool is None or len(calls) == 1:
+            for call in calls:
+                read_and_check(chunks(call))
         else:
-            # The pool threads only read (no Python work to contend for the GIL between their
-            # calls); this thread reads the first part, then checks every part's CRCs.
-            others, here = [], [parts[0]]
-            for part in parts[1:]:
+            # The pool threads only read, each part with as few calls as the kernel takes (so
+            # they need the GIL only to start and to finish); this thread reads the first part,
+            # checking each chunk behind its read, then checks the other parts' CRCs.
+            others, here = [], []
+            for call in calls[1:]:
+                part = chunks(call, _POOL_CHUNK_BYTES)
                 try:
                     others.append((part, pool.submit(read, part)))
                 except RuntimeError:  # the pool is shutting down (close): read it here
-                    here.append(part)
+                    here.append(chunks(call))
             try:
-                for part in here:
-                    check(part, read(part))
+                for part in [chunks(calls[0])] + here:
+                    read_and_check(part)
             finally:
                 futures.wait([f for _, f in others])  # no part may still be writing into ``rows``
             for part, f in others:
