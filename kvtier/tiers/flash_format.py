@@ -30,12 +30,13 @@ newer than the file's is forged or corrupt.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import NamedTuple
 
 import numpy as np
 
-from kvtier._kernels.crc import crc32c_rows, crc32c_table
+from kvtier._kernels.crc import check_headers, crc32c_rows, crc32c_table
 from kvtier.codec import checksum
 from kvtier.codec_ids import CODEC_NAMES, CODEC_NONE
 from kvtier.tiers.spec import FLASH_SLOT_HEADER_BYTES
@@ -76,15 +77,7 @@ SLOT_HEADER_DTYPE = np.dtype([
     ("seq", "<u8"), ("raw_len", "<u4"), ("stored_len", "<u4"), ("crc", "<u4"), ("header_crc", "<u4"),
 ])
 assert SLOT_HEADER_DTYPE.itemsize == SLOT_HEADER_USED_BYTES
-#: The same fields over a whole ``SLOT_HEADER_BYTES`` header (padding included), so a
-#: ``(n, SLOT_HEADER_BYTES)`` array of headers views as ``n`` records without a copy.
-_SLOT_HEADER_ROW = np.dtype({"names": SLOT_HEADER_DTYPE.names,
-                             "formats": [SLOT_HEADER_DTYPE.fields[f][0] for f in SLOT_HEADER_DTYPE.names],
-                             "offsets": [SLOT_HEADER_DTYPE.fields[f][1] for f in SLOT_HEADER_DTYPE.names],
-                             "itemsize": FLASH_SLOT_HEADER_BYTES})
 _CRC_TABLE = crc32c_table()
-#: ``raw_headers_verify`` parses batches of fewer headers one at a time.
-_VECTOR_CHECK_MIN = 16
 
 
 class SlotHeader(NamedTuple):
@@ -229,21 +222,24 @@ def parse_slot_headers(heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def raw_headers_verify(heads: np.ndarray, block_hashes: np.ndarray, block_bytes: int, payload_crcs: np.ndarray) -> bool:
     """Whether every row of ``heads`` (a ``(n, SLOT_HEADER_BYTES)`` uint8 array) is the
-    verifying header of a block stored raw: flags 0, hash ``block_hashes[i]``, raw and
-    stored length ``block_bytes``, payload CRC ``payload_crcs[i]`` (what the payload read
-    with it hashed to). What ``parse_slot_header`` and a single raw read check, for a batch
-    (a few headers are parsed one at a time: numpy's set-up costs more than that)."""
-    if heads.shape[0] < _VECTOR_CHECK_MIN:
-        for head, want, payload_crc in zip(heads, block_hashes.tolist(), payload_crcs.tolist()):
-            h = parse_slot_header(head)
-            if h is None or h.flags or h.block_hash != want or h.codec != CODEC_NONE or h.raw_len != block_bytes \
-                    or h.stored_len != block_bytes or h.crc != payload_crc:
-                return False
-        return True
-    h = heads.view(_SLOT_HEADER_ROW).reshape(-1)
-    ok = (h["magic"] == SLOT_MAGIC) & (h["version"] == SLOT_VERSION) & (h["codec"] == CODEC_NONE)
-    ok &= (h["flags"] == 0) & (h["block_hash"] == block_hashes) & (h["crc"] == payload_crcs)
-    ok &= (h["raw_len"] == block_bytes) & (h["stored_len"] == block_bytes)
-    if not ok.all():
-        return False
-    return bool((crc32c_rows(heads, _SLOT_HEADER.size, _CRC_TABLE) == h["header_crc"]).all())
+    verifying header of a block stored raw: flags 0, hash ``block_hashes[i]`` (uint64), raw
+    and stored length ``block_bytes``, payload CRC ``payload_crcs[i]`` (int64: what the
+    payload read with it hashed to). What ``parse_slot_header`` and a single raw read check,
+    for a batch, in one compiled pass."""
+    template, care = _raw_header_template(block_bytes)
+    f = SLOT_HEADER_DTYPE.fields
+    return bool(check_headers(heads, template, care, block_hashes, f["block_hash"][1], payload_crcs, f["crc"][1],
+                              _SLOT_HEADER.size, f["header_crc"][1], _CRC_TABLE))
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_header_template(block_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed bytes of a raw block's header of ``block_bytes`` (magic, version, codec,
+    flags, both lengths) and the mask of where they lie; the hash, sequence number and CRCs
+    vary from block to block."""
+    template = np.frombuffer(pack_slot_header(CODEC_NONE, 0, 0, block_bytes, block_bytes, 0), dtype=np.uint8)
+    care = np.zeros(_SLOT_HEADER.size, dtype=np.bool_)
+    for name in ("magic", "version", "codec", "flags", "raw_len", "stored_len"):
+        dtype, offset = SLOT_HEADER_DTYPE.fields[name][:2]
+        care[offset : offset + dtype.itemsize] = True
+    return template[: _SLOT_HEADER.size].copy(), care

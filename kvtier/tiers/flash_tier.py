@@ -389,7 +389,7 @@ class FlashTier(Tier):
         heads = np.empty((n, SLOT_HEADER_BYTES), dtype=np.uint8)
         crcs = np.zeros(n, dtype=np.int64)
         whole = np.zeros(n, dtype=bool)
-        head_views, row_views = list(heads), list(rows)
+        in_order = row_list[0] == 0 and is_run(row_list)  # row j for slot j (a batch in slot order)
         per_call = min(_PREREAD_SLOTS_PER_CALL, -(-n // max(1, queue_depth if pool is not None else 1)))
         if is_run(slot_list):
             calls = [(a, min(a + per_call, n)) for a in range(0, n, per_call)]
@@ -410,13 +410,13 @@ class FlashTier(Tier):
             out = []
             for c in range(a, b, step):
                 d = min(c + step, b)
-                mine = [row_views[r] for r in row_list[c:d]]
+                mine = list(rows[c:d]) if in_order else [rows[r] for r in row_list[c:d]]
                 if gap:
                     buffers = [gap] * (3 * (d - c) - 1)
-                    buffers[0::3], buffers[1::3] = head_views[c:d], mine
+                    buffers[0::3], buffers[1::3] = list(heads[c:d]), mine
                 else:
                     buffers = [None] * (2 * (d - c))
-                    buffers[0::2], buffers[1::2] = head_views[c:d], mine
+                    buffers[0::2], buffers[1::2] = list(heads[c:d]), mine
                 out.append((c, d, buffers, mine))
             return out
 
