@@ -520,8 +520,8 @@ class TieredStore:
         blocks are each C-contiguous (a C-contiguous array, or one layer of a paged buffer
         laid out ``(pages, layers, ...)``: ``pages[:n, layer]``); default: a new page-aligned
         one. Returns ``out`` and which rows were found; a row not found holds unspecified
-        bytes. Raises ``PayloadError``/``ConfigError`` (naming
-        the field) before anything is read."""
+        bytes. Raises ``PayloadError``/``ConfigError`` (naming the field) before anything is
+        read."""
         hashes = self._check_hashes(block_hashes)
         if out is None:
             out = aligned_empty((len(hashes), *self.block_shape), self.dtype)

@@ -11,8 +11,9 @@ costs what the file holds, not its capacity. The mark is durable no later than t
 it covers: under ``fsync="always"`` it is written before the first write to a slot and
 synced with it (a batch of new blocks, ``put_many``, writes it once, after its slots,
 before the one sync); otherwise at ``flush()``/``close()`` (a crash before that loses
-nothing: a reopen reads past the mark). A slot whose block leaves (free, eviction, promotion, a
-failed check) gets a tombstone naming the block, with a newer write sequence number.
+nothing: a reopen reads past the mark). A slot whose block leaves (free, eviction,
+promotion, a failed check) gets a tombstone naming the block, with a newer write sequence
+number.
 
 Recovery: for each block hash, the newest record in the file (a block header or a
 tombstone, by write sequence number) decides. A newest copy that verifies is served; a
@@ -81,9 +82,6 @@ _MAX_COUNT = (1 << SEQ_BITS) - 1
 #: then check their payloads' CRCs while the bytes are still in the core's cache (the
 #: gain with 1 MiB blocks is in docs/performance.md).
 READ_CHUNK_BYTES = 1 << 20
-#: A pool thread reads its part with one call per run: it needs the GIL only to start and
-#: to finish, and its CRCs are checked by the calling thread after it anyway.
-_POOL_CHUNK_BYTES = 1 << 62
 
 
 @dataclass
@@ -402,10 +400,11 @@ class FlashTier(Tier):
         gap, stride, payload = self._gap, self.slot_stride, SLOT_HEADER_BYTES + self.block_bytes
         fd, preadv = self.file.fd, self.io.preadv
 
-        def chunks(call: tuple[int, int], chunk_bytes: int = READ_CHUNK_BYTES) -> list[tuple[int, int, list, list]]:
-            """A part as its ``preadv`` calls, at most ``chunk_bytes`` each and even."""
+        def chunks(call: tuple[int, int], chunked: bool = True) -> list[tuple[int, int, list, list]]:
+            """A part as its ``preadv`` calls: even ones of at most ``READ_CHUNK_BYTES``, or
+            (``chunked=False``) one for the whole run."""
             a, b = call
-            count = -(-((b - a) * stride) // chunk_bytes)
+            count = -(-((b - a) * stride) // READ_CHUNK_BYTES) if chunked else 1
             step = -(-(b - a) // count)
             out = []
             for c in range(a, b, step):
@@ -426,18 +425,18 @@ class FlashTier(Tier):
             got = []
             for c, d, buffers, _ in part:
                 try:
-                    n = preadv(fd, buffers, self._offset(slot_list[c]))
+                    nbytes = preadv(fd, buffers, self._offset(slot_list[c]))
                 except OSError:
-                    n = -1
-                got.append(n)
-                if n < (d - c - 1) * stride + payload:
+                    nbytes = -1
+                got.append(nbytes)
+                if nbytes < (d - c - 1) * stride + payload:
                     break
             return got
 
         def check(part: list, got: list[int]) -> None:
             """The payload CRCs of what a part read whole (on the calling thread)."""
-            for (c, d, _, mine), n in zip(part, got):
-                done = 0 if n < payload else min(d - c, (n - payload) // stride + 1)
+            for (c, d, _, mine), nbytes in zip(part, got):
+                done = 0 if nbytes < payload else min(d - c, (nbytes - payload) // stride + 1)
                 crcs[c : c + done] = [crc32c(row) for row in mine[:done]]
                 whole[c : c + done] = True
 
@@ -451,12 +450,12 @@ class FlashTier(Tier):
             for call in calls:
                 read_and_check(chunks(call))
         else:
-            # The pool threads only read, each part with as few calls as the kernel takes (so
-            # they need the GIL only to start and to finish); this thread reads the first part,
-            # checking each chunk behind its read, then checks the other parts' CRCs.
+            # The pool threads only read, each part with one call per run (so they need the
+            # GIL only to start and to finish); this thread reads the first part, checking
+            # each chunk behind its read, then checks the other parts' CRCs.
             others, here = [], []
             for call in calls[1:]:
-                part = chunks(call, _POOL_CHUNK_BYTES)
+                part = chunks(call, chunked=False)
                 try:
                     others.append((part, pool.submit(read, part)))
                 except RuntimeError:  # the pool is shutting down (close): read it here

@@ -94,17 +94,16 @@ class MemoryTier(Tier):
 
     def _write_rows(self, slots: list[int], hashes: list[int], rows: np.ndarray, run: bool) -> bool:
         n = len(slots)
-        crcs = [checksum(r) for r in rows] if self.checksum else None
+        meta = ([(self.block_bytes, CODEC_NONE, checksum(r)) for r in rows] if self.checksum
+                else [(self.block_bytes, CODEC_NONE, None)] * n)
         if run:
             first = slots[0]
             np.copyto(self.slab[first : first + n], rows)  # one run of slots (fresh ones): one memcpy
-            self.slot_meta[first : first + n] = ([(self.block_bytes, CODEC_NONE, None)] * n if crcs is None
-                                                 else [(self.block_bytes, CODEC_NONE, crc) for crc in crcs])
+            self.slot_meta[first : first + n] = meta
             return True
         _copied(copy_rows_kernel(rows, self._batch_rows_index(n), self.slab, np.array(slots, dtype=np.int64)))
-        meta = self.slot_meta
-        for slot, crc in zip(slots, crcs or [None] * n):
-            meta[slot] = (self.block_bytes, CODEC_NONE, crc)
+        for slot, m in zip(slots, meta):
+            self.slot_meta[slot] = m
         return True
 
     def _write_slot(self, slot: int, block_hash: int, enc: Encoded, row: int = -1) -> None:
